@@ -1,0 +1,41 @@
+# Two commands for a fresh machine: `make workbench` and `make test`.
+# Both create .venv from pyproject.toml on first use and reuse it after.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch/torchvision are pinned to the releases that lie on this machine's disk (see README).
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: venv test test-fast workbench lab bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.5.3
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not browser"
+
+workbench: $(STAMP)
+	$(PY) -m cqa_core.cli workbench
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	for f in benchmarks/*.py; do $(PY) $$f || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check cqa_core workbench tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

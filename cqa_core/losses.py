@@ -1,0 +1,101 @@
+"""Losses of CQA-Face: CAL (Eq. 2), the L_D baseline (Eq. 3) and the overall objective (Eq. 9).
+
+Both diversity losses take attention maps (B, b, h, w) and return the batch mean of
+    2 / (b (b - 1)) * sum_{i < j} penalty(M_i, M_j).
+
+How Eq. 2 becomes a scalar. The paper writes max(0, -t + exp(-(M_i - M_j)^2 / sigma)) without
+saying how the map-valued (M_i - M_j)^2 is reduced. ``reduction`` chooses:
+
+* ``"pixel"`` (default): the Gaussian and the hinge act per location, then the result is
+  averaged over the h x w locations:
+      mean_{h,w} max(0, exp(-(M_i[h,w] - M_j[h,w])^2 / sigma) - t).
+  Reasons: (a) Eq. 2 has no norm sign, unlike Eq. 3's dist(M_i, M_j), so read literally the
+  expression is element-wise; (b) the paper argues CAL beats L_D because the Euclidean
+  distance is "sensitive to scales" and lets a few noisy high responses dominate. A per-location
+  Gaussian bounds each location's penalty to [0, 1 - t], which is exactly that robustness;
+  a Gaussian of a whole-map distance would not have it; (c) with sigma = 0.01 a location stops
+  being penalised once the two maps differ there by sqrt(sigma ln(1/t)) = 0.127, a sensible
+  step on a [0, 1] attention scale, independent of the map size h x w.
+* ``"map"``: reduce first, Gaussian after:
+      max(0, exp(-mean_{h,w} (M_i - M_j)^2 / sigma) - t)
+  i.e. a Gaussian kernel on the mean squared distance. Identical maps give the same 1 - t.
+
+Eq. 3 uses dist = the Euclidean (L2) distance between the flattened maps.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cqa_core.config import LossConfig
+from cqa_core.model.cqa_face import CQAOutput
+from cqa_core.model.heads import MarginHead
+
+
+def _pairs(b: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (i, j) of the b (b - 1) / 2 pairs with i < j."""
+    return torch.triu_indices(b, b, offset=1, device=device)
+
+
+def _mean_over_pairs(penalty: torch.Tensor) -> torch.Tensor:
+    """(B, P) pair penalties -> batch mean of 2 / (b (b-1)) sum_pairs, i.e. mean over pairs."""
+    if penalty.shape[1] == 0:  # b = 1: no pairs, no diversity to enforce
+        return penalty.sum() * 0.0
+    return penalty.mean(dim=1).mean()
+
+
+def cal_loss(maps: torch.Tensor, sigma: float = 0.01, t: float = 0.2, reduction: str = "pixel") -> torch.Tensor:
+    """Contrastive attention loss, Eq. 2 (batch mean). See the module docstring for ``reduction``."""
+    i, j = _pairs(maps.shape[1], maps.device)
+    diff2 = (maps[:, i] - maps[:, j]).pow(2).flatten(2)  # (B, P, h*w)
+    if reduction == "pixel":
+        penalty = F.relu(torch.exp(-diff2 / sigma) - t).mean(dim=2)  # (B, P)
+    elif reduction == "map":
+        penalty = F.relu(torch.exp(-diff2.mean(dim=2) / sigma) - t)  # (B, P)
+    else:
+        raise ValueError(f"unknown CAL reduction {reduction!r}; choose 'pixel' or 'map'")
+    return _mean_over_pairs(penalty)
+
+
+def ld_loss(maps: torch.Tensor, t: float = 0.2) -> torch.Tensor:
+    """Diverse-learning loss L_D, Eq. 3 (batch mean): hinge on the Euclidean map distance."""
+    i, j = _pairs(maps.shape[1], maps.device)
+    sq = (maps[:, i] - maps[:, j]).pow(2).flatten(2).sum(dim=2)  # (B, P)
+    # sqrt has an infinite derivative at 0; the clamp only changes values below 1e-6 distance
+    dist = sq.clamp_min(1e-12).sqrt()  # (B, P)
+    return _mean_over_pairs(F.relu(t - dist))
+
+
+class LossTerms(NamedTuple):
+    total: torch.Tensor  # L_Cls + lambda * L_div  (Eq. 9)
+    cls: torch.Tensor  # CosFace / ArcFace cross-entropy (Eq. 8)
+    diversity: torch.Tensor  # L_CAL, L_D or 0
+    logits: torch.Tensor  # (B, K) margin logits, for accuracy
+
+
+class CQACriterion(nn.Module):
+    """Eq. 9: L = L_Cls + lambda * L_CAL (or L_D, or nothing, per ``LossConfig.diversity``)."""
+
+    def __init__(self, config: LossConfig, head: MarginHead) -> None:
+        super().__init__()
+        self.config = config
+        self.head = head
+
+    def diversity(self, maps: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        maps = maps.float()
+        if c.diversity == "cal":
+            return cal_loss(maps, c.sigma, c.t, c.cal_reduction)
+        if c.diversity == "ld":
+            return ld_loss(maps, c.t)
+        return maps.sum() * 0.0
+
+    def forward(self, output: CQAOutput, labels: torch.Tensor) -> LossTerms:
+        logits = self.head(output.embedding, labels)  # (B, K)
+        cls = F.cross_entropy(logits, labels)
+        div = self.diversity(output.attention_maps)
+        return LossTerms(cls + self.config.lam * div, cls, div, logits)
