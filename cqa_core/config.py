@@ -93,6 +93,7 @@ class DataConfig:
     num_workers: int = 2
     val_pairs: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    align: bool = False  # training: align a raw photo folder first (data.datasets.ensure_aligned)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -111,3 +112,107 @@ def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
 
 def dumps(cfg: Any) -> str:
     return json.dumps(to_dict(cfg), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: model, loss, data, schedule, precision, checkpoints (``cqa_core.train``).
+
+    Defaults are the paper's (Implementation Details): global batch 256, SGD lr 0.03 with
+    momentum 0.9 and weight decay 5e-4, 2 linear warm-up epochs, VGGFace2's schedule (/10 at
+    epochs 7 and 10, lr 1e-4 for epoch 12, stop after 12). Epochs are counted from 1 in
+    ``lr_milestones`` / ``final_lr_epoch``, as in the paper. Presets in ``configs/`` build one;
+    ``cqa train --set key=value`` overrides any field (``model.stem=light``; see
+    ``cqa_core.training.overrides`` for the short aliases such as ``data_root``).
+
+    Attributes:
+        model / loss / data: the nested configs.
+        seed: seeds model init, data order (per epoch) and flips (per step); same seed, same run.
+        epochs: epochs to train. max_steps: stop after this many optimiser steps (None: never).
+        batch_size: GLOBAL images per optimiser step, over all processes and accumulation
+            micro-batches; each process sees batch_size // (world_size * grad_accum).
+        lr / momentum / weight_decay: SGD. lr is the peak after warm-up.
+        warmup_epochs: linear warm-up length (fractional epochs allowed).
+        lr_milestones / lr_decay: multiply lr by lr_decay from each of these (1-based) epochs on.
+        final_lr / final_lr_epoch: from that epoch on, lr is exactly final_lr (paper: 1e-4).
+        grad_accum: micro-batches per optimiser step. grad_clip: max global grad norm (None: off).
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
+        channels_last / compile: CUDA speed switches (compile = torch.compile on the model).
+        device: ``auto`` (cuda if available, else cpu), ``cpu`` or ``cuda``.
+        sync_bn: SyncBatchNorm under DDP on CUDA (CPU/gloo has none; ignored there).
+        hflip: random horizontal flip, done on the device, keyed on (seed, step).
+        partial_fc: ``auto`` (on from partial_fc_threshold classes), ``on`` or ``off``;
+            partial_fc_rate: fraction of class centres sampled per step.
+        out_dir: run directory (checkpoints/, metrics.jsonl, tb/, model.safetensors).
+        save_every: checkpoint every N optimiser steps (0: only at epoch ends and the end).
+        keep_last: checkpoints kept (plus the best by verification accuracy).
+        eval_every: verify every N steps (0: at epoch ends only); eval_pairs: None = off,
+            ``auto`` = LFW pairsDevTest under shared_data_dir() (off if absent), or a path.
+        eval_max_pairs: cap on verification pairs (None: all).
+        log_every: metrics.jsonl / TensorBoard / progress-bar cadence, in steps.
+        max_bad_steps: stop after this many NaN/inf steps in a row (each one is skipped).
+        progress / tensorboard: tqdm bars and TensorBoard events (rank 0; off if not installed).
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    epochs: int = 12
+    max_steps: int | None = None
+    batch_size: int = 256
+    lr: float = 0.03
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 2.0
+    lr_milestones: tuple[int, ...] = (7, 10)
+    lr_decay: float = 0.1
+    final_lr: float | None = 1e-4
+    final_lr_epoch: int | None = 12
+    grad_accum: int = 1
+    grad_clip: float | None = 5.0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    device: str = "auto"
+    sync_bn: bool = False
+    hflip: bool = True
+    partial_fc: Literal["auto", "on", "off"] = "auto"
+    partial_fc_threshold: int = 100_000
+    partial_fc_rate: float = 0.3
+    out_dir: str = "runs/train"
+    save_every: int = 0
+    keep_last: int = 3
+    eval_every: int = 0
+    eval_pairs: str | None = "auto"
+    eval_max_pairs: int | None = None
+    log_every: int = 10
+    max_bad_steps: int = 5
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
+            raise ValueError("batch_size, grad_accum and epochs must be >= 1")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"unknown precision {self.precision!r}; choose auto, bf16 or fp32")
+        if self.partial_fc not in ("auto", "on", "off"):
+            raise ValueError(f"unknown partial_fc {self.partial_fc!r}; choose auto, on or off")
+        if not 0.0 < self.partial_fc_rate <= 1.0:
+            raise ValueError(f"partial_fc_rate must be in (0, 1], got {self.partial_fc_rate}")
+
+
+def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Inverse of :func:`to_dict` for a TrainConfig (lists back to tuples)."""
+    d = dict(d)
+    nested = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig}
+    for key, cls in nested.items():
+        if isinstance(d.get(key), dict):
+            d[key] = cls(**d[key])
+    if isinstance(d.get("lr_milestones"), list):
+        d["lr_milestones"] = tuple(d["lr_milestones"])
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
+    return TrainConfig(**d)

@@ -29,5 +29,5 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     """HWC uint8 RGB numpy image -> normalised (1, 3, H, W) float tensor."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]  # (1, 3, H, W)
+    t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None]  # (1, 3, H, W)
     return normalize(t)

@@ -29,5 +29,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r['name']:<34}{r['params'] / 1e6:>12.3f}{r['flops'] / 1e9:>10.3f}")
     o = rows["overhead_pct"]
     print(f"CQA overhead vs bare stem + FC-512: params {o['params']:+.1f}%, FLOPs {o['flops']:+.1f}%")
+    s = rows["overhead_vs_stem_pct"]
+    print(f"CQA head (branches, QAN, FC) on the stem alone: params {s['params']:+.1f}%, FLOPs {s['flops']:+.2f}%")
     print("FLOPs counted by torch.utils.flop_counter at 1 x 3 x 112 x 112 (a multiply-add = 2 FLOPs).")
     return 0

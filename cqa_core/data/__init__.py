@@ -1,0 +1,43 @@
+"""Data pipeline: loading, alignment, datasets, pair lists, degradations, downloads.
+
+Only tiny path helpers live here so ``import cqa_core.data`` stays light; the heavy modules
+(``align``, ``datasets``, ``degrade``) import numpy / torch / cv2 / facenet_pytorch lazily.
+
+Colour convention everywhere in this package: images are **RGB** uint8. Files that store BGR
+(OpenCV writes, insightface RecordIO produced through ``cv2.imencode``) are converted at the
+reading boundary, never later.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["cache_dir", "shared_data_dir", "repo_root"]
+
+
+def repo_root() -> Path:
+    """The checkout root: the parent of the ``cqa_core`` package directory."""
+    return Path(__file__).resolve().parents[2]
+
+
+def shared_data_dir() -> Path:
+    """Root of the shared face data (LFW, CelebA subset, masks, fixtures).
+
+    Env ``CQA_DATA`` wins; otherwise ``<repo_root>/../shared/data``.
+    """
+    env = os.environ.get("CQA_DATA")
+    if env:
+        return Path(env).expanduser()
+    return (repo_root().parent / "shared" / "data").resolve()
+
+
+def cache_dir() -> Path:
+    """Where derived data (aligned crops, downloads) is cached.
+
+    Env ``CQA_CACHE`` wins; otherwise ``~/.cache/cqa-face``. The directory is not created here.
+    """
+    env = os.environ.get("CQA_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "cqa-face"

@@ -1,0 +1,97 @@
+"""``cqa workbench``: until the Voila dashboard lands, a terminal demo that explains one face.
+
+It runs CQA-Face on one photo and prints what the dashboard will show: each branch's attention
+map (as characters), its QAN quality score, and the CAL similarity between branches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+SHADES = " .:-=+*#%@"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("workbench", help="explain one face (terminal demo until the dashboard lands)")
+    p.add_argument("image", nargs="?", help="a face photo (default: the first face under --faces)")
+    p.add_argument("--faces", default=os.environ.get("CQA_FACES"), help="folder of faces (env CQA_FACES)")
+    p.add_argument("--checkpoint", default=os.environ.get("CQA_CHECKPOINT"), help="model weights (env CQA_CHECKPOINT)")
+    p.set_defaults(func=run)
+
+
+def find_face(args: argparse.Namespace) -> Path:
+    if args.image:
+        return Path(args.image)
+    from cqa_core.paths import shared_data
+
+    roots = [Path(args.faces)] if args.faces else [shared_data() / "lfw-deepfunneled"]
+    for root in roots:
+        if root.is_dir():
+            found = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+            if found:
+                return found[0]
+    raise FileNotFoundError("no face given and none found: pass IMAGE, --faces DIR or set CQA_FACES")
+
+
+def load_face(path: Path):
+    """Photo -> (1, 3, 112, 112) model input by a centre crop (alignment comes with the data layer)."""
+    import numpy as np
+    from PIL import Image
+
+    from cqa_core.preprocess import to_tensor
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        # LFW-style framing: the face fills the central ~45% of a 250 px photo
+        crop = int(side * 0.45) if side >= 200 else side
+        box = (left + (side - crop) // 2, top + (side - crop) // 2)
+        im = im.crop((*box, box[0] + crop, box[1] + crop)).resize((112, 112), Image.BILINEAR)
+        return to_tensor(np.asarray(im))
+
+
+def load(checkpoint: str | None):
+    from cqa_core.checkpoint import load_model
+    from cqa_core.config import ModelConfig
+    from cqa_core.model import create_model
+
+    if checkpoint:
+        return load_model(checkpoint), f"weights {checkpoint}"
+    print("note: no trained default model is bundled yet; showing an UNTRAINED light model")
+    import torch
+
+    torch.manual_seed(0)
+    return create_model(ModelConfig(stem="light", branches=4)).eval(), "untrained light model (seed 0)"
+
+
+def ascii_map(m) -> list[str]:
+    lo, hi = float(m.min()), float(m.max())
+    scale = (len(SHADES) - 1) / max(hi - lo, 1e-8)
+    return ["".join(SHADES[int((v - lo) * scale)] * 2 for v in row) for row in m.tolist()]
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from cqa_core.losses import cal_loss
+
+    path = find_face(args)
+    model, what = load(args.checkpoint)
+    with torch.no_grad():
+        out = model(load_face(path))
+    maps = out.attention_maps[0]  # (b, 7, 7)
+    b = maps.shape[0]
+    print(f"face: {path}\nmodel: {what}, stem {model.config.stem}, b={b}")
+    print(f"embedding norm {out.embedding[0].norm():.3f}")
+    blocks = [ascii_map(maps[i]) for i in range(b)]
+    print("   ".join(f"branch {i} q={out.quality[0, i]:.2f}".ljust(14) for i in range(b)))
+    for r in range(maps.shape[1]):
+        print("   ".join(block[r].ljust(14) for block in blocks))
+    print("CAL penalty per branch pair (Eq. 2, 0 = diverse, 0.8 = identical):")
+    for i in range(b):
+        cells = [f"{cal_loss(maps[[i, j]][None]).item():5.2f}" if i != j else "    -" for j in range(b)]
+        print("  " + " ".join(cells))
+    return 0

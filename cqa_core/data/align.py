@@ -1,0 +1,201 @@
+"""Face alignment as the paper does it: MTCNN 5 landmarks -> similarity warp -> 112 x 112.
+
+The warp is the least-squares similarity (Umeyama 1991: rotation, uniform scale, translation)
+taking the 5 detected points onto :data:`~cqa_core.data.template.ARCFACE_TEMPLATE`. Every
+:class:`AlignedFace` keeps its 2 x 3 affine (photo (x, y) -> aligned (x, y)) so explanation maps
+computed at 112 x 112 can be warped back onto the photo with :func:`invert_affine`.
+
+When no face is found, ``fallback="center"`` uses a fixed affine: the template fitted to the
+median MTCNN landmarks of LFW deep-funneled photos (:data:`CENTER_LANDMARKS`, fractions of the
+image width / height). It suits LFW-style framing (face centred, about 40 % of a square photo;
+CelebA-299 crops are framed the same way) and is a rough crop for anything else.
+``fallback=None`` raises :class:`NoFaceError` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cqa_core.data.imageio import (  # noqa: F401  (re-exported public API)
+    MAX_PIXELS,
+    CorruptImageError,
+    ImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    decode_image,
+    load_image,
+)
+from cqa_core.data.template import ARCFACE_TEMPLATE, SIZE
+
+CENTER_LANDMARKS = np.array(
+    [[0.4197, 0.4538], [0.5872, 0.4500], [0.5044, 0.5487], [0.4348, 0.6367], [0.5787, 0.6325]],
+    dtype=np.float64,
+)  # (5, 2) median MTCNN points on 150 random LFW deep-funneled photos, / (w, h)
+
+
+class NoFaceError(ImageError):
+    """The detector found no face and no fallback was allowed."""
+
+
+@dataclass
+class AlignedFace:
+    """One face warped onto the ArcFace template.
+
+    Attributes:
+        image: (112, 112, 3) uint8 RGB aligned crop.
+        affine: (2, 3) float matrix mapping photo (x, y, 1) -> aligned (x, y).
+        landmarks: (5, 2) detected points in photo coordinates, or None (fallback / identity).
+        source_size: (w, h) of the photo.
+        method: "mtcnn", "center" (fallback) or "identity" (input already 112 x 112).
+        score: detector probability of the chosen face (0.0 for the fallback, 1.0 for identity).
+    """
+
+    image: np.ndarray
+    affine: np.ndarray
+    landmarks: np.ndarray | None
+    source_size: tuple[int, int]
+    method: str
+    score: float
+
+    @property
+    def inverse_affine(self) -> np.ndarray:
+        """(2, 3) matrix mapping aligned (x, y) back onto the photo."""
+        return invert_affine(self.affine)
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform taking ``src`` points onto ``dst`` points.
+
+    Args:
+        src: (N, 2) points.
+        dst: (N, 2) points, N >= 2.
+
+    Returns:
+        (2, 3) float64 affine ``[s R | t]`` minimising sum ||s R src_i + t - dst_i||^2.
+    """
+    src = np.asarray(src, dtype=np.float64)  # (N, 2)
+    dst = np.asarray(dst, dtype=np.float64)  # (N, 2)
+    mu_s, mu_d = src.mean(0), dst.mean(0)  # (2,), (2,)
+    sc, dc = src - mu_s, dst - mu_d  # (N, 2)
+    cov = dc.T @ sc / len(src)  # (2, 2)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1.0  # no reflections
+    rot = u @ np.diag(d) @ vt  # (2, 2)
+    var_s = (sc**2).sum() / len(src)
+    scale = (sig * d).sum() / var_s if var_s > 0 else 1.0
+    t = mu_d - scale * rot @ mu_s  # (2,)
+    return np.hstack([scale * rot, t[:, None]])  # (2, 3)
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Inverse of a (2, 3) affine matrix, as (2, 3)."""
+    full = np.vstack([np.asarray(m, dtype=np.float64), [0.0, 0.0, 1.0]])  # (3, 3)
+    return np.linalg.inv(full)[:2]  # (2, 3)
+
+
+def transform_points(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine to (N, 2) points."""
+    pts = np.asarray(pts, dtype=np.float64)  # (N, 2)
+    return pts @ m[:, :2].T + m[:, 2]  # (N, 2)
+
+
+def warp(img: np.ndarray, affine: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Warp an HxWx3 image with a (2, 3) affine into a size x size crop (black outside)."""
+    import cv2
+
+    return cv2.warpAffine(
+        img, np.asarray(affine, dtype=np.float64), (size, size), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
+    )  # (size, size, 3)
+
+
+def center_affine(width: int, height: int) -> np.ndarray:
+    """The fixed fallback affine for a width x height LFW-style photo (see module docstring)."""
+    pts = CENTER_LANDMARKS * np.array([width, height], dtype=np.float64)  # (5, 2)
+    return umeyama(pts, ARCFACE_TEMPLATE)
+
+
+_DETECTOR: Any = None
+
+
+def get_detector(device: str = "cpu") -> Any:
+    """A process-wide facenet-pytorch MTCNN (keep_all=True), built on first use."""
+    global _DETECTOR
+    if _DETECTOR is None:
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "face detection needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.5.3"
+            ) from exc
+        _DETECTOR = MTCNN(keep_all=True, device=device)
+    return _DETECTOR
+
+
+def detect_faces(img: np.ndarray, detector: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run MTCNN on an RGB uint8 image.
+
+    Returns:
+        boxes (F, 4) x1 y1 x2 y2, probs (F,), landmarks (F, 5, 2); F may be 0.
+    """
+    det = detector if detector is not None else get_detector()
+    boxes, probs, points = det.detect(img, landmarks=True)
+    if boxes is None or len(boxes) == 0:
+        return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0, 5, 2))
+    boxes = np.asarray(np.stack(list(boxes)), dtype=np.float64)  # (F, 4)
+    probs = np.asarray(list(probs), dtype=np.float64)  # (F,)
+    points = np.asarray(np.stack(list(points)), dtype=np.float64)  # (F, 5, 2)
+    return boxes, probs, points
+
+
+def align_image(
+    img: np.ndarray, detector: Any = None, fallback: str | None = "center", pick: str = "largest"
+) -> AlignedFace:
+    """Detect the face in a photo and warp it onto the 112 x 112 ArcFace template.
+
+    Args:
+        img: (H, W, 3) uint8 RGB photo. A 112 x 112 input is taken as already aligned.
+        detector: an object with ``detect(img, landmarks=True)`` like facenet-pytorch's MTCNN;
+            None uses the shared CPU MTCNN.
+        fallback: "center" to use :func:`center_affine` when no face is found; None to raise.
+        pick: "largest" (box area, the default) or "best" (highest probability).
+
+    Returns:
+        The :class:`AlignedFace`.
+
+    Raises:
+        NoFaceError: no face and ``fallback`` is None.
+        ValueError: ``img`` is not HxWx3 uint8.
+    """
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {img.shape} dtype {img.dtype}")
+    h, w = img.shape[:2]
+    if (h, w) == (SIZE, SIZE):
+        eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # (2, 3)
+        return AlignedFace(img.copy(), eye, None, (w, h), "identity", 1.0)
+    boxes, probs, points = detect_faces(img, detector)
+    if len(boxes):
+        if pick == "best":
+            i = int(np.argmax(probs))
+        else:
+            i = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+        m = umeyama(points[i], ARCFACE_TEMPLATE)  # (2, 3)
+        return AlignedFace(warp(img, m), m, points[i].astype(np.float32), (w, h), "mtcnn", float(probs[i]))
+    if fallback == "center":
+        m = center_affine(w, h)
+        return AlignedFace(warp(img, m), m, None, (w, h), "center", 0.0)
+    if fallback is None:
+        raise NoFaceError(f"no face found in a {w}x{h} image")
+    raise ValueError(f"unknown fallback {fallback!r}; use 'center' or None")
+
+
+def align_folder(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Align every image under a folder; see :func:`cqa_core.data.align_run.align_folder`."""
+    from cqa_core.data.align_run import align_folder as _run
+
+    return _run(*args, **kwargs)

@@ -1,0 +1,102 @@
+"""Eq. 2 (CAL) and Eq. 3 (L_D) on 2x2 maps, worked out by hand in the comments."""
+
+import math
+
+import pytest
+import torch
+
+from cqa_core.config import LossConfig
+from cqa_core.losses import CQACriterion, cal_loss, ld_loss
+from cqa_core.model.cqa_face import CQAOutput
+from cqa_core.model.heads import CosFace
+
+SIGMA, T = 0.01, 0.2
+
+
+def maps_of(*grids):
+    """Stack 2x2 grids into (1, b, 2, 2) maps."""
+    return torch.tensor([grids], dtype=torch.float32)
+
+
+def test_cal_identical_maps_give_exp0_minus_t():
+    # every location: exp(-0 / sigma) - t = 1 - 0.2 = 0.8; one pair, factor 2/(2*1) = 1
+    m = maps_of([[0.3, 0.7], [0.1, 0.9]], [[0.3, 0.7], [0.1, 0.9]])
+    assert cal_loss(m, SIGMA, T).item() == pytest.approx(0.8, abs=1e-6)
+    assert cal_loss(m, SIGMA, T, reduction="map").item() == pytest.approx(0.8, abs=1e-6)
+
+
+def test_cal_three_identical_maps_average_pairs():
+    # 3 pairs each 0.8, times 2/(3*2) = 1/3, sum = 0.8
+    g = [[0.5, 0.5], [0.5, 0.5]]
+    assert cal_loss(maps_of(g, g, g), SIGMA, T).item() == pytest.approx(0.8, abs=1e-6)
+
+
+def test_cal_pixel_reduction_by_hand():
+    # M1 = 0 everywhere, M2 differs by 0.1 at one location:
+    #   three locations: exp(0) - 0.2 = 0.8
+    #   one location: exp(-0.01 / 0.01) - 0.2 = exp(-1) - 0.2 = 0.16788
+    #   mean over 4 locations = (3 * 0.8 + 0.16788) / 4 = 0.64197
+    m = maps_of([[0, 0], [0, 0]], [[0, 0], [0, 0.1]])
+    expected = (3 * 0.8 + math.exp(-1) - 0.2) / 4
+    assert cal_loss(m, SIGMA, T).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_cal_map_reduction_by_hand():
+    # mean squared difference = 0.01 / 4 = 0.0025; exp(-0.0025 / 0.01) - 0.2 = exp(-0.25) - 0.2 = 0.57880
+    m = maps_of([[0, 0], [0, 0]], [[0, 0], [0, 0.1]])
+    assert cal_loss(m, SIGMA, T, reduction="map").item() == pytest.approx(math.exp(-0.25) - 0.2, abs=1e-6)
+
+
+def test_cal_hinge_clips_far_apart_maps_to_zero():
+    # difference 0.5 everywhere: exp(-0.25 / 0.01) = exp(-25) ~ 1e-11 < t, so max(0, .) = 0
+    m = maps_of([[0, 0], [0, 0]], [[0.5, 0.5], [0.5, 0.5]])
+    assert cal_loss(m, SIGMA, T).item() == 0.0
+
+
+def test_cal_is_batch_mean():
+    # sample 1: identical (0.8); sample 2: far apart (0) -> batch mean 0.4
+    same = [[[0, 0], [0, 0]], [[0, 0], [0, 0]]]
+    far = [[[0, 0], [0, 0]], [[1, 1], [1, 1]]]
+    m = torch.tensor([same, far], dtype=torch.float32)
+    assert cal_loss(m, SIGMA, T).item() == pytest.approx(0.4, abs=1e-6)
+
+
+def test_cal_unknown_reduction_is_refused():
+    with pytest.raises(ValueError, match="reduction"):
+        cal_loss(torch.zeros(1, 2, 2, 2), reduction="sum")
+
+
+def test_ld_by_hand():
+    # dist([[0,0],[0,0]], [[0.1,0],[0,0]]) = 0.1 -> max(0, 0.2 - 0.1) = 0.1
+    assert ld_loss(maps_of([[0, 0], [0, 0]], [[0.1, 0], [0, 0]]), t=T).item() == pytest.approx(0.1, abs=1e-6)
+    # dist = sqrt(0.3^2 + 0.4^2) = 0.5 > t -> 0
+    assert ld_loss(maps_of([[0, 0], [0, 0]], [[0.3, 0.4], [0, 0]]), t=T).item() == pytest.approx(0.0, abs=1e-7)
+    # identical maps: dist 0 -> t = 0.2, and the gradient is finite
+    m = maps_of([[0.2, 0.2], [0.2, 0.2]], [[0.2, 0.2], [0.2, 0.2]]).requires_grad_()
+    loss = ld_loss(m, t=T)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.2, abs=1e-6)
+    assert torch.isfinite(m.grad).all()
+
+
+def test_single_branch_has_no_pairs():
+    assert cal_loss(torch.rand(2, 1, 3, 3)).item() == 0.0
+    assert ld_loss(torch.rand(2, 1, 3, 3)).item() == 0.0
+
+
+def test_criterion_adds_lambda_times_cal():
+    # identical maps: L_CAL = 0.8; lambda 0.5 -> total = cls + 0.4
+    head = CosFace(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(2))
+    maps = torch.full((2, 2, 2, 2), 0.5)
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    out = CQAOutput(emb, torch.zeros(2, 1, 2, 2), maps, torch.zeros(2, 2, 1), torch.ones(2, 2), torch.zeros(2, 2, 2))
+    labels = torch.tensor([0, 1])
+    terms = CQACriterion(LossConfig(), head)(out, labels)
+    assert terms.diversity.item() == pytest.approx(0.8, abs=1e-6)
+    assert terms.total.item() == pytest.approx(terms.cls.item() + 0.4, abs=1e-5)
+    # cls by hand: logits [64 * 0.65, 0] for both samples -> CE = log(1 + exp(-41.6))
+    assert terms.cls.item() == pytest.approx(math.log1p(math.exp(-41.6)), abs=1e-6)
+    none = CQACriterion(LossConfig(diversity="none"), head)(out, labels)
+    assert none.total.item() == pytest.approx(none.cls.item())
