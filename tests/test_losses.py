@@ -100,3 +100,38 @@ def test_criterion_adds_lambda_times_cal():
     assert terms.cls.item() == pytest.approx(math.log1p(math.exp(-41.6)), abs=1e-6)
     none = CQACriterion(LossConfig(diversity="none"), head)(out, labels)
     assert none.total.item() == pytest.approx(none.cls.item())
+
+
+def reference_cal(maps, sigma, t):
+    """Eq. 2 written as loops, for the default per-location reduction."""
+    total = 0.0
+    bsz, b = maps.shape[:2]
+    for n in range(bsz):
+        s = 0.0
+        for i in range(b):
+            for j in range(i + 1, b):
+                g = torch.exp(-((maps[n, i] - maps[n, j]) ** 2) / sigma)
+                s += torch.clamp(g - t, min=0).mean().item()
+        total += 2.0 / (b * (b - 1)) * s
+    return total / bsz
+
+
+def reference_ld(maps, t):
+    total = 0.0
+    bsz, b = maps.shape[:2]
+    for n in range(bsz):
+        s = sum(max(0.0, t - torch.dist(maps[n, i], maps[n, j]).item()) for i in range(b) for j in range(i + 1, b))
+        total += 2.0 / (b * (b - 1)) * s
+    return total / bsz
+
+
+def test_losses_match_loop_references_on_random_maps():
+    g = torch.Generator().manual_seed(1)
+    # near-identical maps so that both hinges are active somewhere
+    base = torch.rand(3, 1, 7, 7, generator=g)
+    maps = (base + 0.08 * torch.rand(3, 4, 7, 7, generator=g)).clamp(0, 1)
+    assert cal_loss(maps, SIGMA, T).item() == pytest.approx(reference_cal(maps, SIGMA, T), rel=1e-5)
+    assert 0 < cal_loss(maps, SIGMA, T).item() < 0.8
+    small = 0.02 * torch.rand(3, 4, 2, 2, generator=g)
+    assert ld_loss(small, T).item() == pytest.approx(reference_ld(small, T), rel=1e-5)
+    assert ld_loss(small, T).item() > 0

@@ -24,9 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def find_face(args: argparse.Namespace) -> Path:
     if args.image:
         return Path(args.image)
-    from cqa_core.paths import shared_data
+    from cqa_core.data import shared_data_dir
 
-    roots = [Path(args.faces)] if args.faces else [shared_data() / "lfw-deepfunneled"]
+    roots = [Path(args.faces)] if args.faces else [shared_data_dir() / "lfw-deepfunneled"]
     for root in roots:
         if root.is_dir():
             found = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
