@@ -48,17 +48,31 @@ def _mean_over_pairs(penalty: torch.Tensor) -> torch.Tensor:
     return penalty.mean(dim=1).mean()
 
 
+def cal_penalty(m_i: torch.Tensor, m_j: torch.Tensor, sigma: float = 0.01, t: float = 0.2,
+                reduction: str = "pixel") -> torch.Tensor:
+    """The term Eq. 2 sums for a pair of maps: (..., h, w), (..., h, w) -> (...).
+
+    The one place Eq. 2's Gaussian is written; ``cal_loss`` and the explanation engine's
+    diversity matrix both call it.
+    """
+    diff2 = (m_i - m_j).pow(2).flatten(-2)  # (..., h*w)
+    if reduction == "pixel":
+        return F.relu(torch.exp(-diff2 / sigma) - t).mean(dim=-1)  # (...)
+    if reduction == "map":
+        return F.relu(torch.exp(-diff2.mean(dim=-1) / sigma) - t)  # (...)
+    raise ValueError(f"unknown CAL reduction {reduction!r}; choose 'pixel' or 'map'")
+
+
+def cal_penalty_matrix(maps: torch.Tensor, sigma: float = 0.01, t: float = 0.2,
+                       reduction: str = "pixel") -> torch.Tensor:
+    """maps (B, b, h, w) -> (B, b, b) penalty of every pair (diagonal: a map against itself)."""
+    return cal_penalty(maps[:, :, None], maps[:, None], sigma, t, reduction)  # (B, b, b)
+
+
 def cal_loss(maps: torch.Tensor, sigma: float = 0.01, t: float = 0.2, reduction: str = "pixel") -> torch.Tensor:
     """Contrastive attention loss, Eq. 2 (batch mean). See the module docstring for ``reduction``."""
     i, j = _pairs(maps.shape[1], maps.device)
-    diff2 = (maps[:, i] - maps[:, j]).pow(2).flatten(2)  # (B, P, h*w)
-    if reduction == "pixel":
-        penalty = F.relu(torch.exp(-diff2 / sigma) - t).mean(dim=2)  # (B, P)
-    elif reduction == "map":
-        penalty = F.relu(torch.exp(-diff2.mean(dim=2) / sigma) - t)  # (B, P)
-    else:
-        raise ValueError(f"unknown CAL reduction {reduction!r}; choose 'pixel' or 'map'")
-    return _mean_over_pairs(penalty)
+    return _mean_over_pairs(cal_penalty(maps[:, i], maps[:, j], sigma, t, reduction))  # (B, P) -> ()
 
 
 def ld_loss(maps: torch.Tensor, t: float = 0.2) -> torch.Tensor:

@@ -16,9 +16,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from cqa_core.explain.common import ExplainError, as_batch, cosine, model_device, to_numpy
+from cqa_core.explain.common import (
+    ExplainError,
+    as_batch,
+    cosine,
+    in_eval_mode,
+    keep_param_grads,
+    model_device,
+    to_numpy,
+)
 
-CAM_METHODS = ("GradCAM", "HiResCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "EigenCAM", "EigenGradCAM", "ScoreCAM")
+CAM_METHODS = (
+    "GradCAM", "HiResCAM", "GradCAMElementWise", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "EigenCAM",
+    "EigenGradCAM", "KPCA_CAM", "SegEigenCAM", "ScoreCAM", "AblationCAM", "ShapleyCAM", "FinerCAM", "FEM", "RandomCAM",
+)  # pytorch-grad-cam 1.5.7 classes checked on CQA-Face (RefineCAM is a wrapper, not a CAM: not supported)
 
 
 class TensorOutput(nn.Module):
@@ -49,6 +60,7 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x).embedding  # (B, 512)
 
 
+@in_eval_mode
 def library_cam(model: nn.Module, images_a, images_b, method: str = "GradCAM", **cam_kwargs) -> np.ndarray:
     """Any pytorch-grad-cam method on cos(e_a, e_b), target layer ``model.stem``.
 
@@ -71,7 +83,7 @@ def library_cam(model: nn.Module, images_a, images_b, method: str = "GradCAM", *
     xa, xb = as_batch(images_a, device), as_batch(images_b, device)  # (B, 3, H, W), (B'|1, 3, H, W)
     ref = embed(model, xb).expand(xa.shape[0], -1)  # (B, 512)
     targets = [SimilarityTarget(r) for r in ref]
-    with cls(model=TensorOutput(model), target_layers=[model.stem], **cam_kwargs) as cam:
+    with keep_param_grads(model), cls(model=TensorOutput(model), target_layers=[model.stem], **cam_kwargs) as cam:
         return np.asarray(cam(input_tensor=xa, targets=targets), dtype=np.float32)  # (B, H, W)
 
 
@@ -91,6 +103,7 @@ class Attribution(NamedTuple):
     delta: np.ndarray  # (B,) IG convergence delta (sum of attributions - (f(x) - f(baseline))); 0 for occlusion
 
 
+@in_eval_mode
 def integrated_gradients(model: nn.Module, images_a, images_b, steps: int = 32, baseline: float = 0.0,
                          internal_batch_size: int | None = 64) -> Attribution:
     """captum IntegratedGradients of cos(e_a, e_b) w.r.t. face a's pixels.
@@ -117,6 +130,7 @@ def integrated_gradients(model: nn.Module, images_a, images_b, steps: int = 32, 
     return Attribution(to_numpy(attr.sum(dim=1)), to_numpy(delta))  # (B, H, W), (B,)
 
 
+@in_eval_mode
 def occlusion(model: nn.Module, images_a, images_b, window: int = 16, stride: int = 8, baseline: float = 0.0,
               per_eval: int = 64) -> Attribution:
     """captum Occlusion of cos(e_a, e_b): drop in similarity when a window of face a is greyed out."""

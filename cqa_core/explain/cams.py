@@ -17,10 +17,20 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from cqa_core.explain.common import ExplainError, as_batch, cosine, minmax, model_device, to_numpy, upsample
+from cqa_core.explain.common import (
+    ExplainError,
+    as_batch,
+    cosine,
+    in_eval_mode,
+    minmax,
+    model_device,
+    to_numpy,
+    upsample,
+)
 from cqa_core.preprocess import INPUT_SIZE
 
 
+@in_eval_mode
 def attention_cams(model: torch.nn.Module, images, size: int = INPUT_SIZE) -> np.ndarray:
     """Branch attention maps M_i upsampled to the input size.
 
@@ -63,15 +73,25 @@ def warp_to_photo(maps: np.ndarray, affine: np.ndarray, photo_size: tuple[int, i
     return np.stack(out).reshape(*lead, h, w)  # (..., h, w)
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend a [0, 1] heatmap (jet colour map) onto an RGB uint8 image; returns uint8 (H, W, 3)."""
+def crop_support(affine: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
+    """(height, width) map of where the aligned 112 x 112 crop lies on the photo (1 inside, 0 outside)."""
+    return warp_to_photo(np.ones((INPUT_SIZE, INPUT_SIZE), np.float32), affine, photo_size)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, support: np.ndarray | None = None) -> np.ndarray:
+    """Blend a [0, 1] heatmap (jet colour map) onto an RGB uint8 image; returns uint8 (H, W, 3).
+
+    ``support`` (H, W) in [0, 1] scales the opacity per pixel: pass :func:`crop_support` so photo
+    pixels outside the aligned crop (where the model saw nothing) stay untinted.
+    """
     import cv2
 
     if image.shape[:2] != heat.shape:
         raise ExplainError(f"heatmap {heat.shape} does not match image {image.shape[:2]}")
     h8 = np.uint8(np.clip(heat, 0.0, 1.0) * 255)  # (H, W)
     colour = cv2.cvtColor(cv2.applyColorMap(h8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)  # (H, W, 3)
-    blend = (1.0 - alpha) * image.astype(np.float32) + alpha * colour.astype(np.float32)  # (H, W, 3)
+    a = np.float32(alpha) if support is None else (alpha * np.asarray(support, np.float32))[..., None]  # (H, W, 1)
+    blend = (1.0 - a) * image.astype(np.float32) + a * colour.astype(np.float32)  # (H, W, 3)
     return np.clip(blend, 0, 255).astype(np.uint8)
 
 
@@ -83,9 +103,10 @@ class BranchOverlay(NamedTuple):
     image: np.ndarray  # (H, W, 3) uint8 heatmap blended on the photo
 
 
-def branch_overlays(photo: np.ndarray, maps: np.ndarray, quality: np.ndarray, alpha: float = 0.5) -> list[BranchOverlay]:
+def branch_overlays(photo: np.ndarray, maps: np.ndarray, quality: np.ndarray, alpha: float = 0.5,
+                    support: np.ndarray | None = None) -> list[BranchOverlay]:
     """Per-branch overlays: maps (b, H, W) on the photo (H, W, 3), each with its quality score."""
-    return [BranchOverlay(i, float(quality[i]), overlay(photo, maps[i], alpha)) for i in range(len(maps))]
+    return [BranchOverlay(i, float(quality[i]), overlay(photo, maps[i], alpha, support)) for i in range(len(maps))]
 
 
 class GradCAMResult(NamedTuple):
@@ -104,6 +125,7 @@ def _grad_cam(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return torch.relu(torch.einsum("bc,bchw->bhw", weights, x))  # (B, h, w)
 
 
+@in_eval_mode
 def similarity_gradcam(model: torch.nn.Module, images_a, images_b, normalise: bool = True) -> GradCAMResult:
     """Grad-CAM of cos(e_a, e_b) on the stem output X, without hooks.
 
@@ -126,7 +148,15 @@ def similarity_gradcam(model: torch.nn.Module, images_a, images_b, normalise: bo
     xb = xb.expand(xa.shape[0], -1, -1, -1)  # (B, 3, H, W)
     with torch.no_grad():
         feats = model.stem(torch.cat([xa, xb]))  # (2B, C, h, w)
-    feats = feats.detach().requires_grad_(True)  # (2B, C, h, w) leaf
+    fa, fb = feats.chunk(2)  # (B, C, h, w) each
+    return gradcam_from_features(model, fa, fb, tuple(xa.shape[-2:]), normalise)
+
+
+@in_eval_mode
+def gradcam_from_features(model: torch.nn.Module, feats_a: torch.Tensor, feats_b: torch.Tensor,
+                          size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE), normalise: bool = True) -> GradCAMResult:
+    """:func:`similarity_gradcam` from stem outputs X_a, X_b (B, C, h, w) already computed."""
+    feats = torch.cat([feats_a, feats_b]).detach().requires_grad_(True)  # (2B, C, h, w) leaf
     with torch.enable_grad():
         emb = model.head_features(feats).embedding  # (2B, 512)
         ea, eb = emb.chunk(2)  # (B, 512) each
@@ -134,7 +164,7 @@ def similarity_gradcam(model: torch.nn.Module, images_a, images_b, normalise: bo
         (grad,) = torch.autograd.grad(sim.sum(), feats)  # (2B, C, h, w)
     cam = _grad_cam(feats.detach(), grad)  # (2B, h, w)
     scaled = minmax(cam) if normalise else cam  # (2B, h, w)
-    up = upsample(scaled[:, None], tuple(xa.shape[-2:]))[:, 0]  # (2B, H, W)
+    up = upsample(scaled[:, None], size)[:, 0]  # (2B, H, W)
     if normalise:
         up = minmax(up)  # pytorch-grad-cam scales again after aggregating layers
     ca, cb = cam.chunk(2)

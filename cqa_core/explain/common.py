@@ -7,7 +7,10 @@ numpy arrays. Nothing here registers a hook.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -83,3 +86,49 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """Detached float32 CPU copy of a tensor."""
     return t.detach().float().cpu().numpy()
+
+
+@contextmanager
+def keep_param_grads(model: nn.Module) -> Iterator[None]:
+    """Restore every parameter's ``.grad`` and the train / eval mode afterwards.
+
+    pytorch-grad-cam calls ``backward`` (filling parameter gradients) and ``model.eval()``.
+    """
+    params = list(model.parameters())
+    saved = [p.grad for p in params]
+    training = model.training
+    try:
+        yield
+    finally:
+        for p, g in zip(params, saved, strict=True):
+            p.grad = g
+        model.train(training)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run in eval mode (BN running statistics, no dropout), restoring the previous mode after."""
+    training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(training)
+
+
+F_ = TypeVar("F_", bound=Callable)
+
+
+def in_eval_mode(fn: F_) -> F_:
+    """Decorator: run ``fn(model, ...)`` with the model in eval mode, then restore its mode.
+
+    Explanations describe the deployed model (BN running statistics, no dropout) and must not
+    update BN statistics as a side effect.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(model: nn.Module, *args, **kwargs):
+        with eval_mode(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

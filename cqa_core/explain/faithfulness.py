@@ -1,0 +1,132 @@
+"""Deletion / insertion curves: does a map point at the pixels the similarity depends on?
+
+For a saliency map s (H, W) of face a, pixels are ranked by s (highest first). At step k of n,
+the top k/n of the pixels are
+
+* deleted:  x_k = x * (1 - m_k) + baseline * m_k     (the score should fall fast: low AUC is good)
+* inserted: x_k = baseline * (1 - m_k) + x * m_k     (the score should rise fast: high AUC is good)
+
+and the score is the pair similarity cos(e(x_k), e_b). AUC is the trapezoid area over the
+fraction axis [0, 1]. All n + 1 images of a curve go through the model in batches. The same
+``score_fn`` and baseline are used for every method, so methods are compared on equal terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cqa_core.explain.common import ExplainError, as_batch, cosine, in_eval_mode, model_device
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # (N, 3, H, W) -> (N,)
+
+
+class Curves(NamedTuple):
+    """Deletion and insertion curves of one map."""
+
+    fractions: np.ndarray  # (n+1,) fraction of pixels removed / inserted
+    deletion: np.ndarray  # (n+1,) score after deleting the top fraction
+    insertion: np.ndarray  # (n+1,) score after inserting the top fraction
+    deletion_auc: float  # lower is better
+    insertion_auc: float  # higher is better
+
+
+def similarity_score(model: torch.nn.Module, other) -> ScoreFn:
+    """score(x) = cos(e(x), e(other)): the pair similarity as a function of face a's pixels."""
+    device = model_device(model)
+    with torch.no_grad():
+        ref = model(as_batch(other, device)).embedding[:1]  # (1, 512)
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return cosine(model(x.to(device)).embedding, ref)  # (N,)
+
+    return score
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 3, H, W) images (reflect padding)."""
+    r = max(1, int(3 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma**2))  # (2r+1,)
+    k = k / k.sum()
+    ch = x.shape[1]
+    xp = F.pad(x, (r, r, r, r), mode="reflect")  # (B, 3, H+2r, W+2r)
+    xp = F.conv2d(xp, k.view(1, 1, 1, -1).expand(ch, 1, 1, -1), groups=ch)  # (B, 3, H+2r, W)
+    return F.conv2d(xp, k.view(1, 1, -1, 1).expand(ch, 1, -1, 1), groups=ch)  # (B, 3, H, W)
+
+
+def make_baseline(x: torch.Tensor, kind: str | float = "blur") -> torch.Tensor:
+    """Baseline image for (1, 3, H, W) x: ``"blur"``, ``"mean"`` (per-channel mean) or a constant."""
+    if isinstance(kind, (int, float)):
+        return torch.full_like(x, float(kind))  # (1, 3, H, W)
+    if kind == "blur":
+        return gaussian_blur(x)  # (1, 3, H, W)
+    if kind == "mean":
+        return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()  # (1, 3, H, W)
+    raise ExplainError(f"unknown baseline {kind!r}; use 'blur', 'mean' or a number")
+
+
+def _masks(saliency: torch.Tensor, steps: int) -> torch.Tensor:
+    """(H, W) saliency -> (steps+1, 1, H, W) masks; mask k holds the top round(k/steps * HW) pixels."""
+    n = saliency.numel()
+    order = torch.argsort(saliency.flatten(), descending=True, stable=True)  # (HW,)
+    rank = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=order.device))  # (HW,) rank of each pixel
+    counts = torch.round(torch.linspace(0, n, steps + 1, device=saliency.device))  # (steps+1,)
+    masks = rank[None, :] < counts[:, None]  # (steps+1, HW)
+    return masks.view(steps + 1, 1, *saliency.shape).float()  # (steps+1, 1, H, W)
+
+
+def _scores(score_fn: ScoreFn, images: torch.Tensor, batch_size: int) -> np.ndarray:
+    """Score (N, 3, H, W) images ``batch_size`` at a time -> (N,)."""
+    out = [score_fn(images[i : i + batch_size]).detach().float().cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy()
+
+
+def curves(score_fn: ScoreFn, image: torch.Tensor, saliency, baseline: str | float = "blur", steps: int = 20,
+           batch_size: int = 32) -> Curves:
+    """Deletion and insertion curves of one saliency map.
+
+    Args:
+        score_fn: batched scorer (N, 3, H, W) -> (N,), e.g. :func:`similarity_score`.
+        image: face a as model input (1, 3, H, W) (or anything ``as_batch`` takes).
+        saliency: (H, W) map, higher = more important.
+        baseline: what deleted pixels become (see :func:`make_baseline`).
+        steps: number of steps n (the curve has n + 1 points).
+        batch_size: images per forward.
+
+    Returns:
+        :class:`Curves`.
+    """
+    x = image if isinstance(image, torch.Tensor) and image.is_floating_point() else as_batch(image, torch.device("cpu"))
+    x = x if x.dim() == 4 else x[None]  # (1, 3, H, W)
+    s = torch.as_tensor(np.asarray(saliency), dtype=torch.float32, device=x.device)  # (H, W)
+    if s.shape != x.shape[-2:]:
+        raise ExplainError(f"saliency map {tuple(s.shape)} must match the image size {tuple(x.shape[-2:])}")
+    base = make_baseline(x, baseline)  # (1, 3, H, W)
+    m = _masks(s, steps)  # (n+1, 1, H, W)
+    deleted = x * (1 - m) + base * m  # (n+1, 3, H, W)
+    inserted = base * (1 - m) + x * m  # (n+1, 3, H, W)
+    d = _scores(score_fn, deleted, batch_size)  # (n+1,)
+    i = _scores(score_fn, inserted, batch_size)  # (n+1,)
+    frac = np.linspace(0.0, 1.0, steps + 1)
+    return Curves(frac, d, i, float(np.trapezoid(d, frac)), float(np.trapezoid(i, frac)))
+
+
+@in_eval_mode
+def compare_maps(model: torch.nn.Module, image_a, image_b, maps: dict[str, np.ndarray], **kwargs) -> dict[str, Curves]:
+    """Deletion / insertion curves of several maps of face a, all against cos(e_a', e_b).
+
+    Args:
+        model: CQAFace in eval mode.
+        image_a: the face the maps explain.
+        image_b: its partner (kept fixed).
+        maps: method name -> (H, W) map.
+        **kwargs: passed to :func:`curves` (baseline, steps, batch_size).
+    """
+    score = similarity_score(model, image_b)
+    x = as_batch(image_a, model_device(model))[:1]  # (1, 3, H, W)
+    return {name: curves(score, x, m, **kwargs) for name, m in maps.items()}

@@ -1,0 +1,154 @@
+"""``analyse`` (one call for the workbench), its cache and errors, and ``cqa explain``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cqa_core.checkpoint import save_model
+from cqa_core.cli import main
+from cqa_core.config import ModelConfig
+from cqa_core.explain import Analyser, AnalysisError, analyse
+from cqa_core.explain.toy import calibrate
+from cqa_core.model import create_model
+
+
+class NoFace:
+    """A detector that finds nothing, so alignment uses its fixed centre affine (no MTCNN)."""
+
+    def detect(self, img, landmarks=True):
+        return None, None, None
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return calibrate(create_model(ModelConfig(stem="light", branches=4)))
+
+
+def face(seed: int, size: int = 112) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def test_single_face_fields(model):
+    fa = Analyser()(model, face(0))
+    b = 4
+    assert fa.align_method == "identity" and np.allclose(fa.affine, np.eye(2, 3))
+    assert fa.attention.shape == (b, 112, 112) and fa.attention_photo.shape == (b, 112, 112)
+    assert fa.quality.shape == (b,) and fa.relation.shape == (b, b) and fa.embedding.shape == (512,)
+    assert fa.embedding_norm == pytest.approx(float(np.linalg.norm(fa.embedding)))
+    assert fa.cal_matrix.shape == (b, b) and 0 <= fa.cal <= 0.8
+    assert set(fa.region_shares) == {"left_eye", "right_eye", "nose", "mouth"}
+    assert fa.similarity is None and fa.other is None
+    ovs = fa.overlays()
+    assert len(ovs) == b and ovs[0].image.dtype == np.uint8 and ovs[0].quality == pytest.approx(fa.quality[0])
+
+
+def test_pair_fields_and_consistency(model):
+    fa = Analyser()(model, face(1), face(2), methods=("gradcam", "GradCAM"))
+    assert fa.decomposition.shape == (5, 5)
+    assert fa.decomposition.sum() == pytest.approx(fa.similarity, abs=1e-5)
+    e_a, e_b = fa.embedding, fa.other.embedding
+    assert fa.similarity == pytest.approx(float(e_a @ e_b / np.linalg.norm(e_a) / np.linalg.norm(e_b)), abs=1e-5)
+    assert fa.leave_one_out.shape == (4,)
+    np.testing.assert_allclose(fa.maps["gradcam"], fa.maps["GradCAM"], atol=1e-4)
+    assert fa.maps_other["gradcam"].shape == (112, 112) and "gradcam" in fa.other.maps
+
+
+def test_photo_is_aligned_and_maps_warp_back(model, tmp_path):
+    photo = face(3, size=200)
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    fa = Analyser()(model, str(path), detector=NoFace())
+    assert fa.align_method == "center" and fa.photo.shape == (200, 200, 3)
+    assert fa.aligned.shape == (112, 112, 3) and fa.attention_photo.shape == (4, 200, 200)
+    assert fa.attention_photo.max() > 0
+
+
+def test_cache_hits_by_content_and_model_version(model):
+    an = Analyser(maxsize=2)
+    img = face(4)
+    first = an(model, img)
+    assert an(model, img.copy()) is first  # same bytes, same model -> cached object
+    with torch.no_grad():
+        model.fc.bias.add_(0.0)  # an in-place update bumps the version: new key
+    assert an(model, img) is not first
+    for s in range(5, 9):
+        an(model, face(s))
+    assert len(an) == 2  # LRU bound
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("/no/such/file.jpg", "not found"),
+    (np.zeros((112, 112), np.float32), "uint8"),
+    (np.zeros((112, 112, 4), np.uint8), "HxWx3"),
+    (np.zeros((8, 8, 3), np.uint8), "too small"),
+    (42, "cannot analyse"),
+])
+def test_bad_inputs_raise_plain_value_errors(model, bad, match):
+    with pytest.raises(ValueError, match=match):
+        analyse(model, bad)
+
+
+def test_not_an_image_file(model, tmp_path):
+    p = tmp_path / "notes.jpg"
+    p.write_text("hello")
+    with pytest.raises(ValueError):
+        analyse(model, str(p))
+
+
+def test_unknown_method(model):
+    with pytest.raises(AnalysisError, match="unknown explanation method"):
+        analyse(model, face(10), face(11), methods=("magic",))
+
+
+def test_model_mode_is_restored(model):
+    model.train()
+    try:
+        analyse(model, face(12), face(13))
+        assert model.training
+    finally:
+        model.eval()
+
+
+def test_cli_writes_pngs_and_json(model, tmp_path, capsys):
+    ckpt = save_model(tmp_path / "m.safetensors", model)
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(face(20)).save(a)
+    Image.fromarray(face(21)).save(b)
+    out = tmp_path / "out"
+    assert main(["explain", str(a), str(b), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    report = json.loads((out / "analysis.json").read_text())
+    assert abs(np.sum(report["decomposition"]) - report["similarity"]) < 1e-5
+    assert len(report["a"]["quality"]) == 4
+    for name in report["files"]:
+        assert (out / name).is_file()
+    assert "a_branch0.png" in report["files"] and "b_gradcam.png" in report["files"]
+    assert "similarity" in capsys.readouterr().out
+
+
+def test_cli_bad_image_is_a_clean_error(model, tmp_path, capsys):
+    ckpt = save_model(tmp_path / "m.safetensors", model)
+    assert main(["explain", str(tmp_path / "missing.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_real_lfw_pair_with_mtcnn_and_a_synthetic_mask(model, shared_data):
+    pytest.importorskip("facenet_pytorch")
+    from cqa_core.explain import mask_effect
+
+    lfw = shared_data / "lfw-deepfunneled"
+    a, b = lfw / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg", lfw / "AJ_Cook" / "AJ_Cook_0001.jpg"
+    if not a.is_file() or not b.is_file():
+        pytest.skip("LFW photos not found")
+    fa = Analyser()(model, str(a), str(b))
+    assert fa.align_method == "mtcnn" and fa.attention_photo.shape == (4, 250, 250)
+    assert fa.decomposition.sum() == pytest.approx(fa.similarity, abs=1e-5)
+    pytest.importorskip("cqa_core.data.degrade")
+    eff = mask_effect(model, fa.aligned, kind="surgical", seed=0)
+    assert eff.alpha[100, 56] > 0.5 and eff.alpha[40, 56] == 0.0  # a mask covers the mouth, not the eyes
+    assert ((eff.mask_share_clean > 0) & (eff.mask_share_clean < 1)).all()

@@ -1,0 +1,115 @@
+"""pytorch-grad-cam through the TensorOutput adapter, captum IG / Occlusion, and no leftover hooks."""
+
+import numpy as np
+import pytest
+import torch
+
+from cqa_core.config import ModelConfig
+from cqa_core.explain import (
+    CAM_METHODS,
+    TensorOutput,
+    analyse,
+    integrated_gradients,
+    library_cam,
+    occlusion,
+    similarity_gradcam,
+)
+from cqa_core.explain.common import ExplainError
+from cqa_core.explain.toy import calibrate
+from cqa_core.model import create_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return calibrate(create_model(ModelConfig(stem="light", branches=4)))
+
+
+@pytest.fixture(scope="module")
+def faces():
+    g = torch.Generator().manual_seed(5)
+    return torch.rand(2, 3, 112, 112, generator=g) * 2 - 1, torch.rand(2, 3, 112, 112, generator=g) * 2 - 1
+
+
+def assert_no_hooks(model: torch.nn.Module) -> None:
+    """Every kind of module hook, per module and global, is empty."""
+    from torch.nn.modules import module as mod
+
+    for name, m in model.named_modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                     "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_state_dict_hooks"):
+            assert not getattr(m, attr, {}), f"{name or 'model'} keeps {attr}"
+        assert not getattr(m, "_is_full_backward_hook", None), f"{name} keeps a full backward hook"
+    for attr in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks"):
+        assert not getattr(mod, attr, {}), f"global {attr} left behind"
+
+
+def test_tensor_output_adapter_returns_one_field(model, faces):
+    with torch.no_grad():
+        assert torch.equal(TensorOutput(model)(faces[0]), model(faces[0]).embedding)
+        assert TensorOutput(model, "quality")(faces[0]).shape == (2, 4)
+
+
+@pytest.mark.parametrize("method", ["GradCAMPlusPlus", "XGradCAM", "EigenCAM", "LayerCAM", "HiResCAM", "AblationCAM"])
+def test_library_methods_run_on_cqa_face(model, faces, method):
+    maps = library_cam(model, *faces, method=method)
+    assert maps.shape == (2, 112, 112) and np.isfinite(maps).all()
+    assert_no_hooks(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", [m for m in CAM_METHODS if m not in ("GradCAM", "AblationCAM")])
+def test_every_listed_library_method_runs(model, faces, method):
+    maps = library_cam(model, faces[0][:1], faces[1][:1], method=method)
+    assert maps.shape == (1, 112, 112) and np.isfinite(maps).all()
+    assert_no_hooks(model)
+
+
+def test_unknown_library_method_is_a_plain_error(model, faces):
+    with pytest.raises(ExplainError, match="unknown pytorch-grad-cam method"):
+        library_cam(model, *faces, method="NoSuchCAM")
+
+
+def test_integrated_gradients_completeness(model, faces):
+    # a "same person" pair (b = a + noise): f(a) ~ 1, far from f(grey), so 5 % is a real bound
+    a = faces[0]
+    b = a + 0.1 * torch.randn(a.shape, generator=torch.Generator().manual_seed(6))
+    attr = integrated_gradients(model, a, b, steps=32)
+    with torch.no_grad():
+        eb = model(b).embedding
+        f_x = torch.nn.functional.cosine_similarity(model(a).embedding, eb)
+        f_0 = torch.nn.functional.cosine_similarity(model(torch.zeros_like(a)).embedding, eb)
+    gap = (f_x - f_0).numpy()
+    assert np.abs(gap).min() > 0.05  # non-trivial target
+    np.testing.assert_allclose(attr.map.sum(axis=(1, 2)), gap, rtol=0.05)
+    assert attr.map.shape == (2, 112, 112)
+
+
+def test_occlusion_shape_and_sign(model, faces):
+    res = occlusion(model, faces[0][:1], faces[1][:1], window=28, stride=28)
+    assert res.map.shape == (1, 112, 112) and np.isfinite(res.map).all()
+
+
+def test_no_hook_stays_registered_after_any_explainer(model, faces):
+    a, b = faces
+    similarity_gradcam(model, a, b)
+    library_cam(model, a, b, method="GradCAM")
+    integrated_gradients(model, a[:1], b[:1], steps=4)
+    occlusion(model, a[:1], b[:1], window=56, stride=56)
+    img = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    analyse(model, img, img[:, ::-1].copy(), methods=("gradcam", "GradCAM"))
+    assert_no_hooks(model)
+    assert all(p.grad is None for p in model.parameters())  # explainers leave no parameter gradients
+
+
+def test_explainers_run_in_eval_mode_and_leave_bn_statistics_alone(faces):
+    torch.manual_seed(1)
+    model = calibrate(create_model(ModelConfig(stem="light", branches=2))).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    similarity_gradcam(model, *faces)
+    library_cam(model, *faces)
+    integrated_gradients(model, faces[0][:1], faces[1][:1], steps=2)
+    assert model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"{k} changed"
