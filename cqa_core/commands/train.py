@@ -1,0 +1,86 @@
+"""``cqa train --config configs/NAME.py --set key=value ... [--resume [PATH]]``.
+
+Runs the same under ``torchrun --nproc_per_node N -m cqa_core.cli train ...`` (DDP) and as
+``python -m cqa_core.commands.train ...``. ``--resume`` alone continues from the newest
+checkpoint in the run's out_dir; with a path, from that checkpoint (or run) directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "configs" / "default_cpu.py"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None,
+                   help="preset file defining `config = TrainConfig(...)` (default: configs/default_cpu.py)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set max_steps=100 --set model.stem=light (repeatable)")
+    p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                   help="continue a run: no value = newest checkpoint in out_dir; or a checkpoint/run dir")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train CQA-Face (single process, or DDP under torchrun)")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def resolve_config(args: argparse.Namespace):
+    """Preset + overrides -> TrainConfig."""
+    from cqa_core.config import TrainConfig
+    from cqa_core.training.overrides import apply_overrides, load_preset
+
+    if args.config:
+        config = load_preset(args.config)
+    elif DEFAULT_PRESET.is_file():
+        config = load_preset(DEFAULT_PRESET)
+    else:
+        config = TrainConfig()
+    return apply_overrides(config, args.overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    from cqa_core.config import to_dict
+
+    config = resolve_config(args)
+    if args.print_config:
+        print(json.dumps(to_dict(config), indent=1))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from cqa_core.train import Trainer
+    from cqa_core.training import distributed
+
+    try:
+        trainer = Trainer(config, resume=args.resume)
+        last = trainer.fit()
+        if trainer.dist.is_main:
+            print(json.dumps({"step": trainer.step, "out_dir": str(trainer.out_dir), **last}))
+    finally:
+        distributed.teardown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cqa_core.commands.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        if args.debug:
+            raise
+        print(f"cqa train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

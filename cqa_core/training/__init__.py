@@ -1,0 +1,1 @@
+"""Helpers of the trainer (``cqa_core.train``): schedule, data order, checkpoints, DDP, callbacks."""

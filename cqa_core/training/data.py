@@ -1,0 +1,159 @@
+"""Training data: datasets, a deterministic world-size-invariant batch sampler, the loader.
+
+Datasets hand out ``(uint8 (3, 112, 112) RGB, int label)``; batches stay uint8 through pinned
+memory to the device, where the trainer normalises and flips them (cheap host, fed GPU).
+
+Order. ``GlobalBatchSampler`` plays DistributedSampler's role with one extra guarantee: the
+epoch's permutation depends only on (seed, epoch), it is cut into GLOBAL batches of
+``batch_size`` images, and global batch g is split into world_size x grad_accum micro-batches,
+micro-batch slot = rank * grad_accum + accumulation index. So one process with grad_accum = 2
+sees exactly the images two DDP processes see in one step, and a resumed run restarts at
+global batch g with no drift. Workers only decode (no randomness), so any worker count gives
+the same batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cqa_core.config import TrainConfig
+
+try:
+    from cqa_core.preprocess import normalize
+except ImportError:  # preprocess imports numpy at module top; the bare GPU image may lack it
+
+    def normalize(x: torch.Tensor) -> torch.Tensor:
+        """Same as ``cqa_core.preprocess.normalize``: uint8 (B, 3, H, W) -> float in [-1, 1]."""
+        return (x.float() / 255.0 - 0.5) / 0.5  # (B, 3, H, W)
+
+log = logging.getLogger(__name__)
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class GlobalBatchSampler(Sampler[list[int]]):
+    """Yields this rank's micro-batches (lists of indices), epoch by epoch, from global batch ``start``."""
+
+    def __init__(self, n: int, batch_size: int, world_size: int, rank: int, grad_accum: int, seed: int) -> None:
+        slots = world_size * grad_accum
+        if batch_size % slots:
+            raise ValueError(
+                f"batch_size {batch_size} must be divisible by world_size x grad_accum = {slots}"
+            )
+        if n < batch_size:
+            raise ValueError(f"dataset has {n} images, fewer than one global batch of {batch_size}")
+        self.n, self.batch_size, self.rank, self.accum, self.seed = n, batch_size, rank, grad_accum, seed
+        self.micro = batch_size // slots
+        self.epoch = 0
+        self.start = 0  # first global batch of the epoch to yield (resume)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.batch_size  # drop the last partial global batch
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return (self.steps_per_epoch - self.start) * self.accum
+
+    def __iter__(self) -> Iterator[list[int]]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=gen).tolist()
+        for g in range(self.start, self.steps_per_epoch):
+            base = g * self.batch_size
+            for a in range(self.accum):
+                slot = self.rank * self.accum + a
+                yield perm[base + slot * self.micro : base + (slot + 1) * self.micro]
+
+
+class _ImageFolder(Dataset):
+    """Stand-in for ``cqa_core.data.datasets.FaceFolder`` until the data layer lands: a folder of
+    ``CLASS/*.jpg`` already-aligned faces, read with PIL, resized to ``size`` if needed."""
+
+    def __init__(self, root: str | Path, size: int = 112) -> None:
+        self.root = Path(root)
+        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        self.samples = [
+            (str(f), i)
+            for i, c in enumerate(self.classes)
+            for f in sorted((self.root / c).iterdir())
+            if f.suffix.lower() in IMAGE_EXTS
+        ]
+        self.num_classes = len(self.classes)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        import numpy as np
+        from PIL import Image
+
+        path, label = self.samples[i]
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.size != (self.size, self.size):
+                im = im.resize((self.size, self.size), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8).copy()  # (H, W, 3)
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), label  # (3, H, W)
+
+
+def build_dataset(config: TrainConfig) -> Dataset:
+    """The training set the config names: an aligned folder (aligned first if data.align) or RecordIO."""
+    data = config.data
+    root = Path(data.root).expanduser()
+    if data.format == "recordio":
+        from cqa_core.data.recordio import RecordIODataset
+
+        return RecordIODataset(str(root), decoder=_decoder())
+    if data.align:
+        from cqa_core.data.datasets import ensure_aligned  # aligns once into the cache
+
+        root = Path(ensure_aligned(root))
+    if not root.is_dir():
+        raise FileNotFoundError(f"training data folder not found: {root} (set data_root=...)")
+    try:
+        from cqa_core.data.datasets import FaceFolder
+    except ImportError:
+        log.warning("cqa_core.data.datasets not available; reading %s with the built-in folder reader", root)
+        return _ImageFolder(root, data.image_size)
+    return FaceFolder(root, decoder=_decoder())
+
+
+def _decoder() -> str:
+    """OpenCV (fastest) when installed, else PIL."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return "pil"
+    return "cv2"
+
+
+def num_classes_of(dataset: Dataset) -> int:
+    """Class count of a dataset (``num_classes`` or ``len(classes)``)."""
+    if hasattr(dataset, "num_classes"):
+        return int(dataset.num_classes)
+    if hasattr(dataset, "classes"):
+        return len(dataset.classes)
+    raise ValueError("dataset must expose num_classes or classes")
+
+
+def build_loader(dataset: Dataset, sampler: GlobalBatchSampler, config: TrainConfig, device: torch.device) -> DataLoader:
+    """DataLoader over ``sampler``: uint8 batches, pinned on CUDA, persistent workers when > 0."""
+    workers = config.data.num_workers
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        # its own generator: DataLoader draws a worker base seed per iter(), which must not
+        # advance the global torch RNG (a resumed run creates one iterator more than a straight run)
+        generator=torch.Generator().manual_seed(config.seed),
+    )

@@ -1,0 +1,114 @@
+"""Periodic verification during training: LFW View-1 pairs (pairsDevTest) -> accuracy.
+
+``eval_pairs="auto"`` reads ``shared_data_dir()/lfw-deepfunneled/pairsDevTest.txt``, aligns the
+LFW folder once through ``ensure_aligned`` and scores pairs with ``cqa_core.evaluate``. Anything
+missing (data or the data layer) turns verification off with one log line, never an error.
+Embeddings are the sum of the image's and its mirror's (insightface's flip test).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from cqa_core.config import TrainConfig
+from cqa_core.training.data import normalize
+
+log = logging.getLogger(__name__)
+
+
+class PairVerifier:
+    """Holds the pair list and image paths; ``__call__(model)`` -> {"accuracy": ...}."""
+
+    def __init__(self, paths: list[tuple[Path, Path]], issame: list[bool], folds: list[int] | None = None) -> None:
+        self.paths, self.issame, self.folds = paths, issame, folds
+
+    @staticmethod
+    def build(config: TrainConfig, allow_align: bool = True) -> PairVerifier | None:
+        """A verifier for ``config.eval_pairs``, or None (with the reason logged) when unusable.
+
+        Args:
+            config: the run's config.
+            allow_align: align the pair folder on first use; if False (DDP runs, where other
+                ranks would wait on it) an unaligned folder turns verification off instead.
+        """
+        if config.eval_pairs is None:
+            return None
+        try:
+            from cqa_core.data import shared_data_dir
+            from cqa_core.data.datasets import ensure_aligned
+            from cqa_core.data.pairs import read_pairs
+            from cqa_core.evaluate import evaluate_pairs  # noqa: F401  (fail early if absent)
+        except ImportError as exc:
+            log.warning("verification off: data layer not available (%s)", exc)
+            return None
+        pairs_file = (
+            Path(shared_data_dir()) / "lfw-deepfunneled" / "pairsDevTest.txt"
+            if config.eval_pairs == "auto" else Path(config.eval_pairs)
+        )
+        if not pairs_file.is_file():
+            log.warning("verification off: %s not found", pairs_file)
+            return None
+        if not allow_align:
+            from cqa_core.data import cache_dir
+
+            if not (Path(cache_dir()) / "aligned" / pairs_file.parent.name / ".complete.json").exists():
+                log.warning("verification off: %s is not aligned yet; run `cqa align` (or one "
+                            "single-process training run) first", pairs_file.parent)
+                return None
+        try:
+            root = Path(ensure_aligned(pairs_file.parent))
+            pairs = read_pairs(pairs_file)
+            if config.eval_max_pairs and len(pairs) > config.eval_max_pairs:  # evenly spaced: same and different
+                pairs = pairs[:: len(pairs) // config.eval_max_pairs][: config.eval_max_pairs]
+        except Exception as exc:  # alignment needs optional deps; training must go on
+            log.warning("verification off: could not prepare %s (%s)", pairs_file, exc)
+            return None
+
+        from cqa_core.data.pairs import pair_paths
+
+        try:
+            paths = pair_paths(pairs, root)
+        except FileNotFoundError as exc:
+            log.warning("verification off: %s", exc)
+            return None
+        folds = [p.fold for p in pairs]
+        if len(set(folds)) == 1:  # View 1 lists are one block of same then different pairs:
+            folds = [i % 10 for i in range(len(pairs))]  # interleave into 10 mixed folds
+        return PairVerifier(paths, [bool(p.same) for p in pairs], folds)
+
+    @torch.no_grad()
+    def embed(self, model: torch.nn.Module, files: list[Path], device: torch.device, batch: int = 64) -> torch.Tensor:
+        """L2-normalised flip-summed embeddings (N, D) of image files."""
+        import numpy as np
+        from PIL import Image
+
+        out = []
+        for i in range(0, len(files), batch):
+            arrs = []
+            for f in files[i : i + batch]:
+                with Image.open(f) as im:
+                    arrs.append(np.asarray(im.convert("RGB").resize((112, 112)), dtype=np.uint8))
+            x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).to(device)  # (b, 3, 112, 112) uint8
+            x = normalize(x)  # (b, 3, 112, 112)
+            e = model(x).embedding.float() + model(x.flip(3)).embedding.float()  # (b, D)
+            out.append(torch.nn.functional.normalize(e).cpu())
+        return torch.cat(out)  # (N, D)
+
+    def __call__(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        from cqa_core.evaluate import evaluate_pairs
+
+        was = model.training
+        model.eval()
+        try:
+            e1 = self.embed(model, [a for a, _ in self.paths], device)  # (P, D)
+            e2 = self.embed(model, [b for _, b in self.paths], device)  # (P, D)
+        finally:
+            model.train(was)
+        import numpy as np
+
+        folds = None if self.folds is None else np.asarray(self.folds)
+        result = evaluate_pairs(e1.numpy(), e2.numpy(), np.asarray(self.issame, dtype=bool), folds)
+        return {"accuracy": float(result.accuracy), "pairs": len(self.paths)}

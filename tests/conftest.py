@@ -1,0 +1,59 @@
+
+
+# --- training fixtures (issue 4) -------------------------------------------------------------
+import pytest as _pytest_train
+
+
+def make_face_folder(root, classes: int = 4, per_class: int = 6, size: int = 112, seed: int = 0):
+    """A tiny synthetic identity folder ``root/idNN/NNN.png`` of size x size RGB images whose
+    colour pattern depends on the class (learnable in a few steps). Returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for c in range(classes):
+        d = root / f"id{c:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        base = np.stack([(xx * (c + 1) * 7) % 256, (yy * (c + 2) * 5) % 256, ((xx + yy) * (c + 3)) % 256], -1)
+        for i in range(per_class):
+            noise = rng.integers(-20, 20, size=(size, size, 3))
+            img = np.clip(base + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(d / f"{i:03d}.png")
+    return root
+
+
+@_pytest_train.fixture
+def face_folder(tmp_path):
+    """Synthetic 112x112 identity folder: 4 classes x 6 images (see ``make_face_folder``)."""
+    return make_face_folder(tmp_path / "faces")
+
+
+# --- issue 3 (data pipeline / evaluation) fixtures ---------------------------------------
+import os as _os  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+import pytest as _pytest  # noqa: E402
+
+
+def _shared_data() -> _Path:
+    env = _os.environ.get("CQA_DATA")
+    return _Path(env) if env else (_Path(__file__).resolve().parents[1].parent / "shared" / "data")
+
+
+@_pytest.fixture(scope="session")
+def shared_data() -> _Path:
+    """Root of ../shared/data; skips the test when it is absent."""
+    root = _shared_data()
+    if not root.is_dir():
+        _pytest.skip(f"shared face data not found at {root} (set CQA_DATA)")
+    return root
+
+
+@_pytest.fixture(scope="session")
+def lfw_root(shared_data: _Path) -> _Path:
+    """The raw LFW deep-funneled folder (Name/Name_NNNN.jpg + pairs.txt)."""
+    root = shared_data / "lfw-deepfunneled"
+    if not (root / "pairs.txt").exists():
+        _pytest.skip(f"LFW not found at {root}")
+    return root
