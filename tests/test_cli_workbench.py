@@ -1,4 +1,4 @@
-"""The terminal demo explains one face: b branch maps, quality scores and CAL penalties."""
+"""``cqa workbench`` serves the Voila dashboard; ``--terminal`` keeps the text demo."""
 
 import numpy as np
 from PIL import Image
@@ -6,17 +6,57 @@ from PIL import Image
 from cqa_core.cli import main
 
 
-def test_workbench_demo_on_a_photo(tmp_path, capsys):
+def test_workbench_terminal_demo_on_a_photo(tmp_path, capsys):
     rng = np.random.default_rng(0)
     photo = tmp_path / "face.jpg"
     Image.fromarray(rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(photo)
-    assert main(["workbench", str(photo)]) == 0
+    assert main(["workbench", "--terminal", str(photo)]) == 0
     out = capsys.readouterr().out
     assert "UNTRAINED" in out  # no default weights yet, and it says so
     assert all(f"branch {i} q=" in out for i in range(4))
     assert "CAL penalty" in out
 
 
-def test_workbench_missing_file_is_a_clear_error(tmp_path, capsys):
-    assert main(["workbench", str(tmp_path / "nope.jpg")]) == 2
+def test_workbench_terminal_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["workbench", "--terminal", str(tmp_path / "nope.jpg")]) == 2
     assert "nope.jpg" in capsys.readouterr().err
+
+
+class FakePopen:
+    """Records how Voila would be started; exits at once."""
+
+    calls: list = []
+
+    def __init__(self, cmd, cwd=None, env=None, **kwargs):
+        FakePopen.calls.append((cmd, cwd, env))
+
+    def wait(self, timeout=None):
+        return 0
+
+
+def test_workbench_serves_voila_with_the_settings(tmp_path, monkeypatch, capsys):
+    import workbench.serve as serve
+
+    FakePopen.calls.clear()
+    monkeypatch.setattr(serve.subprocess, "Popen", FakePopen)
+    monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
+    assert main(["workbench", "--faces", str(tmp_path), "--port", "8899"]) == 0
+    (cmd, cwd, env), = FakePopen.calls
+    assert "voila" in cmd and "notebooks/dashboard.ipynb" in cmd
+    for flag in ("--port=8899", "--no-browser", "--template=lab", "--strip_sources=True", "--show_tracebacks=False",
+                 "--preheat_kernel=True"):
+        assert flag in cmd
+    assert (cwd / "voila.json").is_file()  # run from the repo root so Voila reads voila.json
+    assert env["CQA_FACES"] == str(tmp_path.resolve())
+    assert "CQA_CHECKPOINT" not in env
+    assert "http://localhost:8899/" in capsys.readouterr().out
+
+
+def test_workbench_bad_faces_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(["workbench", "--faces", str(tmp_path / "missing")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_workbench_image_needs_terminal(tmp_path, capsys):
+    assert main(["workbench", str(tmp_path / "x.jpg")]) == 2
+    assert "--terminal" in capsys.readouterr().err

@@ -1,7 +1,10 @@
-"""``cqa workbench``: until the Voila dashboard lands, a terminal demo that explains one face.
+"""``cqa workbench``: serve the Voila dashboard (``notebooks/dashboard.ipynb``) on the default model.
 
-It runs CQA-Face on one photo and prints what the dashboard will show: each branch's attention
-map (as characters), its QAN quality score, and the CAL similarity between branches.
+    cqa workbench [--faces DIR] [--port 8866] [--checkpoint PATH]     # Voila, prints the URL
+    cqa workbench --terminal [IMAGE]                                  # the terminal demo
+
+The terminal demo runs CQA-Face on one photo and prints each branch's attention map (as
+characters), its QAN quality score, and the CAL penalty between branches.
 """
 
 from __future__ import annotations
@@ -14,11 +17,27 @@ SHADES = " .:-=+*#%@"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("workbench", help="explain one face (terminal demo until the dashboard lands)")
-    p.add_argument("image", nargs="?", help="a face photo (default: the first face under --faces)")
-    p.add_argument("--faces", default=os.environ.get("CQA_FACES"), help="folder of faces (env CQA_FACES)")
+    p = sub.add_parser("workbench", help="serve the Voila dashboard (or --terminal: explain one face in text)")
+    p.add_argument("image", nargs="?", help="--terminal only: a face photo (default: the first face under --faces)")
+    p.add_argument("--faces", default=os.environ.get("CQA_FACES"), help="gallery folder (env CQA_FACES)")
     p.add_argument("--checkpoint", default=os.environ.get("CQA_CHECKPOINT"), help="model weights (env CQA_CHECKPOINT)")
+    p.add_argument("--port", type=int, default=8866, help="Voila port (default 8866)")
+    p.add_argument("--no-preheat", dest="preheat", action="store_false",
+                   help="start each visitor's kernel on request (slower first page, no idle kernel)")
+    p.add_argument("--terminal", action="store_true", help="print one face's explanation instead of serving")
     p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the dashboard, or run the terminal demo with --terminal."""
+    if args.terminal:
+        return run_terminal(args)
+    if args.image:
+        raise ValueError("IMAGE is for the terminal demo: cqa workbench --terminal IMAGE")
+    from workbench.serve import serve
+
+    return serve(port=args.port, faces=args.faces, checkpoint=args.checkpoint, debug=getattr(args, "debug", False),
+                 preheat=args.preheat)
 
 
 def find_face(args: argparse.Namespace) -> Path:
@@ -73,7 +92,8 @@ def ascii_map(m) -> list[str]:
     return ["".join(SHADES[int((v - lo) * scale)] * 2 for v in row) for row in m.tolist()]
 
 
-def run(args: argparse.Namespace) -> int:
+def run_terminal(args: argparse.Namespace) -> int:
+    """The terminal demo: one face's branch maps, quality scores and CAL penalties."""
     import torch
 
     from cqa_core.losses import cal_loss

@@ -1,0 +1,195 @@
+"""The Voila dashboard in a real browser: Voila subprocess + headless Chromium through Playwright.
+
+One test walks the user's path: load, CAMs + quality bars render, select a face, switch the CAM
+source, apply a mask (a quality number changes), upload a corrupt file and an 11 MB one (plain
+errors, page keeps working), select another face. Screenshots and timings go to ``artifacts/`` (gitignored).
+Timings are printed and recorded, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts" / "browser"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+B = 4  # branches of the default (untrained light) model
+PREHEAT = os.environ.get("CQA_TEST_PREHEAT", "1") == "1"  # as `cqa workbench` serves it
+
+
+def wait_http(url: str, timeout: float = 90.0) -> None:
+    """Poll until the server answers (or fail)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"Voila did not answer at {url} within {timeout:.0f} s")
+
+
+@pytest.fixture()
+def voila_url():
+    """A Voila server on a free port, killed (with its kernels) however the test ends."""
+    from workbench.serve import free_port, kernel_env, voila_command
+
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = kernel_env()
+    env.pop("CQA_CHECKPOINT", None)
+    env["CQA_GALLERY_PEOPLE"] = "12"
+    log = open(ARTIFACTS / "voila.log", "w")
+    proc = subprocess.Popen(voila_command(port, preheat=PREHEAT), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/voila/static/voila.js")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+
+
+def src_of(page, selector: str, i: int = 0) -> str:
+    return page.locator(selector).nth(i).get_attribute("src") or ""
+
+
+def wait_src_change(page, selector: str, old: str, timeout: float = 60.0) -> float:
+    """Seconds until the i=0 image under ``selector`` shows a new picture."""
+    t0 = time.perf_counter()
+    page.wait_for_function(
+        "([sel, old]) => { const e = document.querySelector(sel); return e && e.src && e.src !== old; }",
+        arg=[selector, old], timeout=timeout * 1000, polling=10)
+    return time.perf_counter() - t0
+
+
+def open_tab(page, name: str) -> None:
+    page.locator(".cqa-tabs .lm-TabBar-tab", has_text=name).first.click()
+
+
+def test_dashboard_in_browser(voila_url):
+    from playwright.sync_api import sync_playwright
+
+    timings: dict[str, float] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            t0 = time.perf_counter()
+            page.goto(voila_url, timeout=180_000)
+            page.wait_for_selector("img.cqa-branch-cam[src^='blob:']", timeout=180_000)
+            timings["request_to_interactive_s"] = time.perf_counter() - t0
+            page.screenshot(path=str(ARTIFACTS / "01_loaded.png"))
+
+            # b CAM images, each titled with its quality
+            cams = page.locator("img.cqa-branch-cam")
+            assert cams.count() == B
+            assert all(src_of(page, "img.cqa-branch-cam", i).startswith("blob:") for i in range(B))
+            titles = page.locator(".cqa-branch-title").all_inner_texts()
+            assert len(titles) == B and all(re.search(rf"branch {i}\s+q=\d\.\d\d", t) for i, t in enumerate(titles))
+            assert "untrained model" in page.inner_text(".cqa-header")
+
+            # select a face: the CAMs update in place
+            thumbs = page.locator("button.cqa-thumb")
+            assert thumbs.count() >= 3
+            old = src_of(page, "img.cqa-branch-cam")
+            name = thumbs.nth(2).get_attribute("title")
+            thumbs.nth(2).click()
+            timings["click_to_cam_s"] = wait_src_change(page, "img.cqa-branch-cam", old)
+            assert page.inner_text(".cqa-selected-name") == name
+
+            # switch the CAM source
+            old = src_of(page, "img.cqa-source-image")
+            t1 = time.perf_counter()
+            page.locator(".cqa-cam-source button", has_text="similarity Grad-CAM").click()
+            page.wait_for_function("() => document.querySelector('.cqa-source-title')?.innerText.includes('Grad-CAM')",
+                                   timeout=60_000)
+            wait_src_change(page, "img.cqa-source-image", old)
+            timings["source_switch_s"] = time.perf_counter() - t1
+            page.screenshot(path=str(ARTIFACTS / "02_gradcam.png"))
+
+            # pair: similarity + verdict, the (b+1) x (b+1) contribution heatmap, CAMs on both faces
+            open_tab(page, "Pair")
+            page.wait_for_selector(".cqa-pair-verdict .cqa-similarity", timeout=60_000)
+            page.wait_for_selector(".cqa-pair-matrix .heatmaplayer", timeout=60_000)
+            assert page.locator("img.cqa-pair-cam[src^='blob:']").count() == 2
+            page.screenshot(path=str(ARTIFACTS / "02b_pair.png"))
+
+            # quality bars render (one bar per branch) with their numbers
+            open_tab(page, "Quality")
+            page.wait_for_selector(".cqa-quality-values .cqa-q", timeout=60_000)
+            page.wait_for_function("() => document.querySelectorAll('.cqa-quality-bars .bars .point path').length >= 4",
+                                   timeout=60_000)
+            assert len(page.locator(".cqa-quality-values .cqa-q").all_inner_texts()) == B
+            page.screenshot(path=str(ARTIFACTS / "03_quality.png"))
+
+            # mask lab: apply a mask, a displayed quality value changes
+            open_tab(page, "Mask lab")
+            page.wait_for_selector(".cqa-mask-values .cqa-mask-q", timeout=60_000)
+            before = page.locator(".cqa-mask-values .cqa-mask-q").all_inner_texts()
+            t2 = time.perf_counter()
+            page.locator("button.cqa-mask-apply").click()
+            page.wait_for_selector(".cqa-mask-table", timeout=60_000)
+            timings["mask_apply_s"] = time.perf_counter() - t2
+            after = page.locator(".cqa-mask-values .cqa-mask-q").all_inner_texts()
+            assert len(after) == B and after != before, (before, after)
+            page.screenshot(path=str(ARTIFACTS / "04_mask.png"))
+
+            # a corrupt upload: a plain message in the error area, no traceback, page still works
+            # ipywidgets 8 keeps the FileUpload's <input type=file> detached: go through its file chooser
+            with page.expect_file_chooser() as chooser:
+                page.locator(".cqa-upload").click()
+            chooser.value.set_files(files=[
+                {"name": "corrupt.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8\xff\xe0 not really a jpeg"}])
+            page.wait_for_function("() => document.querySelector('.cqa-errors')?.innerText.includes('Error')",
+                                   timeout=60_000)
+            message = page.inner_text(".cqa-errors")
+            assert "corrupt.jpg" in message and "Traceback" not in message, message
+            page.screenshot(path=str(ARTIFACTS / "05_corrupt_upload.png"))
+
+            # an upload over the 10 MB limit reaches the kernel (voila.json) and is refused in words
+            with page.expect_file_chooser() as chooser:
+                page.locator(".cqa-upload").click()
+            chooser.value.set_files(files=[
+                {"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8" + bytes(11 * 2**20)}])
+            page.wait_for_function("() => document.querySelector('.cqa-errors')?.innerText.includes('huge.jpg')",
+                                   timeout=90_000)
+            assert "upload limit" in page.inner_text(".cqa-errors")
+
+            open_tab(page, "Face")
+            old = src_of(page, "img.cqa-branch-cam")
+            name = thumbs.nth(4).get_attribute("title")
+            thumbs.nth(4).click()
+            wait_src_change(page, "img.cqa-branch-cam", old)
+            assert page.inner_text(".cqa-selected-name") == name
+            assert name in page.inner_text(".cqa-face-info")  # the info line is pushed before the CAMs
+            assert "Error" not in page.inner_text(".cqa-errors")
+            page.screenshot(path=str(ARTIFACTS / "06_after_error.png"))
+        finally:
+            browser.close()
+    timings = {k: round(v, 3) for k, v in timings.items()}
+    (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=1))
+    print("browser timings:", timings)

@@ -1,0 +1,212 @@
+"""The workbench views without a browser: callbacks, in-place updates, the one error area."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+B = 4
+
+
+@pytest.fixture()
+def gallery(tmp_path, monkeypatch):
+    """Five synthetic 250 x 250 'people' in person folders; untrained default model."""
+    monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
+    monkeypatch.delenv("CQA_DEBUG", raising=False)
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        d = tmp_path / "faces" / f"Person_{i}"
+        d.mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(d / f"Person_{i}_0001.jpg")
+    return tmp_path / "faces"
+
+
+@pytest.fixture()
+def wb(gallery):
+    from workbench.app import Workbench
+
+    return Workbench(faces_dir=str(gallery))
+
+
+def upload(wb, name: str, data: bytes) -> None:
+    """What the FileUpload widget does: set its value (the observer is guarded)."""
+    from datetime import datetime, timezone
+
+    wb.upload.value = ({"name": name, "type": "image/jpeg", "size": len(data), "content": memoryview(data),
+                        "last_modified": datetime.now(timezone.utc)},)
+
+
+def test_first_face_is_shown_with_b_titled_cams(wb):
+    fe = wb.view(0)
+    assert wb.current is not None and wb.current.name == "Person 0"
+    assert [t.value.split("q=")[0].count(f"branch {i}") for i, t in enumerate(fe.branch_titles)] == [1] * B
+    assert all(bytes(im.value).startswith(b"\x89PNG") for im in fe.branch_images)
+    assert "embedding norm" in fe.info.value
+    assert wb.messages.widget.value == ""
+    assert "untrained model" in wb.widget.children[0].value
+
+
+def test_select_updates_in_place_and_search_filters(wb):
+    fe = wb.view(0)
+    before, image_widget = fe.branch_images[0].value, fe.branch_images[0]
+    wb.select("Person 3")
+    assert fe.branch_images[0] is image_widget and fe.branch_images[0].value != before
+    wb.search.value = "son 2"
+    assert [c.children[1].tooltip for c in wb.gallery.children] == ["Person 2"]
+
+
+def test_every_cam_source_and_opacity(wb):
+    fe = wb.view(0)
+    for source in ("similarity Grad-CAM", "occlusion", "attention"):
+        fe.source.value = source
+        assert wb.messages.last_error is None, wb.messages.widget.value
+        assert source in fe.main_title.value
+    fe.opacity.value = 0.9
+    assert wb.messages.last_error is None
+
+
+def test_every_tab_renders(wb):
+    for i in range(5):
+        wb.tabs.selected_index = i
+        assert wb.messages.last_error is None, (i, wb.messages.widget.value)
+    pair = wb.view(1)
+    assert "cos =" in pair.verdict.value
+    assert np.asarray(pair.matrix.data[0].z).shape == (B + 1, B + 1)
+    assert len(pair.loo.data[0].y) == B
+    assert "q=" in wb.view(3).values.value
+
+
+def test_mask_lab_shows_deltas_beside_clean_values(wb):
+    wb.tabs.selected_index = 4
+    lab = wb.view(4)
+    for kind in lab.kind.options:
+        lab.kind.value = kind
+        lab.apply.click()
+        assert wb.messages.last_error is None, (kind, wb.messages.widget.value)
+        assert "clean q" in lab.values.value and "similarity to the clean face" in lab.values.value
+
+
+def test_gallery_scans(wb):
+    wb.tabs.selected_index = 3
+    wb.view(3).scan.click()
+    assert wb.messages.last_error is None
+    assert "q0=" in wb.view(3).lowest_titles[0].value
+    wb.tabs.selected_index = 2
+    wb.view(2).scan.click()
+    assert len(wb.view(2).hist.data[0].x) == 5
+
+
+def test_corrupt_upload_is_a_plain_message_and_the_kernel_goes_on(wb):
+    upload(wb, "corrupt.jpg", b"\xff\xd8\xff\xe0 not a jpeg")
+    msg = wb.messages.widget.value
+    assert "corrupt.jpg" in msg and "Traceback" not in msg
+    wb.search.value = ""
+    wb.gallery.children[1].children[1].click()  # a thumbnail still works, and clears the error
+    assert wb.current.name == "Person 1" and wb.messages.widget.value == ""
+
+
+def test_oversize_upload_is_refused_before_decoding(wb, monkeypatch):
+    import workbench.session as session
+
+    monkeypatch.setattr(session, "MAX_UPLOAD_BYTES", 100)
+    upload(wb, "big.jpg", b"x" * 101)
+    assert "upload limit" in wb.messages.widget.value
+
+
+def test_good_upload_becomes_the_current_face(wb):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (300, 240, 3), dtype=np.uint8)).save(buf, "PNG")
+    upload(wb, "mine.png", buf.getvalue())
+    assert wb.messages.last_error is None, wb.messages.widget.value
+    assert wb.current.name == "upload: mine.png" and "upload: mine.png" in wb.second.options
+
+
+def test_debug_mode_shows_the_traceback(wb, monkeypatch):
+    monkeypatch.setenv("CQA_DEBUG", "1")
+    upload(wb, "corrupt.jpg", b"junk")
+    assert "Traceback" in wb.messages.widget.value
+
+
+def test_no_gallery_leaves_the_upload_box(tmp_path, monkeypatch):
+    from workbench.app import Workbench
+
+    monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
+    wb = Workbench(faces_dir=str(tmp_path / "empty"))
+    assert wb.current is None and "upload" in wb.messages.widget.value
+
+
+class FakeTrainer:
+    """Calls the Callback hooks the way cqa_core.train.Trainer does."""
+
+    def __init__(self, model, steps: int = 4):
+        self.model, self.steps, self.callbacks, self.step, self.stopped = model, steps, [], 0, False
+
+    def request_stop(self):
+        self.stopped = True
+
+    def fit(self):
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        while self.step < self.steps and not self.stopped:
+            self.step += 1
+            m = {"step": self.step, "loss": 10.0 / self.step, "div": 0.5, "train_acc": 0.1 * self.step}
+            for cb in self.callbacks:
+                cb.on_step(self, m)
+            if self.step % 2 == 0:
+                for cb in self.callbacks:
+                    cb.on_eval(self, {"step": self.step, "accuracy": 0.5})
+                    cb.on_epoch(self, {"step": self.step, "epoch": self.step // 2})
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return {}
+
+
+def test_training_monitor_draws_curves_snapshots_and_stops():
+    from workbench.session import load_session_model
+    from workbench.views.training import TrainingMonitor
+
+    model = load_session_model()[0]
+    probe = np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8)
+    monitor = TrainingMonitor(probe=probe)
+    trainer = FakeTrainer(model)
+    monitor.fit(trainer)
+    assert list(monitor.figure.data[0].y) == [10.0, 5.0, 10.0 / 3, 2.5]
+    assert list(monitor.figure.data[3].y) == [0.5, 0.5]
+    assert len(monitor.snapshots.children) == 2 and "done" in monitor.status.value
+    trainer2 = FakeTrainer(model, steps=100)
+    trainer2.callbacks.append(monitor)
+    monitor.trainer = trainer2
+    monitor.stop.click()
+    trainer2.fit()
+    assert trainer2.step == 0 and trainer2.stopped
+
+
+def test_second_checkpoint_side_by_side(wb, tmp_path):
+    from cqa_core.checkpoint import save_model
+    from cqa_core.config import ModelConfig
+    from cqa_core.model import create_model
+
+    path = save_model(tmp_path / "other.safetensors", create_model(ModelConfig(stem="light", branches=4)).eval())
+    wb.tabs.selected_index = 2
+    panel = wb.view(2)
+    panel.other_path.value = str(path)
+    panel.compare.click()
+    assert wb.messages.last_error is None, wb.messages.widget.value
+    assert "other.safetensors" in panel.matrix_other.layout.title.text
+    panel.other_path.value = str(tmp_path / "missing.safetensors")
+    panel.compare.click()
+    assert "missing.safetensors" in wb.messages.widget.value
+
+
+def test_simple_edit_fallback_changes_only_the_edited_area():
+    from workbench.views.masklab import simple_edit
+
+    face = np.full((112, 112, 3), 128, np.uint8)
+    for kind in ("lower-face mask", "occluder", "blur"):
+        edited, alpha = simple_edit(face, kind, 0.5, 56, 48)
+        assert edited.shape == face.shape and alpha.shape == (112, 112)
+        changed = np.abs(edited.astype(int) - face).max(axis=2) > 0
+        assert not (changed & (alpha == 0)).any()

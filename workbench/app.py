@@ -1,0 +1,174 @@
+"""The dashboard: header, gallery + upload + second face on the left, five tabs, one message area.
+
+    from workbench.app import Workbench
+    Workbench().widget          # last line of a notebook cell, or of dashboard.ipynb for Voila
+
+Clicking a thumbnail re-renders the visible tab at once and marks the others stale; a stale tab
+re-renders, in place, when it is opened (so a click costs one tab's work, not five). A tab's
+widgets join the page the first time it is opened.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from pathlib import Path
+
+import ipywidgets as W
+
+from workbench.session import Face, Session, gallery_paths
+from workbench.views.common import Messages, png
+from workbench.views.diversity import DiversityPanel
+from workbench.views.face import FaceExplorer
+from workbench.views.masklab import MaskLab
+from workbench.views.pair import PairInspector
+from workbench.views.quality import QualityPanel
+
+TAB_NAMES = ("Face", "Pair", "Diversity", "Quality", "Mask lab")
+THUMBS = 24
+
+
+class Workbench:
+    """The whole dashboard as one widget tree (``self.widget``)."""
+
+    def __init__(self, session: Session | None = None, faces_dir: str | None = None, people: int | None = None) -> None:
+        self.messages = Messages()
+        self.session = session or Session()
+        people = people or int(os.environ.get("CQA_GALLERY_PEOPLE", "60"))
+        self.faces: dict[str, Face] = {n: self.session.gallery_face(n, p) for n, p in gallery_paths(faces_dir, people)}
+        self.current: Face | None = None
+        self.other: Face | None = None
+        self.timings: list[tuple[str, float]] = []
+        gallery = lambda: [f for f in self.faces.values() if isinstance(f.source, str)]  # noqa: E731
+        s, m = self.session, self.messages
+        # a tab's view is built and attached when the tab is first opened: plotly cannot lay out a
+        # figure first drawn inside a hidden tab, and the page has far fewer widgets to build at load
+        self.factories = [lambda: FaceExplorer(s, m), lambda: PairInspector(s, m),
+                          lambda: DiversityPanel(s, m, gallery), lambda: QualityPanel(s, m, gallery),
+                          lambda: MaskLab(s, m)]
+        self.built: dict[int, object] = {}
+        self.stale = set(range(len(self.factories)))
+        self.slots = [W.Box() for _ in self.factories]
+        self.tabs = W.Tab(children=self.slots, titles=TAB_NAMES)
+        self.tabs.add_class("cqa-tabs")
+        self.tabs.observe(self.messages.guard(lambda _: self.refresh()), names="selected_index")
+        self.widget = W.VBox([self._header(), W.HBox([self._sidebar(), self.tabs]), self.messages.widget])
+        self.widget.add_class("cqa-dashboard")
+        if self.faces:
+            names = list(self.faces)
+            self.second.value = names[1] if len(names) > 1 else names[0]
+            self.messages.guard(self.select)(names[0])
+        else:
+            self.messages.info("no gallery folder found: upload a face photo on the left")
+
+    # ---- layout ------------------------------------------------------------------------------
+    def _header(self) -> W.HTML:
+        s = self.session
+        banner = ("<span class='cqa-untrained' style='background:#ffd54f;padding:2px 8px;margin-left:12px'>"
+                  "untrained model: maps and scores are not meaningful yet</span>") if s.untrained else ""
+        header = W.HTML(f"<h3 style='margin:4px 0'>CQA-Face Workbench</h3><span>model: {html.escape(s.label)} "
+                        f"({html.escape(s.description)})</span>{banner}")
+        header.add_class("cqa-header")
+        return header
+
+    def _sidebar(self) -> W.VBox:
+        self.search = W.Text(placeholder="search by name", continuous_update=True, layout=W.Layout(width="230px"))
+        self.search.add_class("cqa-search")
+        self.search.observe(self.messages.guard(lambda _: self._fill_gallery()), names="value")
+        self.gallery = W.GridBox([], layout=W.Layout(grid_template_columns="repeat(3, 76px)", width="240px",
+                                                     max_height="520px", overflow="auto"))
+        self.gallery.add_class("cqa-gallery")
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload face")
+        self.upload.add_class("cqa-upload")
+        self.upload.observe(self.messages.guard(self._on_upload), names="value")
+        self.second = W.Dropdown(options=list(self.faces), description="2nd face", layout=W.Layout(width="230px"))
+        self.second.add_class("cqa-second")
+        self.second.observe(self.messages.guard(self._on_second), names="value")
+        self.selected = W.HTML("")
+        self.selected.add_class("cqa-selected")
+        self._fill_gallery()
+        return W.VBox([self.search, self.gallery, self.upload, self.second, self.selected],
+                      layout=W.Layout(width="250px"))
+
+    def _thumb(self, name: str, face: Face) -> W.VBox:
+        from cqa_core.data.imageio import load_image
+
+        image = W.Image(format="png", width=64, value=png(load_image(face.source), 64))
+        button = W.Button(description=name[:14], tooltip=name,
+                          layout=W.Layout(width="74px", height="24px", min_height="24px", padding="0"))
+        button.add_class("cqa-thumb")
+        button.on_click(self.messages.guard(lambda _: self.select(name)))
+        return W.VBox([image, button], layout=W.Layout(min_height="92px", overflow="visible"))
+
+    def _fill_gallery(self) -> None:
+        """Thumbnails of the first matches of the search box."""
+        query = self.search.value.strip().lower()
+        names = [n for n, f in self.faces.items() if isinstance(f.source, str) and query in n.lower()][:THUMBS]
+        if not hasattr(self, "_thumbs"):
+            self._thumbs: dict[str, W.VBox] = {}
+        for n in names:
+            if n not in self._thumbs:
+                try:
+                    self._thumbs[n] = self._thumb(n, self.faces[n])
+                except ValueError as exc:  # an unreadable gallery file: say so, skip it
+                    self.messages.error(exc)
+                    continue
+        self.gallery.children = [self._thumbs[n] for n in names if n in self._thumbs]
+
+    # ---- actions -----------------------------------------------------------------------------
+    def select(self, name: str) -> None:
+        """Make ``name`` the current face and re-render the visible tab."""
+        t0 = time.perf_counter()
+        self.current = self.faces[name]
+        self.selected.value = f"selected: <b class='cqa-selected-name'>{html.escape(name)}</b>"
+        self.stale = set(range(len(self.factories)))
+        self.refresh()
+        self.timings.append((f"select {name}", time.perf_counter() - t0))
+
+    def view(self, i: int):
+        """The view of tab ``i``, built and attached on first use."""
+        if i not in self.built:
+            self.built[i] = self.factories[i]()
+            self.slots[i].children = [self.built[i].widget]
+        return self.built[i]
+
+    @property
+    def views(self) -> list:
+        """All five views (builds the ones not opened yet)."""
+        return [self.view(i) for i in range(len(self.factories))]
+
+    def refresh(self) -> None:
+        """Render the visible tab if it is stale."""
+        i = self.tabs.selected_index or 0
+        if self.current is None or i not in self.stale:
+            return
+        self.stale.discard(i)
+        try:
+            self.view(i).show(self.current, self.other)
+        except Exception:
+            self.stale.add(i)
+            raise
+
+    def _on_second(self, change) -> None:
+        self.other = self.faces.get(change["new"])
+        self.stale = set(range(len(self.factories)))
+        self.refresh()
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if not files:
+            return
+        item = files[0]
+        name = f"upload: {Path(item['name']).name}"
+        try:
+            face = self.session.upload_face(bytes(item["content"]), Path(item["name"]).name)
+            face.name = name
+            self.session.analyse(face)  # decode + align + model now, so a bad file fails here
+        finally:
+            self.upload.value = ()  # frees the bytes; the next upload of the same file fires again
+        self.faces[name] = face
+        keep = self.second.value
+        self.second.options = list(self.faces)
+        self.second.value = keep
+        self.select(name)

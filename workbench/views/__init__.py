@@ -1,0 +1,1 @@
+"""The dashboard views: FaceExplorer, PairInspector, DiversityPanel, QualityPanel, MaskLab, TrainingMonitor."""

@@ -1,0 +1,159 @@
+"""Pieces every view shares: the one message area, PNG images, small plotly figures.
+
+Every callback a view registers goes through :meth:`Messages.guard`: an exception becomes a
+short plain message in the one visible message area (the traceback only when env
+``CQA_DEBUG=1``), and the kernel keeps running.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import io
+import os
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+
+
+def debug_mode() -> bool:
+    """True when env CQA_DEBUG is set to 1 / true / yes."""
+    return os.environ.get("CQA_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def plain(exc: BaseException) -> str:
+    """A one-line message for a user: the error's own words, never a stack."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+class Messages:
+    """The single message area at the bottom of the dashboard (class ``cqa-errors``)."""
+
+    def __init__(self) -> None:
+        self.widget = W.HTML(value="", layout=W.Layout(min_height="1.6em"))
+        self.widget.add_class("cqa-errors")
+        self.last_error: str | None = None
+
+    def error(self, exc: BaseException) -> None:
+        """Show an exception in plain words (plus the traceback in debug mode)."""
+        self.last_error = plain(exc)
+        body = f"<b>Error:</b> {html.escape(self.last_error)}"
+        if debug_mode():
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            body += f"<pre style='font-size:11px'>{html.escape(tb)}</pre>"
+        self.widget.value = f"<div class='cqa-error' style='color:#b00020'>{body}</div>"
+
+    def info(self, text: str) -> None:
+        """Show a neutral note (replaces any error)."""
+        self.last_error = None
+        self.widget.value = f"<div class='cqa-info' style='color:#555'>{html.escape(text)}</div>"
+
+    def clear(self) -> None:
+        self.last_error = None
+        self.widget.value = ""
+
+    def guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap a callback: clear old errors, run it, show any exception instead of raising."""
+
+        @functools.wraps(fn)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if self.last_error is not None:
+                self.clear()
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - every callback error goes to the message area
+                self.error(exc)
+                return None
+
+        return wrapped
+
+
+def png(image: np.ndarray, size: int | None = None) -> bytes:
+    """Encode an RGB uint8 image as PNG bytes, optionally resized to ``size`` px wide."""
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    if size and im.width != size:
+        im = im.resize((size, max(1, round(im.height * size / im.width))), Image.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def image_widget(width: int, cls: str) -> W.Image:
+    """An empty PNG image widget with a CSS class."""
+    w = W.Image(format="png", width=width, layout=W.Layout(width=f"{width}px", height="auto"))
+    w.add_class(cls)
+    return w
+
+
+def caption(text: str, cls: str) -> W.HTML:
+    """A small caption label with a CSS class."""
+    w = W.HTML(value=text)
+    w.add_class(cls)
+    return w
+
+
+def overlay_on(face, heat112: np.ndarray, alpha: float) -> np.ndarray:
+    """A 112 x 112 map warped onto the face's photo and blended (jet) at opacity ``alpha``."""
+    from cqa_core.explain.cams import overlay, warp_to_photo
+
+    h, w = face.photo.shape[:2]
+    heat = heat112 if (h, w) == heat112.shape else warp_to_photo(heat112, face.affine, (w, h))
+    return overlay(face.photo, heat, alpha)
+
+
+def bar_figure(title: str, n: int, height: int = 220, names: tuple[str, ...] = ("value",), width: int = 420,
+               yrange: tuple[float, float] | None = None):
+    """A FigureWidget with one bar trace per name over ``n`` branches.
+
+    Width (and, for bounded numbers, the y range) is fixed: a figure first drawn in a hidden tab
+    has no size to autoscale against.
+    """
+    import plotly.graph_objects as go
+
+    x = [f"branch {i}" for i in range(n)]
+    fig = go.FigureWidget(
+        data=[go.Bar(x=x, y=[0.0] * n, name=nm, text=[""] * n, textposition="auto") for nm in names],
+        layout=go.Layout(title=title, height=height, width=width, margin=dict(l=30, r=10, t=40, b=30),
+                         barmode="group", showlegend=len(names) > 1,
+                         yaxis=dict(range=list(yrange)) if yrange else dict(autorange=True)),
+    )
+    return fig
+
+
+def heatmap_figure(title: str, n: int, height: int = 260, labels: list[str] | None = None,
+                   zmin: float | None = None, zmax: float | None = None, fmt: str = ".2f"):
+    """A FigureWidget holding one n x n heatmap, each cell annotated with its value (d3 ``fmt``)."""
+    import plotly.graph_objects as go
+
+    labels = labels or [f"b{i}" for i in range(n)]
+    z = [[0.0] * n for _ in range(n)]
+    fig = go.FigureWidget(
+        data=[go.Heatmap(z=z, x=labels, y=labels, colorscale="Viridis", zmin=zmin, zmax=zmax,
+                         texttemplate="%{z:" + fmt + "}", showscale=False)],
+        layout=go.Layout(title=title, height=height, width=height + 40, margin=dict(l=40, r=10, t=40, b=30),
+                         yaxis=dict(autorange="reversed")),
+    )
+    return fig
+
+
+def set_bars(fig, values_per_trace: list[np.ndarray]) -> None:
+    """Update bar heights and their labels in place."""
+    with fig.batch_update():
+        for trace, values in zip(fig.data, values_per_trace, strict=False):
+            v = [float(x) for x in values]
+            trace.y = v
+            trace.text = [f"{x:.2f}" for x in v]
+
+
+def set_heatmap(fig, matrix: np.ndarray, title: str | None = None) -> None:
+    """Update a heatmap's values (and title) in place."""
+    with fig.batch_update():
+        fig.data[0].z = np.asarray(matrix, dtype=float).tolist()
+        if title is not None:
+            fig.layout.title.text = title

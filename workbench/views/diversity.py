@@ -1,0 +1,73 @@
+"""DiversityPanel: how different the b attention maps are (CAL, Eq. 2), per face and over a dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ipywidgets as W
+
+from workbench.session import Face, Session
+from workbench.views.common import Messages, caption, heatmap_figure, set_heatmap
+
+
+class DiversityPanel:
+    """CAL Gaussian-similarity matrix of the face, a dataset histogram, and a second checkpoint."""
+
+    def __init__(self, session: Session, messages: Messages, gallery: Callable[[], list[Face]] | None = None) -> None:
+        import plotly.graph_objects as go
+
+        self.session, self.messages = session, messages
+        self.gallery = gallery or (lambda: [])
+        self.face: Face | None = None
+        b = session.branches
+        self.matrix = heatmap_figure("this model: Gaussian similarity of M_i, M_j", b, zmin=0, zmax=1)
+        self.matrix_other = heatmap_figure("second checkpoint", b, zmin=0, zmax=1)
+        self.hist = go.FigureWidget(data=[go.Histogram(x=[], nbinsx=20)],
+                                    layout=go.Layout(title="CAL penalty over the gallery", height=260, width=380,
+                                                     margin=dict(l=40, r=10, t=40, b=30)))
+        self.summary = caption("", "cqa-diversity-summary")
+        self.scan = W.Button(description="histogram over gallery", icon="bar-chart")
+        self.scan.add_class("cqa-diversity-scan")
+        self.other_path = W.Text(placeholder="path/to/other.safetensors", description="compare")
+        self.other_path.add_class("cqa-other-checkpoint")
+        self.compare = W.Button(description="load")
+        boxes = []
+        for fig, cls in ((self.matrix, "cqa-diversity-matrix"), (self.matrix_other, "cqa-diversity-other"),
+                         (self.hist, "cqa-diversity-hist")):
+            box = W.Box([fig])
+            box.add_class(cls)
+            boxes.append(box)
+        self.widget = W.VBox([self.summary, W.HBox(boxes[:2]), W.HBox([self.other_path, self.compare]),
+                              self.scan, boxes[2]])
+        self.widget.add_class("cqa-diversity-tab")
+        self.scan.on_click(messages.guard(lambda _: self.histogram()))
+        self.compare.on_click(messages.guard(lambda _: self.refresh_other()))
+
+    def show(self, face: Face, other: Face | None = None) -> None:
+        self.face = face
+        fa = self.session.analyse(face)
+        set_heatmap(self.matrix, fa.gaussian)
+        self.summary.value = (f"<b>{face.name}</b>: CAL penalty {fa.cal:.3f} (0 = diverse), "
+                              f"mean top-20% IoU {float(fa.iou.mean()):.2f}, entropy "
+                              + ", ".join(f"{e:.2f}" for e in fa.entropy))
+        if self.other_path.value.strip():
+            self.refresh_other()
+
+    def refresh_other(self) -> None:
+        """Load the second checkpoint (cached) and show its matrix for the same face."""
+        path = self.other_path.value.strip()
+        if not path or self.face is None:
+            raise ValueError("type a checkpoint path and select a face first")
+        model = self.session.load_other(path)
+        fa = self.session.analyse(self.face, model=model)
+        set_heatmap(self.matrix_other, fa.gaussian, title=f"{path.split('/')[-1]}: CAL {fa.cal:.3f}")
+
+    def histogram(self) -> None:
+        """Per-face CAL over the gallery (cached per face)."""
+        faces = self.gallery()
+        if not faces:
+            raise ValueError("no gallery faces to scan")
+        values = self.session.dataset_diversity(faces)
+        with self.hist.batch_update():
+            self.hist.data[0].x = values
+            self.hist.layout.title.text = f"CAL penalty over {len(values)} gallery faces"

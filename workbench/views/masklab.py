@@ -1,0 +1,160 @@
+"""MaskLab: put a synthetic mask, an occluder or blur on the face and watch quality and CAMs move.
+
+Edits come from ``cqa_core.data.degrade``: ``apply_mask`` for each of its ``MASK_KINDS``, and
+``occlude`` / ``blur`` / ``downscale`` driven by the sliders. Without that module the lab falls
+back to :func:`simple_edit` (a flat lower-face mask, a grey square, a Gaussian blur). The numbers
+come from ``cqa_core.explain.quality.mask_effect``.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+import numpy as np
+
+from workbench.session import Face, Session
+from workbench.views.common import Messages, bar_figure, caption, image_widget, png, set_bars
+
+SIMPLE_KINDS = ("lower-face mask", "occluder", "blur")
+SLIDER_KINDS = ("occluder", "blur", "low resolution")
+
+
+def library_mask_kinds() -> tuple[str, ...]:
+    """Mask kinds of ``cqa_core.data.degrade`` (empty when that module is absent)."""
+    try:
+        from cqa_core.data.degrade import MASK_KINDS
+    except ImportError:
+        return ()
+    return tuple(MASK_KINDS)
+
+
+def occluder_box(amount: float, x: int, y: int, n: int = 112) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of a square of side 0.6 * amount * n centred on (x, y)."""
+    side = max(4, int(n * 0.6 * amount))
+    return max(0, x - side // 2), max(0, y - side // 2), x + side // 2, y + side // 2
+
+
+def library_edit(aligned: np.ndarray, kind: str, amount: float, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slider-driven edits through ``cqa_core.data.degrade``: (edited, alpha of the edited area)."""
+    from cqa_core.data import degrade
+
+    alpha = np.ones(aligned.shape[:2], np.float32)
+    if kind == "occluder":
+        x0, y0, x1, y1 = occluder_box(amount, x, y, aligned.shape[0])
+        alpha[:] = 0.0
+        alpha[y0:y1, x0:x1] = 1.0
+        return degrade.occlude(aligned, box=(x0, y0, x1, y1), value=90), alpha
+    if kind == "blur":
+        return degrade.blur(aligned, sigma=max(0.3, 6.0 * amount)), alpha
+    if kind == "low resolution":
+        return degrade.downscale(aligned, factor=1.0 + 7.0 * amount), alpha
+    raise ValueError(f"unknown edit {kind!r}")
+
+
+def simple_edit(aligned: np.ndarray, kind: str, amount: float, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edit a 112 x 112 face without ``cqa_core.data.degrade``: (edited image, alpha (112, 112)).
+
+    amount is the mask height fraction, the occluder side fraction or the blur radius / 10.
+    """
+    from PIL import Image, ImageFilter
+
+    out = aligned.copy()
+    alpha = np.zeros(aligned.shape[:2], np.float32)
+    n = aligned.shape[0]
+    if kind == "lower-face mask":
+        top = int(n * (1.0 - 0.5 * amount - 0.1))
+        alpha[top:int(n * 0.95), int(n * 0.15):int(n * 0.85)] = 1.0
+        out[alpha > 0] = (210, 220, 235)
+    elif kind == "occluder":
+        x0, y0, x1, y1 = occluder_box(amount, x, y, n)
+        alpha[y0:y1, x0:x1] = 1.0
+        out[alpha > 0] = (90, 90, 90)
+    elif kind == "blur":
+        out = np.asarray(Image.fromarray(aligned).filter(ImageFilter.GaussianBlur(radius=10 * amount)))
+        alpha[:] = 1.0
+    else:
+        raise ValueError(f"unknown edit {kind!r}; choose one of {', '.join(SIMPLE_KINDS)}")
+    return out, alpha
+
+
+class MaskLab:
+    """Edit controls, clean vs edited face with CAMs, quality bars and deltas beside clean values."""
+
+    def __init__(self, session: Session, messages: Messages, size: int = 150) -> None:
+        self.session, self.messages, self.size = session, messages, size
+        self.face: Face | None = None
+        self.lib_kinds = library_mask_kinds()
+        extra = SLIDER_KINDS if self.lib_kinds else SIMPLE_KINDS
+        self.kind = W.Dropdown(options=[*self.lib_kinds, *extra], description="edit")
+        self.kind.add_class("cqa-mask-kind")
+        self.amount = W.FloatSlider(value=0.6, min=0.05, max=1.0, step=0.05, description="amount",
+                                    continuous_update=False)
+        self.x = W.IntSlider(value=56, min=0, max=111, description="x", continuous_update=False)
+        self.y = W.IntSlider(value=48, min=0, max=111, description="y", continuous_update=False)
+        self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
+        self.apply = W.Button(description="apply", button_style="primary")
+        self.apply.add_class("cqa-mask-apply")
+        self.images = [image_widget(size, "cqa-mask-image") for _ in range(2)]
+        self.titles = [caption("clean", "cqa-mask-title"), caption("edited", "cqa-mask-title")]
+        self.cams = [image_widget(size // 2, "cqa-mask-cam") for _ in range(session.branches)]
+        for im in (*self.cams, self.images[1]):
+            im.layout.visibility = "hidden"  # filled by the first 'apply'
+        self.values = caption("press apply", "cqa-mask-values")
+        self.bars = bar_figure("quality: clean vs edited", session.branches, height=260, names=("clean", "edited"),
+                               yrange=(0.0, 1.1))
+        bars_box = W.Box([self.bars])
+        bars_box.add_class("cqa-mask-bars")
+        controls = W.VBox([self.kind, self.amount, W.HBox([self.x, self.y]), W.HBox([self.seed, self.apply])])
+        faces = W.HBox([W.VBox([t, im]) for t, im in zip(self.titles, self.images, strict=True)])
+        self.widget = W.VBox([controls, W.HBox([faces, bars_box]), W.HBox(self.cams), self.values])
+        self.widget.add_class("cqa-mask-tab")
+        self.apply.on_click(messages.guard(lambda _: self.run()))
+
+    def show(self, face: Face, other: Face | None = None) -> None:
+        """New face: show it clean; the edit is re-applied only on 'apply'."""
+        self.face = face
+        fa = self.session.analyse(face)
+        self.images[0].value = png(fa.aligned, self.size)
+        for im in (*self.cams, self.images[1]):
+            im.layout.visibility = "hidden"
+        set_bars(self.bars, [fa.quality, np.zeros_like(fa.quality)])
+        self.values.value = "clean: " + " ".join(
+            f"branch {i} q=<span class='cqa-mask-q'>{q:.5f}</span>" for i, q in enumerate(fa.quality))
+
+    def edit(self, aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The edited face and its alpha, from the library when the kind is one of its masks."""
+        kind = self.kind.value
+        if kind in self.lib_kinds:
+            from cqa_core.data.degrade import apply_mask
+
+            masked, alpha = apply_mask(aligned, kind=kind, seed=int(self.seed.value))
+            return np.asarray(masked, np.uint8), np.asarray(alpha, np.float32)
+        args = (aligned, kind, float(self.amount.value), int(self.x.value), int(self.y.value))
+        return library_edit(*args) if self.lib_kinds else simple_edit(*args)
+
+    def run(self) -> None:
+        """Apply the edit, re-run the model on the edited face, show deltas beside clean values."""
+        if self.face is None:
+            raise ValueError("select a face first")
+        from cqa_core.explain.cams import branch_overlays
+
+        clean = self.session.analyse(self.face)
+        edited, alpha = self.edit(clean.aligned)
+        eff = self.session.mask_effect(self.face, edited, alpha)
+        fe = self.session.analyse(self.session.array_face(edited, f"{self.face.name} (edited)"))
+        self.images[1].value = png(edited, self.size)
+        self.images[1].layout.visibility = "visible"
+        self.titles[1].value = f"edited ({html.escape(self.kind.value)}): cos to clean <b>{eff.similarity:.3f}</b>"
+        for im, ov in zip(self.cams, branch_overlays(edited, fe.attention, fe.quality, 0.5), strict=False):
+            im.value = png(ov.image, self.size // 2)
+            im.layout.visibility = "visible"
+        set_bars(self.bars, [eff.quality_clean, eff.quality_masked])
+        rows = "".join(
+            f"<tr><td>branch {i}</td><td>{c:.5f}</td><td>q=<span class='cqa-mask-q'>{m:.5f}</span></td>"
+            f"<td>{d:+.1e}</td><td>{s:.2f}</td></tr>"
+            for i, (c, m, d, s) in enumerate(zip(eff.quality_clean, eff.quality_masked, eff.quality_delta,
+                                                 eff.mask_share_masked, strict=True)))
+        self.values.value = (f"<table class='cqa-mask-table'><tr><th></th><th>clean q</th><th>edited q</th>"
+                             f"<th>delta</th><th>attention in edit</th></tr>{rows}</table>"
+                             f"similarity to the clean face: <b class='cqa-mask-sim'>{eff.similarity:.3f}</b>")
