@@ -3,9 +3,10 @@
 Only tiny path helpers live here so ``import cqa_core.data`` stays light; the heavy modules
 (``align``, ``datasets``, ``degrade``) import numpy / torch / cv2 / facenet_pytorch lazily.
 
-Colour convention everywhere in this package: images are **RGB** uint8. Files that store BGR
-(OpenCV writes, insightface RecordIO produced through ``cv2.imencode``) are converted at the
-reading boundary, never later.
+Colour convention everywhere in this package: images are **RGB** uint8. OpenCV decodes to BGR;
+every cv2 read is converted at the reading boundary, never later. insightface RecordIO / .bin
+files hold ordinary JPEGs (``cv2.imencode`` of a BGR array writes a correctly coloured file), so
+they decode to RGB like any other photo.
 """
 
 from __future__ import annotations

@@ -76,6 +76,13 @@ def _worker_init() -> None:
 
 def align_one(src: str, dst: str, rel: str, fallback: str | None) -> tuple[str, dict[str, Any]]:
     """Align one file; returns ("ok", alignment row) or ("miss", misses row). Never raises."""
+    try:
+        return _align_one(src, dst, rel, fallback)
+    except Exception as exc:  # a folder run must never die on one file
+        return "miss", {"path": rel, "action": "error", "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def _align_one(src: str, dst: str, rel: str, fallback: str | None) -> tuple[str, dict[str, Any]]:
     from PIL import Image
 
     from cqa_core.data.align import ImageError, NoFaceError, align_image, load_image
@@ -91,7 +98,7 @@ def align_one(src: str, dst: str, rel: str, fallback: str | None) -> tuple[str, 
     out = out_name(rel)
     target = Path(dst, out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # unique per process
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP"}[target.suffix.lower()]
     Image.fromarray(face.image).save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     os.replace(tmp, target)
@@ -101,7 +108,7 @@ def align_one(src: str, dst: str, rel: str, fallback: str | None) -> tuple[str, 
     for i in range(5):
         for j, c in enumerate("xy"):
             row[f"lm{i}_{c}"] = "" if lm is None else f"{float(lm[i, j]):.3f}"
-    for k, v in zip(ALIGN_FIELDS[-6:], face.affine.reshape(-1)):
+    for k, v in zip(ALIGN_FIELDS[-6:], face.affine.reshape(-1), strict=True):
         row[k] = f"{float(v):.8g}"
     return "ok", row
 
@@ -154,8 +161,12 @@ def align_folder(
     with open(align_csv, "a", newline="") as fa, open(miss_csv, "a", newline="") as fm:
         wa, wm = csv.DictWriter(fa, ALIGN_FIELDS), csv.DictWriter(fm, MISS_FIELDS)
         bar = tqdm(total=len(jobs), desc=f"align {src.name}", unit="img", disable=not progress)
+        threads = None
         if workers <= 1 or len(jobs) < 8:
-            _worker_init()
+            import torch
+
+            threads = torch.get_num_threads()  # restored below: callers keep their setting
+            torch.set_num_threads(1)
             results = map(_align_star, jobs)
             pool = None
         else:
@@ -181,6 +192,10 @@ def align_folder(
             bar.close()
             if pool is not None:
                 pool.terminate()
+            if threads is not None:
+                import torch
+
+                torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
     _write_csv(align_csv, ALIGN_FIELDS, sorted(rows.values(), key=lambda r: r["path"]))
     _write_csv(miss_csv, MISS_FIELDS, sorted(misses.values(), key=lambda r: r["path"]))

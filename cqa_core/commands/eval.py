@@ -1,0 +1,123 @@
+"""``cqa eval``: verification / masked / cross-quality / identification numbers for a model."""
+
+from __future__ import annotations
+
+import argparse
+
+PROTOCOLS = ("verify", "masked-m2n", "masked-m2m", "cross-quality", "identify")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="LFW-protocol verification, TAR@FAR, masked / cross-quality, rank-1",
+        description="Embeds aligned faces and prints a table; --json writes the full result.",
+    )
+    p.add_argument("--checkpoint", default=None,
+                   help="model .safetensors (default: $CQA_CHECKPOINT, else the embedded default model)")
+    p.add_argument("--data", default="lfw", help="lfw | celeba299 | bin:PATH | pairs:ROOT:PAIRS_FILE (default lfw)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="verify")
+    p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the result as JSON")
+    p.add_argument("--flip", action="store_true", help="flip-sum embeddings (insightface test-time flip)")
+    p.add_argument("--limit", type=int, default=None, help="use N pairs (identities for identify), spread evenly")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--align", choices=("mtcnn", "center"), default="mtcnn",
+                   help="raw photos: MTCNN (cached with ensure_aligned for lfw) or the fixed centre crop")
+    p.add_argument("--mask", default="random", help="mask kind for masked-* protocols (default random per pair)")
+    p.add_argument("--degrade", default="downscale", help="cross-quality: blur|downscale|noise|occlude|jpeg|mask|random")
+    p.add_argument("--severity", type=int, default=3, help="cross-quality severity 1..5 (default 3)")
+    p.add_argument("--roc", action="store_true", help="include ROC arrays in the JSON")
+    p.set_defaults(func=run)
+
+
+def load_eval_model(path: str | None, device: str):
+    """The model to evaluate: --checkpoint, $CQA_CHECKPOINT, or cqa_core.model.load_default()."""
+    import os
+
+    path = path or os.environ.get("CQA_CHECKPOINT")
+    if path:
+        from cqa_core.checkpoint import load_model
+
+        return load_model(path, device=device), str(path)
+    import cqa_core.model as model_pkg
+
+    if hasattr(model_pkg, "load_default"):
+        return model_pkg.load_default().to(device).eval(), "default"
+    raise ValueError("no model: pass --checkpoint PATH or set CQA_CHECKPOINT")
+
+
+def _second_side(images, index, protocol: str, args: argparse.Namespace, offset: int = 0):
+    import numpy as np
+
+    from cqa_core.data.degrade import apply_mask, degrade
+
+    out = np.empty((len(index), 112, 112, 3), np.uint8)
+    for k, i in enumerate(index):
+        if protocol == "cross-quality":
+            out[k] = degrade(images[i], args.degrade, args.severity, seed=k + offset)
+        else:
+            out[k] = apply_mask(images[i], args.mask, seed=k + offset + 1)[0]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    import torch
+
+    from cqa_core.evaluate import embed, evaluate_pairs, identification_rank1, split_gallery
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.perf_counter()
+    model, model_name = load_eval_model(args.checkpoint, device)
+    emb_kw = dict(batch_size=args.batch_size, flip=args.flip, device=device)
+    timing: dict[str, float] = {}
+    result: dict = {"data": args.data, "protocol": args.protocol, "checkpoint": model_name, "flip": args.flip}
+    if args.protocol == "identify":
+        from cqa_core.data.verification import load_identities
+
+        images, labels = load_identities(args.data, args.limit)
+        timing["load_s"] = time.perf_counter() - t0
+        emb = embed(model, images, **emb_kw)
+        gal, probe = split_gallery(labels, per_id=1)
+        rank1 = identification_rank1(emb[gal], labels[gal], emb[probe], labels[probe])
+        result.update(rank1=rank1, identities=int(len(set(labels.tolist()))), gallery=len(gal), probes=len(probe))
+        rows = [("rank-1", f"{100 * rank1:.2f}%"), ("identities", str(result["identities"])), ("probes", str(len(probe)))]
+    else:
+        from cqa_core.data.verification import load_pairset
+
+        ps = load_pairset(args.data, limit=args.limit, align=args.align)
+        timing["load_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        emb = embed(model, ps.images, **emb_kw)  # (M, D)
+        e1, e2 = emb[ps.index1], emb[ps.index2]  # (N, D)
+        if args.protocol in ("masked-m2n", "masked-m2m", "cross-quality"):
+            e2 = embed(model, _second_side(ps.images, ps.index2, args.protocol, args), **emb_kw)
+        if args.protocol == "masked-m2m":
+            e1 = embed(model, _second_side(ps.images, ps.index1, args.protocol, args, len(ps.index1)), **emb_kw)
+        timing["embed_s"] = time.perf_counter() - t1
+        r = evaluate_pairs(e1, e2, ps.issame, ps.folds)
+        result.update(r.to_dict(roc=args.roc), images=int(len(ps.images)))
+        if args.protocol.startswith("masked"):
+            result["mask"] = args.mask
+        if args.protocol == "cross-quality":
+            result.update(degrade=args.degrade, severity=args.severity)
+        rows = [("accuracy", f"{100 * r.accuracy:.2f}% +- {100 * r.accuracy_std:.2f}"),
+                ("best threshold (cos)", f"{r.best_threshold:.4f}"), ("AUC", f"{r.auc:.4f}")]
+        rows += [(f"TAR @ FAR={far:g}", f"{100 * v:.2f}%") for far, v in r.tar_at_far.items()]
+        rows += [("pairs (same)", f"{r.n_pairs} ({r.n_same})"), ("images", str(len(ps.images)))]
+    timing["total_s"] = time.perf_counter() - t0
+    result["timing"] = {k: round(v, 2) for k, v in timing.items()}
+    result["device"] = device
+    print(f"cqa eval  data={args.data}  protocol={args.protocol}  model={model_name}  flip={args.flip}")
+    for k, v in rows:
+        print(f"  {k:<22}{v:>22}")
+    print(f"  {'time':<22}{timing['total_s']:>21.1f}s")
+    if args.json_out:
+        from pathlib import Path
+
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json_out}")
+    return 0

@@ -1,0 +1,156 @@
+"""Evaluation data: the pair sets and identification sets ``cqa eval --data`` names.
+
+Specs: ``lfw`` (LFW deep-funneled + official pairs.txt, aligned through
+:func:`~cqa_core.data.datasets.ensure_aligned`, or the fixed centre crop with ``align="center"``),
+``celeba299`` (aligned CelebA subset; 10 identity-disjoint folds of 300 + 300 pairs drawn with a
+fixed seed), ``bin:PATH`` (insightface .bin), ``pairs:ROOT:PAIRS_FILE`` (any LFW-format pair
+list over photos under ROOT; photos not already 112 x 112 are aligned with MTCNN, centre fallback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class PairSet:
+    """Images plus pairs of indices into them (all arrays numpy).
+
+    Attributes:
+        name: the spec it came from.
+        images: (M, 112, 112, 3) uint8 RGB aligned faces.
+        index1: (N,) image index of each pair's first face; index2 likewise.
+        issame: (N,) bool.
+        folds: (N,) fold of each pair.
+    """
+
+    name: str
+    images: np.ndarray
+    index1: np.ndarray
+    index2: np.ndarray
+    issame: np.ndarray
+    folds: np.ndarray
+
+
+def subsample(n: int, limit: int | None) -> np.ndarray:
+    """``limit`` indices spread evenly over ``range(n)`` (all when limit is None or >= n)."""
+    if not limit or limit >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
+def _load_aligned(paths: list[Path], raw: bool, align: str) -> np.ndarray:
+    from tqdm import tqdm
+
+    from cqa_core.data.align import align_image, center_affine, load_image, warp
+
+    out = np.empty((len(paths), 112, 112, 3), np.uint8)
+    for i, p in enumerate(tqdm(paths, desc="load faces", unit="img", leave=False)):
+        img = load_image(p)
+        if raw and img.shape[:2] != (112, 112):
+            if align == "center":
+                img = warp(img, center_affine(img.shape[1], img.shape[0]))
+            else:
+                img = align_image(img, fallback="center").image
+        elif img.shape[:2] != (112, 112):
+            raise ValueError(f"{p}: {img.shape[1]}x{img.shape[0]} is not an aligned 112x112 face")
+        out[i] = img
+    return out
+
+
+def from_pair_list(name: str, pairs_file: Path, root: Path, raw: bool, align: str = "mtcnn",
+                   limit: int | None = None) -> PairSet:
+    """A :class:`PairSet` from an LFW-format pair list whose images live under ``root``."""
+    from cqa_core.data.pairs import read_pairs, resolve_image, unique_images
+
+    pairs = read_pairs(pairs_file)
+    pairs = [pairs[i] for i in subsample(len(pairs), limit)]
+    uniq = unique_images(pairs)
+    where = {k: i for i, k in enumerate(uniq)}
+    images = _load_aligned([resolve_image(root, n, i) for n, i in uniq], raw, align)
+    return PairSet(
+        name, images,
+        np.array([where[(p.name1, p.idx1)] for p in pairs]), np.array([where[(p.name2, p.idx2)] for p in pairs]),
+        np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]),
+    )
+
+
+def make_pairs(labels: np.ndarray, folds: int = 10, per_fold: int = 300, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """LFW-style pairs over labelled images: identities split into ``folds`` disjoint groups,
+    each fold ``per_fold`` same-identity then ``per_fold`` different-identity pairs.
+
+    Returns:
+        index1 (N,), index2 (N,), issame (N,), fold (N,).
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    ids = rng.permutation(np.unique(labels))
+    i1, i2, same, fold = [], [], [], []
+    for k, group in enumerate(np.array_split(ids, folds)):
+        members = {g: np.flatnonzero(labels == g) for g in group}
+        multi = [g for g in group if len(members[g]) >= 2]
+        if not multi or len(group) < 2:
+            raise ValueError(f"fold {k} has too few identities to draw pairs")
+        for _ in range(per_fold):
+            a, b = rng.choice(members[multi[rng.integers(len(multi))]], 2, replace=False)
+            i1.append(a), i2.append(b), same.append(True), fold.append(k)
+        for _ in range(per_fold):
+            ga, gb = rng.choice(group, 2, replace=False)
+            i1.append(rng.choice(members[ga])), i2.append(rng.choice(members[gb])), same.append(False), fold.append(k)
+    return np.array(i1), np.array(i2), np.array(same), np.array(fold)
+
+
+def load_pairset(spec: str, limit: int | None = None, align: str = "mtcnn") -> PairSet:
+    """Resolve a ``--data`` spec to a :class:`PairSet` (see the module docstring)."""
+    from cqa_core.data import shared_data_dir
+
+    if spec == "lfw":
+        root = shared_data_dir() / "lfw-deepfunneled"
+        if align == "center":
+            return from_pair_list(spec, root / "pairs.txt", root, raw=True, align="center", limit=limit)
+        from cqa_core.data.datasets import ensure_aligned
+
+        return from_pair_list(spec, root / "pairs.txt", ensure_aligned(root), raw=False, limit=limit)
+    if spec.startswith("bin:"):
+        from cqa_core.data.binset import load_bin
+
+        images, issame = load_bin(spec[4:])
+        keep = subsample(len(issame), limit)
+        from cqa_core.evaluate import default_folds
+
+        return PairSet(spec, images, 2 * keep, 2 * keep + 1, issame[keep], default_folds(len(keep)))
+    if spec.startswith("pairs:"):
+        parts = spec.split(":", 2)
+        if len(parts) != 3:
+            raise ValueError("use --data pairs:ROOT:PAIRS_FILE")
+        return from_pair_list(spec, Path(parts[2]), Path(parts[1]), raw=True, align=align, limit=limit)
+    if spec == "celeba299":
+        images, labels = load_identities(spec)
+        i1, i2, same, fold = make_pairs(labels)
+        keep = subsample(len(same), limit)
+        used = np.unique(np.r_[i1[keep], i2[keep]])
+        remap = np.full(len(labels), -1)
+        remap[used] = np.arange(len(used))
+        return PairSet(spec, images[used], remap[i1[keep]], remap[i2[keep]], same[keep], fold[keep])
+    raise ValueError(f"unknown --data {spec!r}; use lfw, celeba299, bin:PATH or pairs:ROOT:PAIRS_FILE")
+
+
+def load_identities(spec: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned images (M, 112, 112, 3) and labels (M,) of identities with >= 2 images;
+    ``limit`` keeps that many identities (evenly spread). Specs: lfw, celeba299, or a folder."""
+    from cqa_core.data import shared_data_dir
+    from cqa_core.data.datasets import FaceFolder, ensure_aligned
+
+    if spec in ("lfw", "celeba299"):
+        root = ensure_aligned(shared_data_dir() / ("lfw-deepfunneled" if spec == "lfw" else "celeba299"))
+    else:
+        root = Path(spec.removeprefix("folder:"))
+    ds = FaceFolder(root, min_images=2)
+    keep = set(subsample(ds.num_classes, limit).tolist())
+    samples = [(p, lab) for p, lab in ds.samples if lab in keep]
+    images = _load_aligned([Path(p) for p, _ in samples], raw=False, align="mtcnn")
+    return images, np.array([lab for _, lab in samples])
