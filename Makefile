@@ -31,8 +31,12 @@ workbench: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
+# CPU benchmarks (a few minutes); GPU: `bash benchmarks/gpu_check.sh` on a CUDA machine.
 bench: $(STAMP)
-	for f in benchmarks/*.py; do $(PY) $$f || exit 1; done
+	PYTHONPATH=. $(PY) benchmarks/explain_speed.py --threads 2
+	PYTHONPATH=. $(PY) benchmarks/data_decode.py --n 2000
+	PYTHONPATH=. $(PY) benchmarks/align_speed.py --n 50
+	PYTHONPATH=. $(PY) benchmarks/train_throughput.py --stem light --batch-size 16 --steps 12 --warmup 2 --device cpu
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cqa_core workbench tests benchmarks

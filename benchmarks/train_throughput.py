@@ -26,8 +26,8 @@ from torch import nn
 from cqa_core.config import LossConfig, ModelConfig
 from cqa_core.losses import CQACriterion
 from cqa_core.model import IResNet, create_head, create_model
+from cqa_core.preprocess import normalize
 from cqa_core.profile import count_flops
-from cqa_core.training.data import normalize
 
 PEAK_BF16 = (("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("A100", 312e12))
 

@@ -91,8 +91,6 @@ class DataConfig:
     format: Literal["folder", "recordio"] = "folder"
     image_size: int = 112
     num_workers: int = 2
-    val_pairs: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     align: bool = False  # training: align a raw photo folder first (data.datasets.ensure_aligned)
 
 

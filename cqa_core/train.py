@@ -31,13 +31,13 @@ from cqa_core.config import TrainConfig, to_dict
 from cqa_core.losses import CQACriterion
 from cqa_core.model import create_head, create_model
 from cqa_core.model.partial_fc import PartialFC
+from cqa_core.preprocess import normalize
 from cqa_core.training import ckpt_state, distributed
 from cqa_core.training.callbacks import Callback, JSONLLogger, TensorBoardLogger
 from cqa_core.training.data import (
     GlobalBatchSampler,
     build_dataset,
     build_loader,
-    normalize,
     num_classes_of,
 )
 from cqa_core.training.net import TrainNet, seed_everything

@@ -1,10 +1,50 @@
+"""Shared fixtures: real data roots (skipped with a reason when absent), tiny models and folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
 
 
-# --- training fixtures (issue 4) -------------------------------------------------------------
-import pytest as _pytest_train
+def _shared_data() -> Path:
+    env = os.environ.get("CQA_DATA")
+    return Path(env) if env else (Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
-def make_face_folder(root, classes: int = 4, per_class: int = 6, size: int = 112, seed: int = 0):
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of ../shared/data; skips the test when it is absent."""
+    root = _shared_data()
+    if not root.is_dir():
+        pytest.skip(f"shared face data not found at {root} (set CQA_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def lfw_root(shared_data: Path) -> Path:
+    """The raw LFW deep-funneled folder (Name/Name_NNNN.jpg + pairs.txt)."""
+    root = shared_data / "lfw-deepfunneled"
+    if not (root / "pairs.txt").exists():
+        pytest.skip(f"LFW not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def calibrated_model():
+    """Light CQA-Face, b = 4, seed 0, eval mode, with non-trivial BatchNorm running statistics."""
+    import torch
+
+    from cqa_core.config import ModelConfig
+    from cqa_core.explain.toy import calibrate
+    from cqa_core.model import create_model
+
+    torch.manual_seed(0)
+    return calibrate(create_model(ModelConfig(stem="light", branches=4)))
+
+
+def make_face_folder(root: Path, classes: int = 4, per_class: int = 6, size: int = 112, seed: int = 0) -> Path:
     """A tiny synthetic identity folder ``root/idNN/NNN.png`` of size x size RGB images whose
     colour pattern depends on the class (learnable in a few steps). Returns ``root``."""
     import numpy as np
@@ -23,37 +63,7 @@ def make_face_folder(root, classes: int = 4, per_class: int = 6, size: int = 112
     return root
 
 
-@_pytest_train.fixture
-def face_folder(tmp_path):
+@pytest.fixture
+def face_folder(tmp_path: Path) -> Path:
     """Synthetic 112x112 identity folder: 4 classes x 6 images (see ``make_face_folder``)."""
     return make_face_folder(tmp_path / "faces")
-
-
-# --- issue 3 (data pipeline / evaluation) fixtures ---------------------------------------
-import os as _os  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
-
-import pytest as _pytest  # noqa: E402
-
-
-def _shared_data() -> _Path:
-    env = _os.environ.get("CQA_DATA")
-    return _Path(env) if env else (_Path(__file__).resolve().parents[1].parent / "shared" / "data")
-
-
-@_pytest.fixture(scope="session")
-def shared_data() -> _Path:
-    """Root of ../shared/data; skips the test when it is absent."""
-    root = _shared_data()
-    if not root.is_dir():
-        _pytest.skip(f"shared face data not found at {root} (set CQA_DATA)")
-    return root
-
-
-@_pytest.fixture(scope="session")
-def lfw_root(shared_data: _Path) -> _Path:
-    """The raw LFW deep-funneled folder (Name/Name_NNNN.jpg + pairs.txt)."""
-    root = shared_data / "lfw-deepfunneled"
-    if not (root / "pairs.txt").exists():
-        _pytest.skip(f"LFW not found at {root}")
-    return root

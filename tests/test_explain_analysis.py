@@ -9,10 +9,7 @@ from PIL import Image
 
 from cqa_core.checkpoint import save_model
 from cqa_core.cli import main
-from cqa_core.config import ModelConfig
 from cqa_core.explain import Analyser, AnalysisError, analyse
-from cqa_core.explain.toy import calibrate
-from cqa_core.model import create_model
 
 
 class NoFace:
@@ -23,9 +20,8 @@ class NoFace:
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return calibrate(create_model(ModelConfig(stem="light", branches=4)))
+def model(calibrated_model):
+    return calibrated_model
 
 
 def face(seed: int, size: int = 112) -> np.ndarray:

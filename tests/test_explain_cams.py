@@ -14,14 +14,13 @@ from cqa_core.explain import (
     warp_to_photo,
 )
 from cqa_core.explain.common import ExplainError
-from cqa_core.explain.toy import calibrate, plant_attention
+from cqa_core.explain.toy import plant_attention
 from cqa_core.model import create_model
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return calibrate(create_model(ModelConfig(stem="light", branches=4)))
+def model(calibrated_model):
+    return calibrated_model
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,8 @@ from cqa_core.model import create_model
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return calibrate(create_model(ModelConfig(stem="light", branches=4)))
+def model(calibrated_model):
+    return calibrated_model
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 The cache is ``cqa_core.explain.analysis.Analyser`` (keyed by the sha1 of the file / pixels and
 the model's weights), so the same photo is never run twice and a retrained model is never stale.
 
-Model, in order: env ``CQA_CHECKPOINT``; ``cqa_core.model.load_default()`` when that exists;
+Model, in order: env ``CQA_CHECKPOINT``; ``cqa_core.model.load_default()`` when its weights are installed;
 else an *untrained* light model (seed 0), flagged so the header shows a banner.
 
 Every number the views show comes from ``cqa_core.explain`` through :meth:`Session.analyse`
@@ -66,8 +66,8 @@ def load_session_model(checkpoint: str | None = None):
         return load_model(path), f"weights {Path(path).name}", False
     import cqa_core.model as cm
 
-    if hasattr(cm, "load_default"):
-        return cm.load_default().eval(), "default model", False
+    if cm.DEFAULT_WEIGHTS.exists():
+        return cm.load_default(), "default model", False
     from cqa_core.config import ModelConfig
 
     torch.manual_seed(0)

@@ -39,11 +39,11 @@ def load_eval_model(path: str | None, device: str):
         from cqa_core.checkpoint import load_model
 
         return load_model(path, device=device), str(path)
-    import cqa_core.model as model_pkg
+    from cqa_core.model import DEFAULT_WEIGHTS, load_default
 
-    if hasattr(model_pkg, "load_default"):
-        return model_pkg.load_default().to(device).eval(), "default"
-    raise ValueError("no model: pass --checkpoint PATH or set CQA_CHECKPOINT")
+    if DEFAULT_WEIGHTS.exists():
+        return load_default(device), "default"
+    raise ValueError("no model: pass --checkpoint PATH or set CQA_CHECKPOINT (no default weights installed)")
 
 
 def _second_side(images, index, protocol: str, args: argparse.Namespace, offset: int = 0):

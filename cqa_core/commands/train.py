@@ -69,17 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cqa_core.commands.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        if args.debug:
-            raise
-        print(f"cqa train: error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m cqa_core.commands.train ...`` = ``cqa train ...``."""
+    from cqa_core.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -23,14 +23,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cqa_core.config import TrainConfig
 
-try:
-    from cqa_core.preprocess import normalize
-except ImportError:  # preprocess imports numpy at module top; the bare GPU image may lack it
-
-    def normalize(x: torch.Tensor) -> torch.Tensor:
-        """Same as ``cqa_core.preprocess.normalize``: uint8 (B, 3, H, W) -> float in [-1, 1]."""
-        return (x.float() / 255.0 - 0.5) / 0.5  # (B, 3, H, W)
-
 log = logging.getLogger(__name__)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -71,38 +63,6 @@ class GlobalBatchSampler(Sampler[list[int]]):
                 yield perm[base + slot * self.micro : base + (slot + 1) * self.micro]
 
 
-class _ImageFolder(Dataset):
-    """Stand-in for ``cqa_core.data.datasets.FaceFolder`` until the data layer lands: a folder of
-    ``CLASS/*.jpg`` already-aligned faces, read with PIL, resized to ``size`` if needed."""
-
-    def __init__(self, root: str | Path, size: int = 112) -> None:
-        self.root = Path(root)
-        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        self.samples = [
-            (str(f), i)
-            for i, c in enumerate(self.classes)
-            for f in sorted((self.root / c).iterdir())
-            if f.suffix.lower() in IMAGE_EXTS
-        ]
-        self.num_classes = len(self.classes)
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        import numpy as np
-        from PIL import Image
-
-        path, label = self.samples[i]
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (self.size, self.size):
-                im = im.resize((self.size, self.size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8).copy()  # (H, W, 3)
-        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), label  # (3, H, W)
-
-
 def build_dataset(config: TrainConfig) -> Dataset:
     """The training set the config names: an aligned folder (aligned first if data.align) or RecordIO."""
     data = config.data
@@ -117,11 +77,8 @@ def build_dataset(config: TrainConfig) -> Dataset:
         root = Path(ensure_aligned(root))
     if not root.is_dir():
         raise FileNotFoundError(f"training data folder not found: {root} (set data_root=...)")
-    try:
-        from cqa_core.data.datasets import FaceFolder
-    except ImportError:
-        log.warning("cqa_core.data.datasets not available; reading %s with the built-in folder reader", root)
-        return _ImageFolder(root, data.image_size)
+    from cqa_core.data.datasets import FaceFolder
+
     return FaceFolder(root, decoder=_decoder())
 
 

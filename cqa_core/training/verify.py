@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from cqa_core.config import TrainConfig
-from cqa_core.training.data import normalize
+from cqa_core.preprocess import normalize
 
 log = logging.getLogger(__name__)
 
