@@ -23,46 +23,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 CAM = "img.cqa-branch-cam"
-
-
-def wait_http(url: str, timeout: float = 90.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(url)
-
-
-def wait_new_src(page, selector: str, old: str) -> float:
-    t0 = time.perf_counter()
-    page.wait_for_function("([s, o]) => { const e = document.querySelector(s); return e && e.src && e.src !== o; }",
-                           arg=[selector, old], timeout=120_000, polling=5)
-    return time.perf_counter() - t0
 
 
 def measure(url: str, clicks: int) -> dict:
     from playwright.sync_api import sync_playwright
 
+    from workbench.headless import launch_chromium, wait_src_change
+
     out: dict = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             t0 = time.perf_counter()
@@ -78,13 +57,13 @@ def measure(url: str, clicks: int) -> dict:
                 old = page.locator(CAM).first.get_attribute("src")
                 t = time.perf_counter()
                 thumbs.nth(i).click()
-                wait_new_src(page, CAM, old)
+                wait_src_change(page, CAM, old)
                 lat.append(time.perf_counter() - t)
             out["click_to_cam_s"] = {"median": statistics.median(lat), "max": max(lat), "n": len(lat)}
             old = page.locator("img.cqa-source-image").first.get_attribute("src")
             t = time.perf_counter()
             page.locator(".cqa-cam-source button", has_text="similarity Grad-CAM").click()
-            wait_new_src(page, "img.cqa-source-image", old)
+            wait_src_change(page, "img.cqa-source-image", old)
             out["source_switch_s"] = time.perf_counter() - t
         finally:
             browser.close()
@@ -92,7 +71,7 @@ def measure(url: str, clicks: int) -> dict:
 
 
 def main() -> int:
-    from workbench.serve import free_port, kernel_env, voila_command
+    from workbench.headless import running_voila
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clicks", type=int, default=8)
@@ -100,25 +79,11 @@ def main() -> int:
     ap.add_argument("--preheat", action="store_true", help="Voila preheat_kernel, as `cqa workbench` serves")
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds to let the preheated kernel get ready")
     args = ap.parse_args()
-    port = free_port()
-    env = kernel_env()
-    env["CQA_GALLERY_PEOPLE"] = str(args.people)
-    (ROOT / "artifacts").mkdir(exist_ok=True)
-    log = open(ROOT / "artifacts" / "dashboard_latency_voila.log", "w")
-    proc = subprocess.Popen(voila_command(port, preheat=args.preheat), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/voila/static/voila.js")
+    log = ROOT / "artifacts" / "dashboard_latency_voila.log"
+    with running_voila(log, preheat=args.preheat, CQA_GALLERY_PEOPLE=str(args.people)) as url:
         if args.preheat:
             time.sleep(args.warmup)
-        result = measure(f"http://127.0.0.1:{port}/", args.clicks)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        result = measure(url, args.clicks)
     result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
               "load_avg_1m": round(os.getloadavg()[0], 2), "gallery_people": args.people,
               "preheat": args.preheat,

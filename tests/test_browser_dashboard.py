@@ -11,79 +11,33 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from workbench.headless import CHROMIUM, launch_chromium, running_voila, wait_src_change
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "browser"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
-B = 4  # branches of the default (untrained light) model
+B = 4  # branches of the default light model
 PREHEAT = os.environ.get("CQA_TEST_PREHEAT", "1") == "1"  # as `cqa workbench` serves it
-
-
-def wait_http(url: str, timeout: float = 90.0) -> None:
-    """Poll until the server answers (or fail)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"Voila did not answer at {url} within {timeout:.0f} s")
 
 
 @pytest.fixture()
 def voila_url():
     """A Voila server on a free port, killed (with its kernels) however the test ends."""
-    from workbench.serve import free_port, kernel_env, voila_command
-
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is missing (apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = kernel_env()
-    env.pop("CQA_CHECKPOINT", None)
-    env["CQA_GALLERY_PEOPLE"] = "12"
-    log = open(ARTIFACTS / "voila.log", "w")
-    proc = subprocess.Popen(voila_command(port, preheat=PREHEAT), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/voila/static/voila.js")
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
+    with running_voila(ARTIFACTS / "voila.log", preheat=PREHEAT, CQA_GALLERY_PEOPLE="12") as url:
+        yield url
 
 
 def src_of(page, selector: str, i: int = 0) -> str:
     return page.locator(selector).nth(i).get_attribute("src") or ""
-
-
-def wait_src_change(page, selector: str, old: str, timeout: float = 60.0) -> float:
-    """Seconds until the i=0 image under ``selector`` shows a new picture."""
-    t0 = time.perf_counter()
-    page.wait_for_function(
-        "([sel, old]) => { const e = document.querySelector(sel); return e && e.src && e.src !== old; }",
-        arg=[selector, old], timeout=timeout * 1000, polling=10)
-    return time.perf_counter() - t0
 
 
 def open_tab(page, name: str) -> None:
@@ -95,7 +49,7 @@ def test_dashboard_in_browser(voila_url):
 
     timings: dict[str, float] = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             t0 = time.perf_counter()
@@ -110,7 +64,10 @@ def test_dashboard_in_browser(voila_url):
             assert all(src_of(page, "img.cqa-branch-cam", i).startswith("blob:") for i in range(B))
             titles = page.locator(".cqa-branch-title").all_inner_texts()
             assert len(titles) == B and all(re.search(rf"branch {i}\s+q=\d\.\d\d", t) for i, t in enumerate(titles))
-            assert "untrained model" in page.inner_text(".cqa-header")
+            from cqa_core.model import DEFAULT_WEIGHTS
+
+            header = "model: default model" if DEFAULT_WEIGHTS.exists() else "untrained model"
+            assert header in page.inner_text(".cqa-header")
 
             # select a face: the CAMs update in place
             thumbs = page.locator("button.cqa-thumb")

@@ -11,7 +11,7 @@ B = 4
 
 @pytest.fixture()
 def gallery(tmp_path, monkeypatch):
-    """Five synthetic 250 x 250 'people' in person folders; untrained default model."""
+    """Five synthetic 250 x 250 'people' in person folders; the default model."""
     monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
     monkeypatch.delenv("CQA_DEBUG", raising=False)
     rng = np.random.default_rng(0)
@@ -44,7 +44,10 @@ def test_first_face_is_shown_with_b_titled_cams(wb):
     assert all(bytes(im.value).startswith(b"\x89PNG") for im in fe.branch_images)
     assert "embedding norm" in fe.info.value
     assert wb.messages.widget.value == ""
-    assert "untrained model" in wb.widget.children[0].value
+    from cqa_core.model import DEFAULT_WEIGHTS
+
+    # the bundled default model when its weights are installed, else the flagged untrained one
+    assert ("model: default model" if DEFAULT_WEIGHTS.exists() else "untrained model") in wb.widget.children[0].value
 
 
 def test_select_updates_in_place_and_search_filters(wb):
