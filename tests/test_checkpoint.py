@@ -57,3 +57,15 @@ def test_weights_that_do_not_fit_their_config(tmp_path):
     save_file(state, str(path), metadata=meta)
     with pytest.raises(CheckpointError, match="does not fit"):
         load_model(path)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = save_model(tmp_path / "m.safetensors", create_model(ModelConfig(stem="light", branches=2)))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's private 0600

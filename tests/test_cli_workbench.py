@@ -12,7 +12,7 @@ def test_workbench_terminal_demo_on_a_photo(tmp_path, capsys):
     Image.fromarray(rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(photo)
     assert main(["workbench", "--terminal", str(photo)]) == 0
     out = capsys.readouterr().out
-    assert "UNTRAINED" in out  # no default weights yet, and it says so
+    assert "model: default model, stem light, b=4" in out  # the bundled weights, named
     assert all(f"branch {i} q=" in out for i in range(4))
     assert "CAL penalty" in out
 

@@ -57,21 +57,9 @@ class Face:
 
 def load_session_model(checkpoint: str | None = None):
     """(model, label, untrained) following the order in the module docstring."""
-    import torch
+    from cqa_core.model import resolve_model
 
-    path = checkpoint or os.environ.get("CQA_CHECKPOINT")
-    if path:
-        from cqa_core.checkpoint import load_model
-
-        return load_model(path), f"weights {Path(path).name}", False
-    import cqa_core.model as cm
-
-    if cm.DEFAULT_WEIGHTS.exists():
-        return cm.load_default(), "default model", False
-    from cqa_core.config import ModelConfig
-
-    torch.manual_seed(0)
-    return cm.create_model(ModelConfig(stem="light", branches=4)).eval(), "untrained light model (seed 0)", True
+    return resolve_model(checkpoint, allow_untrained=True)
 
 
 def shrink(photo: np.ndarray, side: int = MAX_PHOTO_SIDE) -> np.ndarray:

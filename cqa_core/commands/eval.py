@@ -32,18 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_eval_model(path: str | None, device: str):
     """The model to evaluate: --checkpoint, $CQA_CHECKPOINT, or cqa_core.model.load_default()."""
-    import os
+    from cqa_core.model import resolve_model
 
-    path = path or os.environ.get("CQA_CHECKPOINT")
-    if path:
-        from cqa_core.checkpoint import load_model
-
-        return load_model(path, device=device), str(path)
-    from cqa_core.model import DEFAULT_WEIGHTS, load_default
-
-    if DEFAULT_WEIGHTS.exists():
-        return load_default(device), "default"
-    raise ValueError("no model: pass --checkpoint PATH or set CQA_CHECKPOINT (no default weights installed)")
+    model, label, _ = resolve_model(path, device)
+    return model, str(path) if path else label
 
 
 def _second_side(images, index, protocol: str, args: argparse.Namespace, offset: int = 0):

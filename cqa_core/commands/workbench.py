@@ -73,17 +73,12 @@ def load_face(path: Path):
 
 
 def load(checkpoint: str | None):
-    from cqa_core.checkpoint import load_model
-    from cqa_core.config import ModelConfig
-    from cqa_core.model import create_model
+    from cqa_core.model import resolve_model
 
-    if checkpoint:
-        return load_model(checkpoint), f"weights {checkpoint}"
-    print("note: no trained default model is bundled yet; showing an UNTRAINED light model")
-    import torch
-
-    torch.manual_seed(0)
-    return create_model(ModelConfig(stem="light", branches=4)).eval(), "untrained light model (seed 0)"
+    model, label, untrained = resolve_model(checkpoint, allow_untrained=True)
+    if untrained:
+        print("note: no trained default model is installed; showing an UNTRAINED light model")
+    return model, label
 
 
 def ascii_map(m) -> list[str]:

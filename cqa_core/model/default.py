@@ -23,3 +23,31 @@ def load_default(device: str | torch.device = "cpu"):
     if not DEFAULT_WEIGHTS.exists():
         raise FileNotFoundError(f"the default weights are missing from this install: {DEFAULT_WEIGHTS}")
     return load_model(DEFAULT_WEIGHTS, device)
+
+
+def resolve_model(checkpoint: str | None = None, device: str | torch.device = "cpu",
+                  allow_untrained: bool = False):
+    """The model a command or the workbench should use, and how to name it.
+
+    Order: ``checkpoint``, else env ``CQA_CHECKPOINT``, else the bundled default model, else
+    (only with ``allow_untrained``) an untrained light model, seed 0.
+
+    Returns:
+        (model in eval mode, label, untrained flag).
+    """
+    import os
+
+    path = checkpoint or os.environ.get("CQA_CHECKPOINT")
+    if path:
+        from cqa_core.checkpoint import load_model
+
+        return load_model(path, device), f"weights {Path(path).name}", False
+    if DEFAULT_WEIGHTS.exists():
+        return load_default(device), "default model", False
+    if not allow_untrained:
+        raise FileNotFoundError("no model: pass --checkpoint PATH or set CQA_CHECKPOINT (no default weights installed)")
+    from cqa_core.config import ModelConfig
+    from cqa_core.model.cqa_face import create_model
+
+    torch.manual_seed(0)
+    return create_model(ModelConfig(stem="light", branches=4)).to(device).eval(), "untrained light model (seed 0)", True

@@ -1,0 +1,83 @@
+"""The bundled default model on real LFW faces: it loads with no path, separates same from
+different people, and its similarity Grad-CAM points at pixels the similarity depends on."""
+
+import numpy as np
+import pytest
+import torch
+
+from cqa_core.data.align import center_affine, load_image, warp
+from cqa_core.data.pairs import pair_paths, read_pairs
+from cqa_core.explain import compare_maps, similarity_gradcam
+from cqa_core.model import DEFAULT_WEIGHTS, load_default
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def model():
+    assert DEFAULT_WEIGHTS.exists(), "the default weights must ship with the package"
+    return load_default()
+
+
+def aligned(path) -> torch.Tensor:
+    """LFW photo -> (1, 3, 112, 112) model input through the fixed LFW centre affine."""
+    img = load_image(path)
+    face = warp(img, center_affine(img.shape[1], img.shape[0]))  # (112, 112, 3) uint8
+    return torch.from_numpy(face).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+
+
+@pytest.fixture(scope="module")
+def dev_pairs(lfw_root):
+    pairs = read_pairs(lfw_root / "pairsDevTest.txt")
+    same = [p for p in pairs if p.same][:20]
+    diff = [p for p in pairs if not p.same][:20]
+    return [(aligned(a), aligned(b), p.same) for p, (a, b) in zip(same + diff, pair_paths(same + diff, lfw_root))]
+
+
+def test_loads_in_eval_mode_as_the_light_b4_model(model):
+    assert not model.training
+    assert model.config.stem == "light" and model.config.branches == 4 and model.config.qan
+
+
+def test_same_people_are_more_similar_than_different_people(model, dev_pairs):
+    with torch.no_grad():
+        sims = [torch.cosine_similarity(model(a).embedding, model(b).embedding).item() for a, b, _ in dev_pairs]
+    same = np.array([s for s, (_, _, y) in zip(sims, dev_pairs) if y])
+    diff = np.array([s for s, (_, _, y) in zip(sims, dev_pairs) if not y])
+    # 20 + 20 pairs of the official View 1 test list; an untrained model scores ~0.5 here
+    auc = (same[:, None] > diff[None, :]).mean()
+    assert auc > 0.75, f"same-vs-different AUC {auc:.3f}"
+
+
+@pytest.mark.slow
+def test_gradcam_deletion_auc_beats_random_maps(model, dev_pairs):
+    rng = np.random.default_rng(0)
+    gradcam_auc, random_auc = [], []
+    for a, b, same in dev_pairs[:8]:  # same-person pairs: the similarity has something to lose
+        assert same
+        cam = similarity_gradcam(model, a, b).map_a[0]  # (112, 112)
+        maps = {"gradcam": cam, **{f"random{k}": rng.random((112, 112)) for k in range(3)}}
+        res = compare_maps(model, a, b, maps, baseline="blur", steps=16)
+        gradcam_auc.append(res["gradcam"].deletion_auc)
+        random_auc.append(np.mean([res[f"random{k}"].deletion_auc for k in range(3)]))
+    # deleting the pixels Grad-CAM ranks first lowers the similarity faster than random order
+    assert np.mean(gradcam_auc) < np.mean(random_auc), (gradcam_auc, random_auc)
+
+
+def test_resolve_model_order(tmp_path, monkeypatch):
+    import cqa_core.model.default as default
+    from cqa_core.checkpoint import save_model
+    from cqa_core.config import ModelConfig
+    from cqa_core.model import create_model, resolve_model
+
+    monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
+    assert resolve_model()[1:] == ("default model", False)
+    other = save_model(tmp_path / "b2.safetensors", create_model(ModelConfig(stem="light", branches=2)))
+    monkeypatch.setenv("CQA_CHECKPOINT", str(other))  # the environment beats the default
+    model, label, untrained = resolve_model()
+    assert model.config.branches == 2 and label == "weights b2.safetensors" and not untrained
+    monkeypatch.delenv("CQA_CHECKPOINT")
+    monkeypatch.setattr(default, "DEFAULT_WEIGHTS", tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="no model"):
+        resolve_model()
+    assert resolve_model(allow_untrained=True)[2] is True  # only when the caller allows it
