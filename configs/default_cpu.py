@@ -23,7 +23,7 @@ config = TrainConfig(
     # the first 190 steps (runs/ab_s64, runs/default_v1 in the model card), this setting learns
     # from epoch 2. This is the exact config of cqa_core/weights/default.safetensors.
     loss=LossConfig(head="cosface", diversity="cal", scale=32.0, margin=0.25),
-    data=DataConfig(root=str(DATA / "celeba299"), format="folder", image_size=112, num_workers=2, align=True),
+    data=DataConfig(root=str(DATA / "celeba299"), format="folder", num_workers=2, align=True),
     batch_size=64,
     lr=0.01,
     epochs=20,

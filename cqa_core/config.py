@@ -8,7 +8,6 @@ FC-512 before the classifier, ResNet-100 stem for comparisons.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -85,11 +84,10 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where training faces come from (filled in by the data and training issues)."""
+    """Where training faces come from: an aligned (or, with ``align``, raw) identity folder or RecordIO."""
 
     root: str = "../shared/data/celeba299"
     format: Literal["folder", "recordio"] = "folder"
-    image_size: int = 112
     num_workers: int = 2
     align: bool = False  # training: align a raw photo folder first (data.datasets.ensure_aligned)
 
@@ -106,10 +104,6 @@ def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
     if unknown:
         raise ValueError(f"unknown ModelConfig keys: {sorted(unknown)}")
     return ModelConfig(**d)
-
-
-def dumps(cfg: Any) -> str:
-    return json.dumps(to_dict(cfg), sort_keys=True)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def dev_pairs(lfw_root):
     pairs = read_pairs(lfw_root / "pairsDevTest.txt")
     same = [p for p in pairs if p.same][:20]
     diff = [p for p in pairs if not p.same][:20]
-    return [(aligned(a), aligned(b), p.same) for p, (a, b) in zip(same + diff, pair_paths(same + diff, lfw_root))]
+    return [(aligned(a), aligned(b), p.same) for p, (a, b) in zip(same + diff, pair_paths(same + diff, lfw_root), strict=True)]
 
 
 def test_loads_in_eval_mode_as_the_light_b4_model(model):
@@ -42,8 +42,8 @@ def test_loads_in_eval_mode_as_the_light_b4_model(model):
 def test_same_people_are_more_similar_than_different_people(model, dev_pairs):
     with torch.no_grad():
         sims = [torch.cosine_similarity(model(a).embedding, model(b).embedding).item() for a, b, _ in dev_pairs]
-    same = np.array([s for s, (_, _, y) in zip(sims, dev_pairs) if y])
-    diff = np.array([s for s, (_, _, y) in zip(sims, dev_pairs) if not y])
+    same = np.array([s for s, (_, _, y) in zip(sims, dev_pairs, strict=True) if y])
+    diff = np.array([s for s, (_, _, y) in zip(sims, dev_pairs, strict=True) if not y])
     # 20 + 20 pairs of the official View 1 test list; an untrained model scores ~0.5 here
     auc = (same[:, None] > diff[None, :]).mean()
     assert auc > 0.75, f"same-vs-different AUC {auc:.3f}"

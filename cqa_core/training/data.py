@@ -14,7 +14,6 @@ the same batches.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cqa_core.config import TrainConfig
 
-log = logging.getLogger(__name__)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 

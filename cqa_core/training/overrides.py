@@ -24,7 +24,6 @@ ALIASES = {
     "data_root": "data.root",
     "data_format": "data.format",
     "num_workers": "data.num_workers",
-    "image_size": "data.image_size",
     "stem": "model.stem",
     "branches": "model.branches",
     "head": "loss.head",
