@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from cqa_core.data import shared_data_dir
-from cqa_core.data.align import align_image, get_detector, load_image, umeyama, warp
-from cqa_core.data.template import ARCFACE_TEMPLATE
+from cqa_core.data.align import align_image, fit_template, get_detector, load_image, warp
 
 
 def main() -> None:
@@ -46,7 +45,7 @@ def main() -> None:
         for im, b, p in zip(chunk, boxes, points, strict=True):
             if b is not None and len(b):
                 i = int(np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))
-                warp(im, umeyama(np.asarray(p[i], float), ARCFACE_TEMPLATE))
+                warp(im, fit_template(np.asarray(p[i], float)))
                 n_found += 1
     batched = len(imgs) / (time.process_time() - t)
     t = time.process_time()

@@ -19,8 +19,7 @@ from pathlib import Path
 import cv2
 import torch
 
-from cqa_core.data import cache_dir
-from cqa_core.data.datasets import FaceFolder, decode_chw, random_flip
+from cqa_core.data.datasets import FaceFolder, aligned_dir, decode_chw, random_flip
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -39,7 +38,7 @@ def rate(fn, items, repeats: int = 3) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--root", default=str(cache_dir() / "aligned" / "celeba299"))
+    ap.add_argument("--root", default=str(aligned_dir("celeba299")))
     ap.add_argument("--n", type=int, default=2000)
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -34,6 +34,18 @@ def test_umeyama_recovers_a_known_similarity() -> None:
     assert np.allclose(transform_points(invert_affine(m), dst), src)
 
 
+def test_weighted_umeyama_ignores_zero_weight_points() -> None:
+    # Two points fix a similarity exactly: with the other three weighted 0 the eyes land exactly
+    # on their targets whatever the nose and mouth say.
+    src = np.array([[100.0, 120], [150, 118], [125, 140], [105, 165], [148, 163]])
+    dst = ARCFACE_TEMPLATE.astype(float) + [[0, 0], [0, 0], [9, -7], [-6, 5], [8, 8]]
+    m = umeyama(src, dst, weights=[1, 1, 0, 0, 0])
+    assert np.allclose(transform_points(m, src[:2]), dst[:2], atol=1e-9)
+    # Integer weights act like repeated points.
+    rep = umeyama(np.vstack([src, src[:2]]), np.vstack([dst, dst[:2]]))
+    assert np.allclose(umeyama(src, dst, weights=[2, 2, 1, 1, 1]), rep, atol=1e-9)
+
+
 def test_umeyama_never_reflects() -> None:
     src = ARCFACE_TEMPLATE.astype(float)
     mirrored = src * [-1, 1]  # a mirror image cannot be reached by a similarity
@@ -116,13 +128,12 @@ def test_center_fallback_on_lfw_is_close_to_mtcnn(lfw_root: Path) -> None:
 def test_lfw_200_eyes_within_3px(lfw_root: Path) -> None:
     files = sorted(lfw_root.glob("*/*.jpg"))[::66][:200]
     assert len(files) == 200
-    ok3, ok5, mid3, redetected_ok, redetected = 0, 0, 0, 0, 0
+    ok3, mid3, redetected_ok, redetected = 0, 0, 0, 0
     for i, f in enumerate(files):
         face = align_image(load_image(f), fallback=None)
         eyes = transform_points(face.affine, face.landmarks[:2])  # (2, 2) detected eyes, warped
         err = np.linalg.norm(eyes - ARCFACE_TEMPLATE[:2], axis=1)  # (2,) px per eye
         ok3 += err.max() <= 3.0
-        ok5 += err.max() <= 5.0
         mid3 += np.linalg.norm(eyes.mean(0) - ARCFACE_TEMPLATE[:2].mean(0)) <= 3.0
         if i % 4 == 0:  # independent check: detect again on the 112 x 112 crop
             from cqa_core.data.align import detect_faces
@@ -138,13 +149,10 @@ def test_lfw_200_eyes_within_3px(lfw_root: Path) -> None:
                 level = abs(np.degrees(np.arctan2(d[1], d[0]))) <= 5.0
                 scale = abs(np.linalg.norm(d) / np.linalg.norm(ARCFACE_TEMPLATE[1] - ARCFACE_TEMPLATE[0]) - 1) <= 0.15
                 redetected_ok += bool(level and scale)
-    # A 5-point least-squares similarity leaves a residual on turned faces (the nose and mouth
-    # pull the fit), so "both eyes within 3 px" holds for ~84 % of LFW, not 95 %. Measured over
-    # all 13,233 LFW photos: eye midpoint within 3 px 95 %, both eyes within 5 px 98 %
-    # (docs/benchmarks.md, issue 3). The bounds below leave a margin for this 200-photo sample.
-    assert mid3 >= 180, f"only {mid3}/200 eye midpoints within 3 px"
-    assert ok5 >= 190, f"only {ok5}/200 faces have both eyes within 5 px"
-    assert ok3 >= 150, f"only {ok3}/200 faces have both eyes within 3 px"
+    # The issue's criterion: both eye centres within 3 px of the template on >= 95 % of faces.
+    # The eye-weighted fit gives 97.9 % over all 13,233 LFW photos (the unweighted one 83.6 %).
+    assert ok3 >= 190, f"only {ok3}/200 faces have both eyes within 3 px"
+    assert mid3 >= 190, f"only {mid3}/200 eye midpoints within 3 px"
     # measured 44/50 (88 %) on this sample with the 5 deg / 15 % bounds
     assert redetected >= 45 and redetected_ok >= 0.8 * redetected, (redetected, redetected_ok)
 
@@ -198,3 +206,9 @@ def test_cli_align_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     s = json.loads(capsys.readouterr().out)
     assert s["methods"] == {"identity": 1} and s["errors"] == 1 and s["total"] == 2
     assert (tmp_path / "out" / "P" / "a.png").exists()
+    again = tmp_path / "again"
+    assert main(["align", str(tmp_path / "src"), str(again), "--workers", "1", "--json",
+                 "--landmarks-from", str(tmp_path / "out" / "alignment.csv")]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["landmarks_reused"] == 1 and s["methods"] == {"identity": 1}  # the unreadable file has no row
+    assert (again / "P" / "a.png").read_bytes() == (tmp_path / "out" / "P" / "a.png").read_bytes()

@@ -12,7 +12,14 @@ import torch
 from PIL import Image
 
 from cqa_core.data import cache_dir, repo_root, shared_data_dir
-from cqa_core.data.datasets import FaceFolder, decode_chw, ensure_aligned, random_flip
+from cqa_core.data.datasets import (
+    MARKER,
+    FaceFolder,
+    aligned_dir,
+    decode_chw,
+    ensure_aligned,
+    random_flip,
+)
 
 
 def _save(path: Path, rgb: tuple[int, int, int], size: int = 112, fmt: str = "PNG") -> None:
@@ -94,7 +101,7 @@ def test_ensure_aligned_once(lfw_root: Path, tmp_path: Path, monkeypatch: pytest
     threads = torch.get_num_threads()
     out = ensure_aligned(src, name="tiny", workers=1, progress=False)
     assert torch.get_num_threads() == threads  # in-process alignment leaves the caller's setting
-    assert out == tmp_path / "cache" / "aligned" / "tiny"
+    assert out == tmp_path / "cache" / "aligned-v2" / "tiny" == aligned_dir("tiny")
     summary = json.loads((out / ".complete.json").read_text())
     assert summary["total"] == 4 and summary["methods"].get("mtcnn", 0) >= 3
     ds = FaceFolder(out)
@@ -103,3 +110,38 @@ def test_ensure_aligned_once(lfw_root: Path, tmp_path: Path, monkeypatch: pytest
     (out / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg").unlink()
     assert ensure_aligned(src, name="tiny") == out  # marker present: no work, nothing redone
     assert not (out / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg").exists()
+
+
+@pytest.mark.data
+def test_ensure_aligned_rewarps_an_earlier_versions_landmarks(
+    lfw_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+
+    import cqa_core.data.align as align
+    from cqa_core.data.align_run import align_folder
+
+    monkeypatch.setenv("CQA_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "raw" / "Aaron_Peirsol"
+    src.mkdir(parents=True)
+    for f in sorted((lfw_root / "Aaron_Peirsol").glob("*.jpg"))[:2]:
+        (src / f.name).write_bytes(f.read_bytes())
+    old = aligned_dir("tiny", version=1)
+    assert old == tmp_path / "cache" / "aligned" / "tiny"
+    align_folder(src.parent, old, workers=1, progress=False)
+    (old / MARKER).write_text(json.dumps({"src": str(src.parent.resolve())}))
+
+    def no_detector(*a: object, **k: object) -> None:
+        raise AssertionError("MTCNN ran although landmarks were stored")
+
+    monkeypatch.setattr(align, "detect_faces", no_detector)
+    out = ensure_aligned(src.parent, name="tiny", workers=1, progress=False)
+    assert out == aligned_dir("tiny") != old
+    assert json.loads((out / MARKER).read_text())["landmarks_reused"] == 2
+    with open(out / "alignment.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(r["method"] == "mtcnn" for r in rows)
+    for r in rows:  # the stored affine is the current (eye-weighted) fit of the stored landmarks
+        pts = np.array([[float(r[f"lm{i}_{c}"]) for c in "xy"] for i in range(5)])  # (5, 2)
+        affine = np.array([float(r[k]) for k in ("a00", "a01", "a02", "a10", "a11", "a12")]).reshape(2, 3)
+        assert np.allclose(affine, align.fit_template(pts), atol=1e-5)

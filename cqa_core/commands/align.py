@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="no face: write the fixed LFW-style centre crop (default) or skip the photo")
     p.add_argument("--workers", type=int, default=2, help="processes, one torch thread each (default 2)")
     p.add_argument("--limit", type=int, default=None, help="only the first N photos (sorted)")
+    p.add_argument("--landmarks-from", default=None, metavar="CSV",
+                   help="an earlier run's alignment.csv: re-warp its photos from the stored landmarks "
+                   "with the current fit instead of detecting again")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -28,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from cqa_core.data.align_run import align_folder
 
     summary = align_folder(args.src, args.dst, fallback=None if args.fallback == "none" else args.fallback,
-                           workers=args.workers, limit=args.limit)
+                           workers=args.workers, limit=args.limit, landmarks_from=args.landmarks_from)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

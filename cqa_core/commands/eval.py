@@ -41,14 +41,13 @@ def load_eval_model(path: str | None, device: str):
 def _second_side(images, index, protocol: str, args: argparse.Namespace, offset: int = 0):
     import numpy as np
 
-    from cqa_core.data.degrade import apply_mask, degrade
+    from cqa_core.data.degrade import degrade, masked_side
 
+    if protocol != "cross-quality":
+        return masked_side(images, index, args.mask, offset)
     out = np.empty((len(index), 112, 112, 3), np.uint8)
     for k, i in enumerate(index):
-        if protocol == "cross-quality":
-            out[k] = degrade(images[i], args.degrade, args.severity, seed=k + offset)
-        else:
-            out[k] = apply_mask(images[i], args.mask, seed=k + offset + 1)[0]
+        out[k] = degrade(images[i], args.degrade, args.severity, seed=k + offset)
     return out
 
 

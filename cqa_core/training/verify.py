@@ -52,9 +52,9 @@ class PairVerifier:
             log.warning("verification off: %s not found", pairs_file)
             return None
         if not allow_align:
-            from cqa_core.data import cache_dir
+            from cqa_core.data.datasets import MARKER, aligned_dir
 
-            if not (Path(cache_dir()) / "aligned" / pairs_file.parent.name / ".complete.json").exists():
+            if not (aligned_dir(pairs_file.parent.name) / MARKER).exists():
                 log.warning("verification off: %s is not aligned yet; run `cqa align` (or one "
                             "single-process training run) first", pairs_file.parent)
                 return None

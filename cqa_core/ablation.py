@@ -1,0 +1,269 @@
+"""The paper's ablation (Table 1 and the b column of Table 2) at CPU scale.
+
+A *cell* is one row of those tables; a *run* is one cell trained with one seed. Every run starts
+from ``configs/default_cpu.py`` (light stem, CosFace s = 32, m = 0.25, CelebA-299) and changes only
+the cell's switches and the schedule, so the cells differ in nothing but what the paper ablates:
+
+=============  =====  ====  ==========  ===========================================
+cell           QAN    b     diversity   paper row
+=============  =====  ====  ==========  ===========================================
+baseline       off    4     none        Table 1, no CAL / QAN / L_D
+cal            off    4     CAL         Table 1, + CAL
+qan_ld         on     4     L_D         Table 1, + QAN with L_D (Eq. 3)
+cal_qan        on     4     CAL         Table 1 and Table 2 (b = 4): CQA-Face
+cal_qan_b2     on     2     CAL         Table 2, b = 2
+cal_qan_b8     on     8     CAL         Table 2, b = 8
+=============  =====  ====  ==========  ===========================================
+
+Each finished run writes one JSON file (``<cell>_seed<k>.json``) with its config, training time
+and these measurements on LFW View 2 (6,000 pairs, 10 folds, aligned cache):
+
+* ``lfw``: verification accuracy, std over folds, TAR at FAR 1e-2 / 1e-3;
+* ``masked_m2n``: the same pairs with the second face masked (``cqa eval --protocol masked-m2n``'s
+  masks: random MaskTheFace template, seed = pair index + 1);
+* ``diversity``: on ``probe_faces`` LFW faces, the mean off-diagonal Gaussian similarity of the b
+  attention maps (Eq. 2 before the hinge; lower = more diverse) and the CAL penalty itself;
+* ``mask_quality``: on the same faces, clean vs masked. A branch *looks at the mask* on a face
+  when its share of attention inside the mask (alpha-weighted) exceeds the mask's share of the
+  image, i.e. it attends there more than a uniform map would. ``drop_looking`` is the mean QAN
+  quality fall (clean - masked) of those branches, ``drop_other`` that of the rest. Without QAN
+  every quality is 1, so both are None.
+
+The grid is resumable: a run whose JSON exists is skipped. ``summarise`` folds the runs into the
+per-cell mean +- std (over seeds) that docs/results/ablation/summary.json and
+notebooks/07_ablation.ipynb show. ``python -m cqa_core.ablation --help`` runs it from a shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cqa_core.data import repo_root
+
+CELLS: dict[str, dict[str, Any]] = {
+    "baseline": {"qan": False, "branches": 4, "div_loss": "none"},
+    "cal": {"qan": False, "branches": 4, "div_loss": "cal"},
+    "qan_ld": {"qan": True, "branches": 4, "div_loss": "ld"},
+    "cal_qan": {"qan": True, "branches": 4, "div_loss": "cal"},
+    "cal_qan_b2": {"qan": True, "branches": 2, "div_loss": "cal"},
+    "cal_qan_b8": {"qan": True, "branches": 8, "div_loss": "cal"},
+}
+TABLES = {"table1": ["baseline", "cal", "qan_ld", "cal_qan"], "table2_b": ["cal_qan_b2", "cal_qan", "cal_qan_b8"]}
+
+# The short schedule every run uses: 340 steps of 64 faces (3.5 epochs of CelebA-299, about 5 min
+# on 2 CPU cores): 0.3 epoch warm-up, lr 0.01 through epoch 3, lr / 10 for the last 46 steps
+# (epoch 4; ``cqa_core.training.schedule`` counts epochs from 1). The 18-run grid
+# then takes about 1 h 40 min; the default model's 20 epochs would take 9 hours.
+SCHEDULE: dict[str, Any] = {"epochs": 4, "max_steps": 340, "warmup_epochs": 0.3, "lr_milestones": (4,),
+                            "final_lr": None, "final_lr_epoch": None}
+RESULTS = repo_root() / "docs" / "results" / "ablation"
+
+
+def cell_config(cell: str, seed: int, out_dir: str | Path, schedule: dict[str, Any] | None = None,
+                preset: str | Path | None = None) -> Any:
+    """The TrainConfig of one run: the CPU preset with the cell's switches, seed and schedule."""
+    from cqa_core.training.overrides import load_preset
+
+    if cell not in CELLS:
+        raise ValueError(f"unknown ablation cell {cell!r}; choose from {sorted(CELLS)}")
+    sw = CELLS[cell]
+    base = load_preset(preset or repo_root() / "configs" / "default_cpu.py")
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, qan=sw["qan"], branches=sw["branches"]),
+        loss=dataclasses.replace(base.loss, diversity=sw["div_loss"]),
+        seed=seed, out_dir=str(out_dir), eval_pairs=None, progress=False, tensorboard=False,
+        save_every=0, keep_last=1, **(SCHEDULE if schedule is None else schedule),
+    )
+
+
+class Probe:
+    """LFW View 2 loaded once, plus the masked copies every run is measured on."""
+
+    def __init__(self, spec: str = "lfw", probe_faces: int = 300, limit: int | None = None,
+                 align: str = "mtcnn") -> None:
+        from cqa_core.data.degrade import masked_side
+        from cqa_core.data.verification import load_pairset
+
+        self.pairs = load_pairset(spec, limit=limit, align=align)
+        self.masked2 = masked_side(self.pairs.images, self.pairs.index2)  # (N, 112, 112, 3)
+        pick = np.unique(self.pairs.index2)[:: max(1, len(np.unique(self.pairs.index2)) // probe_faces)][:probe_faces]
+        self.faces = self.pairs.images[pick]  # (P, 112, 112, 3)
+        self.faces_masked, self.alpha = masked_side(self.pairs.images, pick, alpha=True)  # (P, ...), (P, 112, 112)
+
+
+def smoke_inputs(workdir: str | Path, faces: int = 96, pairs: int = 300) -> tuple[Probe, Any]:
+    """Seconds-scale stand-ins for one run (notebook smoke cell, tests): ``pairs`` LFW pairs
+    centre-cropped from the raw photos (no MTCNN pass over all of LFW) and the first ``faces``
+    CelebA-299 photos aligned into ``workdir``. Use them with a batch size below ``faces``."""
+    from cqa_core.data import shared_data_dir
+    from cqa_core.data.align_run import align_folder
+    from cqa_core.data.datasets import FaceFolder
+
+    dst = Path(workdir) / "celeba299-head"
+    align_folder(shared_data_dir() / "celeba299", dst, workers=1, limit=faces, progress=False)
+    return Probe(probe_faces=40, limit=pairs, align="center"), FaceFolder(dst)
+
+
+def measure(model: Any, probe: Probe, batch_size: int = 64) -> dict[str, Any]:
+    """LFW and masked-LFW verification, attention diversity and mask quality of one model."""
+    import torch
+
+    from cqa_core.evaluate import embed, evaluate_pairs
+    from cqa_core.explain.diversity import diversity_of_maps
+    from cqa_core.explain.quality import upsample
+    from cqa_core.preprocess import normalize
+
+    ps = probe.pairs
+    emb = embed(model, ps.images, batch_size=batch_size, progress=False)  # (M, D)
+    emb_m = embed(model, probe.masked2, batch_size=batch_size, progress=False)  # (N, D)
+    clean = evaluate_pairs(emb[ps.index1], emb[ps.index2], ps.issame, ps.folds)
+    masked = evaluate_pairs(emb[ps.index1], emb_m, ps.issame, ps.folds)
+
+    def forward(images: np.ndarray) -> Any:
+        x = torch.from_numpy(images).permute(0, 3, 1, 2)  # (P, 3, 112, 112)
+        with torch.inference_mode():
+            return model(normalize(x))
+
+    model.eval()
+    out_c, out_m = forward(probe.faces), forward(probe.faces_masked)
+    div = diversity_of_maps(out_c.attention_maps).summary()
+    maps = upsample(out_c.attention_maps, 112).numpy()  # (P, b, 112, 112)
+    share = (maps * probe.alpha[:, None]).sum((2, 3)) / maps.sum((2, 3)).clip(1e-12)  # (P, b)
+    looking = share > probe.alpha.mean((1, 2))[:, None]  # (P, b) more than a uniform map
+    drop = (out_c.quality - out_m.quality).numpy()  # (P, b)
+    has_qan = bool(getattr(model.config, "qan", True))
+
+    def mean_or_none(sel: np.ndarray) -> float | None:
+        return float(drop[sel].mean()) if has_qan and sel.any() else None
+
+    return {
+        "lfw": _verification(clean), "masked_m2n": _verification(masked),
+        "diversity": {"faces": div["faces"], "mean_gaussian": div["mean_gaussian"], "cal": div["cal"],
+                      "mean_iou": div["mean_iou"]},
+        "mask_quality": {"faces": int(len(probe.faces)), "looking_fraction": float(looking.mean()),
+                         "drop_looking": mean_or_none(looking), "drop_other": mean_or_none(~looking),
+                         "quality_clean": float(out_c.quality.mean()) if has_qan else None},
+    }
+
+
+def _verification(r: Any) -> dict[str, float]:
+    return {"accuracy": r.accuracy, "std": r.accuracy_std, "tar_1e-2": r.tar_at_far[1e-2],
+            "tar_1e-3": r.tar_at_far[1e-3]}
+
+
+def run_one(cell: str, seed: int, probe: Probe, results: Path = RESULTS, runs: Path | str = "runs/ablation",
+            schedule: dict[str, Any] | None = None, dataset: Any = None) -> dict[str, Any]:
+    """Train one (cell, seed), measure it, write ``results/<cell>_seed<seed>.json``; return the record.
+
+    ``schedule`` replaces :data:`SCHEDULE` (any TrainConfig fields, e.g. a 5-step smoke run);
+    ``dataset`` replaces the preset's CelebA-299 (tests).
+    """
+    import torch
+
+    from cqa_core.config import to_dict
+    from cqa_core.train import Trainer
+
+    config = cell_config(cell, seed, Path(runs) / f"{cell}_seed{seed}", schedule)
+    t0 = time.perf_counter()
+    trainer = Trainer(config, dataset=dataset)
+    last = trainer.fit()
+    train_s = time.perf_counter() - t0
+    model = trainer.model.eval()
+    t1 = time.perf_counter()
+    record = {"cell": cell, "seed": seed, **CELLS[cell], "steps": trainer.step, "train_s": round(train_s, 1),
+              "final_loss": last.get("loss"), "threads": torch.get_num_threads(), **measure(model, probe)}
+    record["measure_s"] = round(time.perf_counter() - t1, 1)
+    record["config"] = to_dict(config)
+    results.mkdir(parents=True, exist_ok=True)
+    tmp = results / f".{cell}_seed{seed}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(results / f"{cell}_seed{seed}.json")
+    return record
+
+
+def load_runs(results: Path = RESULTS) -> list[dict[str, Any]]:
+    """Every run record in ``results`` (sorted by cell, seed)."""
+    recs = [json.loads(p.read_text()) for p in sorted(Path(results).glob("*_seed*.json"))]
+    return sorted(recs, key=lambda r: (list(CELLS).index(r["cell"]), r["seed"]))
+
+
+METRICS = {
+    "lfw": ("lfw", "accuracy"), "masked_m2n": ("masked_m2n", "accuracy"),
+    "mean_gaussian": ("diversity", "mean_gaussian"), "drop_looking": ("mask_quality", "drop_looking"),
+    "drop_other": ("mask_quality", "drop_other"),
+}
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per cell: seeds, and mean / std (over seeds, ddof 1) of each metric in :data:`METRICS`."""
+    out: dict[str, dict[str, Any]] = {}
+    for cell in CELLS:
+        rs = [r for r in runs if r["cell"] == cell]
+        if not rs:
+            continue
+        row: dict[str, Any] = {"seeds": [r["seed"] for r in rs], **CELLS[cell]}
+        for name, (group, key) in METRICS.items():
+            vals = [r[group][key] for r in rs if r[group][key] is not None]
+            row[name] = None if not vals else {"mean": float(np.mean(vals)),
+                                               "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None}
+        out[cell] = row
+    return out
+
+
+LABELS = {"baseline": "baseline (no CAL, no QAN)", "cal": "+ CAL", "qan_ld": "+ QAN, L_D",
+          "cal_qan": "CAL + QAN (b = 4)", "cal_qan_b2": "CAL + QAN, b = 2", "cal_qan_b8": "CAL + QAN, b = 8"}
+
+
+def format_table(summary: dict[str, dict[str, Any]]) -> str:
+    """A markdown table of :func:`summarise`: accuracies in %, mean +- std over seeds."""
+
+    def cell(v: dict[str, Any] | None, pct: bool) -> str:
+        if v is None:
+            return "n/a"
+        k = 100.0 if pct else 1.0
+        std = "" if v["std"] is None else f" +- {k * v['std']:.{2 if pct else 3}f}"
+        return f"{k * v['mean']:.{2 if pct else 3}f}{std}"
+
+    lines = ["| cell | seeds | LFW % | masked LFW (M2N) % | Gaussian sim. of maps | quality drop, mask-looking "
+             "branches | quality drop, other branches |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, row in summary.items():
+        lines.append(f"| {LABELS[name]} | {len(row['seeds'])} | {cell(row['lfw'], True)} | {cell(row['masked_m2n'], True)}"
+                     f" | {cell(row['mean_gaussian'], False)} | {cell(row['drop_looking'], False)}"
+                     f" | {cell(row['drop_other'], False)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cqa_core.ablation", description=__doc__.split("\n")[0])
+    ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--results", default=str(RESULTS), help="folder for the per-run JSON and summary.json")
+    ap.add_argument("--runs", default="runs/ablation", help="training run folders (checkpoints, metrics)")
+    ap.add_argument("--limit", type=int, default=None, help="LFW pairs to use (default all 6,000)")
+    args = ap.parse_args(argv)
+    results = Path(args.results)
+    todo = [(c, s) for s in args.seeds for c in args.cells if not (results / f"{c}_seed{s}.json").exists()]
+    print(f"{len(todo)} runs to do, results in {results}", flush=True)
+    probe = Probe(limit=args.limit) if todo else None
+    for i, (cell, seed) in enumerate(todo, 1):
+        r = run_one(cell, seed, probe, results, args.runs)
+        print(f"[{i}/{len(todo)}] {cell} seed {seed}: LFW {100 * r['lfw']['accuracy']:.2f}%  masked "
+              f"{100 * r['masked_m2n']['accuracy']:.2f}%  gauss {r['diversity']['mean_gaussian']:.3f}  "
+              f"train {r['train_s']:.0f}s measure {r['measure_s']:.0f}s", flush=True)
+    summary = summarise(load_runs(results))
+    (results / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(format_table(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
