@@ -61,7 +61,7 @@ TABLES = {"table1": ["baseline", "cal", "qan_ld", "cal_qan"], "table2_b": ["cal_
 # The short schedule every run uses: 340 steps of 64 faces (3.5 epochs of CelebA-299, about 5 min
 # on 2 CPU cores): 0.3 epoch warm-up, lr 0.01 through epoch 3, lr / 10 for the last 46 steps
 # (epoch 4; ``cqa_core.training.schedule`` counts epochs from 1). The 18-run grid
-# then takes about 1 h 40 min; the default model's 20 epochs would take 9 hours.
+# took 2 h 7 min (docs/model_card.md); the default model's 20 epochs would take about 10 hours.
 SCHEDULE: dict[str, Any] = {"epochs": 4, "max_steps": 340, "warmup_epochs": 0.3, "lr_milestones": (4,),
                             "final_lr": None, "final_lr_epoch": None}
 RESULTS = repo_root() / "docs" / "results" / "ablation"
@@ -249,8 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=str(RESULTS), help="folder for the per-run JSON and summary.json")
     ap.add_argument("--runs", default="runs/ablation", help="training run folders (checkpoints, metrics)")
     ap.add_argument("--limit", type=int, default=None, help="LFW pairs to use (default all 6,000)")
+    ap.add_argument("--measure-default", action="store_true",
+                    help="also measure the bundled default model the same way (reference_default_model.json)")
     args = ap.parse_args(argv)
     results = Path(args.results)
+    if args.measure_default:
+        from cqa_core.model import load_default
+
+        ref = {"model": "cqa_core/weights/default.safetensors", **measure(load_default(), Probe(limit=args.limit))}
+        results.mkdir(parents=True, exist_ok=True)
+        (results / "reference_default_model.json").write_text(json.dumps(ref, indent=1))
     todo = [(c, s) for s in args.seeds for c in args.cells if not (results / f"{c}_seed{s}.json").exists()]
     print(f"{len(todo)} runs to do, results in {results}", flush=True)
     probe = Probe(limit=args.limit) if todo else None
