@@ -95,7 +95,8 @@ class Probe:
 
         self.pairs = load_pairset(spec, limit=limit, align=align)
         self.masked2 = masked_side(self.pairs.images, self.pairs.index2)  # (N, 112, 112, 3)
-        pick = np.unique(self.pairs.index2)[:: max(1, len(np.unique(self.pairs.index2)) // probe_faces)][:probe_faces]
+        seconds = np.unique(self.pairs.index2)  # (K,) faces that appear as a second side
+        pick = seconds[:: max(1, len(seconds) // probe_faces)][:probe_faces]  # (P,) spread over LFW
         self.faces = self.pairs.images[pick]  # (P, 112, 112, 3)
         self.faces_masked, self.alpha = masked_side(self.pairs.images, pick, alpha=True)  # (P, ...), (P, 112, 112)
 
