@@ -119,9 +119,8 @@ def measure(model: Any, probe: Probe, batch_size: int = 64) -> dict[str, Any]:
     import torch
 
     from cqa_core.evaluate import embed, evaluate_pairs
+    from cqa_core.explain.common import as_batch, upsample
     from cqa_core.explain.diversity import diversity_of_maps
-    from cqa_core.explain.quality import upsample
-    from cqa_core.preprocess import normalize
 
     ps = probe.pairs
     emb = embed(model, ps.images, batch_size=batch_size, progress=False)  # (M, D)
@@ -130,9 +129,8 @@ def measure(model: Any, probe: Probe, batch_size: int = 64) -> dict[str, Any]:
     masked = evaluate_pairs(emb[ps.index1], emb_m, ps.issame, ps.folds)
 
     def forward(images: np.ndarray) -> Any:
-        x = torch.from_numpy(images).permute(0, 3, 1, 2)  # (P, 3, 112, 112)
         with torch.inference_mode():
-            return model(normalize(x))
+            return model(as_batch(images, torch.device("cpu")))  # embed() above runs on the CPU too
 
     model.eval()
     out_c, out_m = forward(probe.faces), forward(probe.faces_masked)
@@ -170,6 +168,7 @@ def run_one(cell: str, seed: int, probe: Probe, results: Path = RESULTS, runs: P
     """
     import torch
 
+    from cqa_core.checkpoint import atomic_write
     from cqa_core.config import to_dict
     from cqa_core.train import Trainer
 
@@ -184,10 +183,7 @@ def run_one(cell: str, seed: int, probe: Probe, results: Path = RESULTS, runs: P
               "final_loss": last.get("loss"), "threads": torch.get_num_threads(), **measure(model, probe)}
     record["measure_s"] = round(time.perf_counter() - t1, 1)
     record["config"] = to_dict(config)
-    results.mkdir(parents=True, exist_ok=True)
-    tmp = results / f".{cell}_seed{seed}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(results / f"{cell}_seed{seed}.json")
+    atomic_write(Path(results) / f"{cell}_seed{seed}.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
     return record
 
 
