@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("info", "align", "data", "eval", "train", "explain", "export", "workbench")
+COMMANDS = ("info", "align", "data", "eval", "train", "distill_targets", "explain", "export", "workbench")
 
 
 def build_parser() -> argparse.ArgumentParser:
