@@ -118,8 +118,28 @@ def load_training_state(path: Path, model: torch.nn.Module, head: torch.nn.Modul
     head.load_state_dict(load_file(str(path / "head.safetensors")))
     tensors = load_file(str(path / "optim.safetensors"))
     optimizer.load_state_dict(_optim_join(tensors, doc["optimizer"]))
+    match_param_layout(optimizer)
     set_rng_state(tensors, doc["rng"])
     return doc
+
+
+def match_param_layout(optimizer: torch.optim.Optimizer) -> int:
+    """Give every per-parameter optimiser tensor its parameter's strides; return how many moved.
+
+    Buffers are saved contiguous (NCHW) and ``Optimizer.load_state_dict`` keeps that layout,
+    while channels_last conv weights (and so their grads) are NHWC. The CUDA fused SGD / Adam
+    kernels require params, grads and buffers to share sizes and strides (the CPU ones do not),
+    so a GPU resume failed at its first step without this.
+    """
+    moved = 0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            st = optimizer.state.get(p, {})
+            for key, value in st.items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                    st[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)  # p's shape and strides
+                    moved += 1
+    return moved
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
