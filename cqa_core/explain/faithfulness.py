@@ -9,6 +9,13 @@ the top k/n of the pixels are
 and the score is the pair similarity cos(e(x_k), e_b). AUC is the trapezoid area over the
 fraction axis [0, 1]. All n + 1 images of a curve go through the model in batches. The same
 ``score_fn`` and baseline are used for every method, so methods are compared on equal terms.
+
+Ties. Maps often hold many equal values (Grad-CAM: every pixel where the ReLU cut the map to 0;
+occlusion: whole stride blocks; a flat map: all of them). A stable sort would delete tied pixels
+in raster order, top rows first, which is itself an ordering with a score of its own (on LFW the
+top rows are hair and background). Ties are therefore broken at random and the curve is the mean
+over ``draws`` draws; a map without ties is drawn once (its order is fixed). A flat map thus
+scores like a random map, which is what "no information" must score.
 """
 
 from __future__ import annotations
@@ -20,7 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cqa_core.explain.common import ExplainError, as_batch, cosine, in_eval_mode, model_device
+from cqa_core.explain.common import (
+    ExplainError,
+    as_batch,
+    cosine,
+    eval_mode,
+    in_eval_mode,
+    model_device,
+)
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # (N, 3, H, W) -> (N,)
 
@@ -33,16 +47,21 @@ class Curves(NamedTuple):
     insertion: np.ndarray  # (n+1,) score after inserting the top fraction
     deletion_auc: float  # lower is better
     insertion_auc: float  # higher is better
+    draws: int = 1  # random tie-breaking orders averaged (1 when the map has no ties)
 
 
 def similarity_score(model: torch.nn.Module, other) -> ScoreFn:
-    """score(x) = cos(e(x), e(other)): the pair similarity as a function of face a's pixels."""
+    """score(x) = cos(e(x), e(other)): the pair similarity as a function of face a's pixels.
+
+    Every call runs the model in eval mode (BN running statistics, no dropout; the previous mode
+    is restored), so a model left in training mode is scored as deployed and keeps its statistics.
+    """
     device = model_device(model)
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(model):
         ref = model(as_batch(other, device)).embedding[:1]  # (1, 512)
 
     def score(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             return cosine(model(x.to(device)).embedding, ref)  # (N,)
 
     return score
@@ -70,10 +89,20 @@ def make_baseline(x: torch.Tensor, kind: str | float = "blur") -> torch.Tensor:
     raise ExplainError(f"unknown baseline {kind!r}; use 'blur', 'mean' or a number")
 
 
-def _masks(saliency: torch.Tensor, steps: int) -> torch.Tensor:
-    """(H, W) saliency -> (steps+1, 1, H, W) masks; mask k holds the top round(k/steps * HW) pixels."""
+def has_ties(saliency: torch.Tensor) -> bool:
+    """True when two pixels of the map hold exactly the same value."""
+    return torch.unique(saliency.flatten()).numel() < saliency.numel()
+
+
+def _masks(saliency: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(H, W) saliency -> (steps+1, 1, H, W) masks; mask k holds the top round(k/steps * HW) pixels.
+
+    Tied pixels are ordered by a random permutation drawn from ``generator`` (sorting the
+    permuted map stably = a uniformly random order inside every group of equal values).
+    """
     n = saliency.numel()
-    order = torch.argsort(saliency.flatten(), descending=True, stable=True)  # (HW,)
+    perm = torch.randperm(n, generator=generator).to(saliency.device)  # (HW,) random tie order
+    order = perm[torch.argsort(saliency.flatten()[perm], descending=True, stable=True)]  # (HW,) pixel ids, best first
     rank = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=order.device))  # (HW,) rank of each pixel
     counts = torch.round(torch.linspace(0, n, steps + 1, device=saliency.device))  # (steps+1,)
     masks = rank[None, :] < counts[:, None]  # (steps+1, HW)
@@ -87,8 +116,8 @@ def _scores(score_fn: ScoreFn, images: torch.Tensor, batch_size: int) -> np.ndar
 
 
 def curves(score_fn: ScoreFn, image: torch.Tensor, saliency, baseline: str | float = "blur", steps: int = 20,
-           batch_size: int = 32) -> Curves:
-    """Deletion and insertion curves of one saliency map.
+           batch_size: int = 32, draws: int = 5, seed: int = 0) -> Curves:
+    """Deletion and insertion curves of one saliency map, ties broken at random.
 
     Args:
         score_fn: batched scorer (N, 3, H, W) -> (N,), e.g. :func:`similarity_score`.
@@ -97,23 +126,29 @@ def curves(score_fn: ScoreFn, image: torch.Tensor, saliency, baseline: str | flo
         baseline: what deleted pixels become (see :func:`make_baseline`).
         steps: number of steps n (the curve has n + 1 points).
         batch_size: images per forward.
+        draws: random tie-breaking orders averaged when the map has ties (one when it has none).
+        seed: seed of the tie-breaking draws (same seed, same orders).
 
     Returns:
-        :class:`Curves`.
+        :class:`Curves` (mean curves over the draws and their AUCs).
     """
     x = image if isinstance(image, torch.Tensor) and image.is_floating_point() else as_batch(image, torch.device("cpu"))
     x = x if x.dim() == 4 else x[None]  # (1, 3, H, W)
     s = torch.as_tensor(np.asarray(saliency), dtype=torch.float32, device=x.device)  # (H, W)
     if s.shape != x.shape[-2:]:
         raise ExplainError(f"saliency map {tuple(s.shape)} must match the image size {tuple(x.shape[-2:])}")
+    if draws < 1:
+        raise ExplainError(f"draws must be at least 1, got {draws}")
     base = make_baseline(x, baseline)  # (1, 3, H, W)
-    m = _masks(s, steps)  # (n+1, 1, H, W)
-    deleted = x * (1 - m) + base * m  # (n+1, 3, H, W)
-    inserted = base * (1 - m) + x * m  # (n+1, 3, H, W)
-    d = _scores(score_fn, deleted, batch_size)  # (n+1,)
-    i = _scores(score_fn, inserted, batch_size)  # (n+1,)
+    draws = draws if has_ties(s) else 1
+    g = torch.Generator().manual_seed(seed)
+    d, i = np.zeros(steps + 1), np.zeros(steps + 1)
+    for _ in range(draws):
+        m = _masks(s, steps, g)  # (n+1, 1, H, W)
+        d += _scores(score_fn, x * (1 - m) + base * m, batch_size) / draws  # (n+1,) deleted
+        i += _scores(score_fn, base * (1 - m) + x * m, batch_size) / draws  # (n+1,) inserted
     frac = np.linspace(0.0, 1.0, steps + 1)
-    return Curves(frac, d, i, float(np.trapezoid(d, frac)), float(np.trapezoid(i, frac)))
+    return Curves(frac, d, i, float(np.trapezoid(d, frac)), float(np.trapezoid(i, frac)), draws)
 
 
 @in_eval_mode
@@ -125,7 +160,7 @@ def compare_maps(model: torch.nn.Module, image_a, image_b, maps: dict[str, np.nd
         image_a: the face the maps explain.
         image_b: its partner (kept fixed).
         maps: method name -> (H, W) map.
-        **kwargs: passed to :func:`curves` (baseline, steps, batch_size).
+        **kwargs: passed to :func:`curves` (baseline, steps, batch_size, draws, seed).
     """
     score = similarity_score(model, image_b)
     x = as_batch(image_a, model_device(model))[:1]  # (1, 3, H, W)
