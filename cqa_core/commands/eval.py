@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--degrade", default="downscale", help="cross-quality: blur|downscale|noise|occlude|jpeg|mask|random")
     p.add_argument("--severity", type=int, default=3, help="cross-quality severity 1..5 (default 3)")
     p.add_argument("--roc", action="store_true", help="include ROC arrays in the JSON")
+    p.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="cross-validation folds for pair lists without a header (stratified: every fold "
+                   "holds same and different pairs) and for bin: (consecutive blocks); default 10. "
+                   "LFW-format lists with a header keep their own folds")
     p.set_defaults(func=run)
 
 
@@ -36,6 +40,31 @@ def load_eval_model(path: str | None, device: str):
 
     model, label, _ = resolve_model(path, device)
     return model, str(path) if path else label
+
+
+def refold(ps, spec: str, folds: int | None):
+    """Set ``ps.folds`` to ``folds`` folds where the data defines none of its own.
+
+    Headerless ``pairs:`` lists get stratified folds over the pairs actually evaluated (after
+    ``--limit``); ``bin:`` sets get ``folds`` consecutive blocks. ``lfw``, ``celeba299`` and
+    pair lists with a header keep their folds; asking for others there is an error.
+    """
+    import numpy as np
+
+    from cqa_core.data.pairs import DEFAULT_FOLDS, has_header, stratified_folds
+    from cqa_core.evaluate import default_folds
+
+    k = DEFAULT_FOLDS if folds is None else folds
+    if k < 1:
+        raise ValueError(f"--folds must be >= 1, got {k}")
+    if spec.startswith("pairs:") and not has_header(spec.split(":", 2)[2]):
+        ps.folds = np.asarray(stratified_folds(ps.issame, k))  # (N,)
+    elif spec.startswith("bin:"):
+        ps.folds = default_folds(len(ps.issame), k)  # (N,)
+    elif folds is not None:
+        raise ValueError(f"--folds is for pair lists without a header and bin: sets; {spec} keeps its "
+                         f"own {len(set(ps.folds.tolist()))} folds")
+    return ps
 
 
 def _second_side(images, index, protocol: str, args: argparse.Namespace, offset: int = 0):
@@ -78,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from cqa_core.data.verification import load_pairset
 
-        ps = load_pairset(args.data, limit=args.limit, align=args.align)
+        ps = refold(load_pairset(args.data, limit=args.limit, align=args.align), args.data, args.folds)
         timing["load_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         emb = embed(model, ps.images, **emb_kw)  # (M, D)
