@@ -148,3 +148,19 @@ def test_real_lfw_pair_with_mtcnn_and_a_synthetic_mask(model, shared_data):
     eff = mask_effect(model, fa.aligned, kind="surgical", seed=0)
     assert eff.alpha[100, 56] > 0.5 and eff.alpha[40, 56] == 0.0  # a mask covers the mouth, not the eyes
     assert ((eff.mask_share_clean > 0) & (eff.mask_share_clean < 1)).all()
+
+
+def test_cli_uses_the_default_model_without_checkpoint(tmp_path, monkeypatch):
+    """Issue 15 item 6: no --checkpoint (and no $CQA_CHECKPOINT) -> the bundled default model."""
+    from cqa_core.model import DEFAULT_WEIGHTS, load_default
+
+    if not DEFAULT_WEIGHTS.exists():
+        pytest.skip(f"no bundled default weights at {DEFAULT_WEIGHTS}")
+    monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
+    a = tmp_path / "a.png"
+    Image.fromarray(face(30)).save(a)
+    assert main(["explain", str(a), "--out", str(tmp_path / "out"), "--methods", ""]) == 0
+    report = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert report["model"] == "default model"
+    expected = analyse(load_default(), face(30), methods=())
+    assert report["a"]["quality"] == pytest.approx(expected.quality.tolist(), abs=1e-6)

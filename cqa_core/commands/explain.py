@@ -1,4 +1,7 @@
-"""``cqa explain IMAGE [OTHER] --checkpoint PATH --out DIR``: overlay PNGs and a JSON of the numbers.
+"""``cqa explain IMAGE [OTHER] --out DIR [--checkpoint PATH]``: overlay PNGs and a JSON of the numbers.
+
+Without ``--checkpoint`` the model is ``$CQA_CHECKPOINT`` or the bundled default
+(:func:`cqa_core.model.resolve_model`), as for ``cqa eval`` and ``cqa workbench``.
 
 Writes into DIR:
   a_branch{i}.png      branch i's attention on photo a (quality score in analysis.json)
@@ -17,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="explain one face or why two faces match (PNGs + JSON)")
     p.add_argument("image", help="photo or aligned 112x112 face")
     p.add_argument("other", nargs="?", default=None, help="optional second face: explain the pair")
-    p.add_argument("--checkpoint", required=True, help="model .safetensors (or a directory holding one)")
+    p.add_argument("--checkpoint", default=None,
+                   help="model .safetensors or a directory holding one (default: $CQA_CHECKPOINT, else the "
+                   "bundled default model)")
     p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--methods", default="gradcam",
                    help="comma-separated pair maps: gradcam, ig, occlusion or a pytorch-grad-cam class (default gradcam)")
@@ -72,15 +77,15 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from cqa_core.checkpoint import load_model
     from cqa_core.explain.analysis import FaceAnalysis, analyse
+    from cqa_core.model import resolve_model
 
-    model = load_model(args.checkpoint, device=args.device)
+    model, label, _ = resolve_model(args.checkpoint, args.device)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     fa = analyse(model, args.image, args.other, methods=methods)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"image": str(args.image), "a": _face_numbers(fa), "files": _write_face(out, "a", fa, args.alpha)}
+    report = {"image": str(args.image), "model": label, "a": _face_numbers(fa), "files": _write_face(out, "a", fa, args.alpha)}
     if fa.other is not None:
         fb: FaceAnalysis = fa.other
         report.update({
@@ -91,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         })
         report["files"] += _write_face(out, "b", fb, args.alpha)
     (out / "analysis.json").write_text(json.dumps(report, indent=2))
-    line = f"wrote {len(report['files'])} PNGs and analysis.json to {out}"
+    line = f"{label}: wrote {len(report['files'])} PNGs and analysis.json to {out}"
     if fa.similarity is not None:
         line += f"; similarity {fa.similarity:.4f}"
     print(line)
