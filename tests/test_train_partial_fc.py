@@ -45,3 +45,51 @@ def test_trainer_turns_partial_fc_on_from_threshold(tmp_path, face_folder) -> No
     assert trainer.net.pfc is not None
     metrics = trainer.train_step([next(iter(trainer.loader))])
     assert metrics is not None
+
+
+def test_padding_centres_are_sampled_last_and_score_minus_inf() -> None:
+    head = create_head("cosface", 4, 3, 64.0, 0.35)  # shard 1 of 2 over K = 5 classes: ids 3, 4 and a pad
+    pfc = PartialFC(head, rate=1.0, num_classes=5, rank=1, world_size=2)  # sample / scores need no group
+    labels = torch.tensor([4, 0])  # 0 lives in another shard
+    index, target = pfc.sample(labels, labels)
+    assert index.tolist() == [0, 1, 2] and target.tolist() == [1, -1]
+    logits = pfc.scores(torch.randn(2, 4), index, target)  # (2, 3)
+    assert torch.isinf(logits[:, 2]).all() and torch.isfinite(logits[:, :2]).all()
+
+
+def test_sample_is_a_pure_function_of_seed_step_and_labels() -> None:
+    pfc = PartialFC(create_head("cosface", 8, 500, 64.0, 0.35), rate=0.05, seed=7)
+    labels = torch.tensor([1, 2, 3, 499])
+    pfc.step = 12
+    first = pfc.sample(labels, labels)[0]
+    pfc.step = 13
+    assert not torch.equal(pfc.sample(labels, labels)[0], first)
+    pfc.step = 12  # e.g. after a resume: the same sample again
+    assert torch.equal(pfc.sample(labels, labels)[0], first) and pfc.step == 12
+    assert first.numel() == 25 and set(labels.tolist()) <= set(first.tolist())
+
+
+def test_compiled_partial_fc_compiles_once_over_five_steps() -> None:
+    """``step`` is a tensor buffer and sampling is tensor-only: one graph, no recompile, no break."""
+    import torch._dynamo
+    from torch._dynamo.testing import CompileCounterWithBackend
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    pfc = PartialFC(create_head("cosface", 16, 1000, 64.0, 0.35), rate=0.1, seed=1)
+    eager = PartialFC(create_head("cosface", 16, 1000, 64.0, 0.35), rate=0.1, seed=1)
+    eager.load_state_dict(pfc.state_dict())
+    backend = CompileCounterWithBackend("inductor")
+    compiled = torch.compile(pfc, backend=backend, fullgraph=True)  # fullgraph: a graph break raises
+    for step in range(5):
+        pfc.step = eager.step = step
+        emb = torch.randn(8, 16, requires_grad=True)  # (8, 16)
+        labels = torch.randint(0, 1000, (8,))  # (8,)
+        logits, target = compiled(emb, labels)  # (8, 100), (8,)
+        ref_logits, ref_target = eager(emb, labels)
+        assert torch.equal(target, ref_target)
+        torch.testing.assert_close(logits, ref_logits)
+    assert backend.frame_count == 1, f"compiled {backend.frame_count} times in 5 steps"
+    assert sum(counters["recompiles"].values()) == 0
