@@ -173,3 +173,13 @@ def create_partial_fc(name: str, embedding_size: int, num_classes: int, scale: f
         with torch.no_grad():
             head.weight.normal_(0.0, 0.01, generator=gen)
     return PartialFC(head, rate, seed, num_classes, rank, world_size)
+
+
+def memory_per_rank(num_classes: int, embedding_size: int, world_size: int, bytes_per_value: int = 4,
+                    copies: int = 3) -> int:
+    """Bytes of class centres one rank holds: ``copies * bytes * D * ceil(K / world_size)``.
+
+    ``copies`` = 3 counts the weight, its gradient (dense, as ``weight[index]`` back-propagates into
+    a zero-filled (L, D) tensor) and SGD's momentum buffer. Logits add ``4 * B * world_size * S``.
+    """
+    return copies * bytes_per_value * embedding_size * shard_range(num_classes, 0, world_size)[1]
