@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("info", "align", "data", "eval", "train", "distill_targets", "explain", "export", "workbench")
+COMMANDS = ("info", "align", "data", "eval", "train", "distill_targets", "explain", "export", "import_backbone",
+            "workbench")
 
 
 def build_parser() -> argparse.ArgumentParser:
