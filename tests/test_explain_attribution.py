@@ -15,7 +15,7 @@ from cqa_core.explain import (
     similarity_gradcam,
 )
 from cqa_core.explain.common import ExplainError
-from cqa_core.explain.toy import calibrate
+from cqa_core.explain.toy import WindowStem, calibrate
 from cqa_core.model import create_model
 
 
@@ -70,24 +70,52 @@ def test_unknown_library_method_is_a_plain_error(model, faces):
         library_cam(model, *faces, method="NoSuchCAM")
 
 
-def test_integrated_gradients_completeness(model, faces):
-    # a "same person" pair (b = a + noise): f(a) ~ 1, far from f(grey), so 5 % is a real bound
+def test_integrated_gradients_converges_to_the_score_gap(model, faces):
+    # a "same person" pair (b = a + noise): f(a) ~ 1, far from f(grey), so 1 % is a real bound
     a = faces[0]
     b = a + 0.1 * torch.randn(a.shape, generator=torch.Generator().manual_seed(6))
-    attr = integrated_gradients(model, a, b, steps=32)
+    attr = integrated_gradients(model, a, b)
     with torch.no_grad():
         eb = model(b).embedding
         f_x = torch.nn.functional.cosine_similarity(model(a).embedding, eb)
         f_0 = torch.nn.functional.cosine_similarity(model(torch.zeros_like(a)).embedding, eb)
-    gap = (f_x - f_0).numpy()
+    gap = (f_x - f_0).numpy()  # what the attributions must sum to (completeness)
     assert np.abs(gap).min() > 0.05  # non-trivial target
-    np.testing.assert_allclose(attr.map.sum(axis=(1, 2)), gap, rtol=0.05)
-    assert attr.map.shape == (2, 112, 112)
+    total = attr.map.sum(axis=(1, 2))  # (2,)
+    assert (np.abs(total - gap) <= 0.01 * np.abs(gap) + 1e-6).all(), (total, gap)
+    np.testing.assert_allclose(attr.gap, gap, atol=1e-5)
+    np.testing.assert_allclose(attr.delta, total - gap, atol=1e-4)  # the reported delta is the real miss
+    assert attr.converged.all() and (attr.steps >= 32).all() and attr.map.shape == (2, 112, 112)
 
 
-def test_occlusion_shape_and_sign(model, faces):
-    res = occlusion(model, faces[0][:1], faces[1][:1], window=28, stride=28)
-    assert res.map.shape == (1, 112, 112) and np.isfinite(res.map).all()
+def test_integrated_gradients_says_so_when_the_step_cap_is_hit(model, faces, caplog):
+    # a zero tolerance can never be met: the loop stops at the cap and flags it
+    with caplog.at_level("WARNING", logger="cqa_core.explain.attribution"):
+        attr = integrated_gradients(model, faces[0][:1], faces[1][:1], rtol=0.0, atol=0.0, max_steps=8)
+    assert attr.steps.tolist() == [8] and attr.converged.tolist() == [False]
+    assert "cap" in caplog.text
+    fixed = integrated_gradients(model, faces[0][:1], faces[1][:1], steps=4)  # a fixed count: one run
+    assert fixed.steps.tolist() == [4]
+
+
+def test_occlusion_sign_and_support_on_a_window_model():
+    # Only pixels 32..79 x 32..79 reach the embedding (WindowStem). For an identical pair the
+    # similarity is at its maximum 1, so greying out any window can only lower it: occlusion
+    # (= f(x) - f(x occluded)) is >= 0 everywhere, > 0 on the window, and exactly 0 on pixels whose
+    # every 16 x 16 occluding window misses the 32..79 square (rows / columns 0..15 and 96..111).
+    torch.manual_seed(0)
+    window = torch.zeros(7, 7)
+    window[2:5, 2:5] = 1
+    model = create_model(ModelConfig(stem="light", branches=4))
+    model.stem = WindowStem(model.stem.out_channels, window)
+    model = calibrate(model)
+    a = torch.rand(1, 3, 112, 112, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    res = occlusion(model, a, a, window=16, stride=8).map[0]  # (112, 112)
+    assert res.min() >= -1e-6
+    assert res[40:72, 40:72].min() > 1e-4
+    far = np.ones((112, 112), bool)
+    far[16:96, 16:96] = False
+    assert np.abs(res[far]).max() == 0.0
 
 
 def test_no_hook_stays_registered_after_any_explainer(model, faces):

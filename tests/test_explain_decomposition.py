@@ -72,10 +72,38 @@ def test_training_mode_is_refused():
         folded_head(model)
 
 
-def test_rerun_variant_equals_term_drop_without_qan_and_differs_with_qan(model, faces):
+def test_rerun_variant_equals_term_drop_without_qan(faces):
     torch.manual_seed(3)
     no_qan = calibrate(create_model(ModelConfig(stem="light", branches=3, qan=False)))
     a, b = faces[0][:2], faces[1][:2]
     np.testing.assert_allclose(leave_one_out_rerun(no_qan, a, b), decompose(no_qan, a, b).leave_one_out, atol=1e-5)
+
+
+def test_with_qan_term_drop_keeps_the_old_quality_and_the_rerun_does_not(model, faces):
+    # Drop-the-term = feed P_i = 0 through the real FC + BN with the *other* branches' quality
+    # frozen at their values with branch i present (checked here through the real head, not the
+    # decomposition's formula). Leave-one-out with QAN re-run lets zeroing P_i change every other
+    # branch's S_hat_j through the relation graph, so the two numbers must differ.
+    a, b = faces[0][:2], faces[1][:2]
+    d = decompose(model, a, b)
     rerun = leave_one_out_rerun(model, a, b)
-    assert rerun.shape == (2, 4) and np.isfinite(rerun).all()
+    with torch.no_grad():
+        oa, ob = model(a), model(b)
+
+        def frozen(out, i):
+            z = out.local_features * out.quality[..., None]  # (B, b, C) with the original S_hat
+            z[:, i] = 0
+            return model.features(model.fc(z.flatten(1)))  # (B, 512)
+
+        def requalified(out, i):
+            p = out.local_features.clone()  # (B, b, C)
+            p[:, i] = 0
+            return model.qan(p).quality  # (B, b) S_hat after the re-run
+
+        for i in range(4):
+            cos = torch.nn.functional.cosine_similarity(frozen(oa, i), frozen(ob, i)).numpy()
+            np.testing.assert_allclose(d.leave_one_out[:, i], cos, atol=1e-5)
+            others = [j for j in range(4) if j != i]
+            moved = (requalified(oa, i) - oa.quality)[:, others].abs().max().item()
+            assert moved > 1e-3, f"zeroing branch {i} left the other quality scores unchanged"
+    assert np.abs(rerun - d.leave_one_out).max() > 1e-3, (rerun, d.leave_one_out)

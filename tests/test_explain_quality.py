@@ -7,8 +7,9 @@ import torch
 from cqa_core.config import ModelConfig
 from cqa_core.data.template import ARCFACE_TEMPLATE
 from cqa_core.explain import mask_effect, quality_report, region_area, region_masks, region_shares
-from cqa_core.explain.common import ExplainError
+from cqa_core.explain.common import ExplainError, as_batch
 from cqa_core.explain.quality import attention_share
+from cqa_core.explain.toy import plant_attention
 from cqa_core.model import create_model
 
 
@@ -48,15 +49,40 @@ def test_quality_report_shapes(model):
     assert ((rep.quality > 0) & (rep.quality < 1)).all()
 
 
-def test_mask_effect_with_a_given_masked_image(model):
+def test_mask_effect_matches_separate_forwards_of_the_clean_and_masked_face(model):
+    # Each number is checked against its own forward pass, so swapping clean and masked, or
+    # reporting clean - masked, fails.
     face = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
     masked = face.copy()
     masked[70:] = 200  # a flat "mask" over the lower face
     eff = mask_effect(model, face, masked)
     assert eff.alpha[80, 50] == 1.0 and eff.alpha[10, 50] == 0.0
-    np.testing.assert_allclose(eff.quality_delta, eff.quality_masked - eff.quality_clean)
-    assert eff.quality_clean.shape == (4,) and -1.0 <= eff.similarity <= 1.0
-    assert ((eff.mask_share_clean >= 0) & (eff.mask_share_clean <= 1)).all()
+    with torch.no_grad():
+        clean_out, masked_out = model(as_batch(face, torch.device("cpu"))), model(as_batch(masked, torch.device("cpu")))
+    np.testing.assert_allclose(eff.quality_clean, clean_out.quality[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(eff.quality_masked, masked_out.quality[0].numpy(), atol=1e-5)
+    assert np.abs(eff.quality_delta).max() > 1e-4  # the mask moves the scores: the check above bites
+    np.testing.assert_allclose(eff.quality_delta, masked_out.quality[0].numpy() - clean_out.quality[0].numpy(),
+                               atol=1e-5)
+    cos = torch.nn.functional.cosine_similarity(clean_out.embedding, masked_out.embedding).item()
+    assert eff.similarity == pytest.approx(cos, abs=1e-5) and eff.similarity < 0.9999
+
+
+def test_mask_effect_on_a_model_that_cannot_see_the_image():
+    # plant_attention: every branch's map is a constant that ignores the pixels, so a mask changes
+    # nothing (quality delta 0, similarity 1) and each branch's share inside the mask is the mask's
+    # area: rows 70..111 = 42 / 112 = 0.375 of the face.
+    torch.manual_seed(0)
+    model = plant_attention(create_model(ModelConfig(stem="light", branches=4)),
+                            torch.tensor([0.2, 0.4, 0.6, 0.8])[:, None, None].expand(4, 7, 7).clone()).eval()
+    face = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    masked = face.copy()
+    masked[70:] = 200
+    eff = mask_effect(model, face, masked, alpha=(np.arange(112) >= 70)[:, None].repeat(112, 1).astype(np.float32))
+    np.testing.assert_allclose(eff.quality_delta, 0.0, atol=1e-6)
+    assert eff.similarity == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(eff.mask_share_clean, 0.375, atol=1e-5)
+    np.testing.assert_allclose(eff.mask_share_masked, 0.375, atol=1e-5)
 
 
 def test_mask_effect_with_degrade_module(model):

@@ -15,7 +15,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -41,6 +41,25 @@ from cqa_core.explain.quality import region_shares
 
 PAIR_METHODS = ("gradcam", "ig", "occlusion")  # plus any pytorch-grad-cam class name, e.g. "GradCAMPlusPlus"
 MIN_SIDE = 16
+
+
+class IGCheck(NamedTuple):
+    """How well a face's integrated-gradients map adds up: sum(map) should equal ``gap``."""
+
+    delta: float  # sum of attributions - gap
+    gap: float  # cos(e(x), e_other) - cos(e(baseline), e_other)
+    steps: int  # steps used
+    converged: bool  # |delta| <= max(1 % of |gap|, 1e-4) before the step cap
+
+    @property
+    def relative(self) -> float:
+        """|delta| / |gap| (inf when the gap is 0)."""
+        return abs(self.delta) / abs(self.gap) if self.gap else float("inf")
+
+    def describe(self) -> str:
+        """'IG delta -0.0001 (0.3 % of gap -0.0211, 128 steps)', flagged when the cap was hit."""
+        text = f"IG delta {self.delta:+.4f} ({100 * self.relative:.1f} % of gap {self.gap:+.4f}, {self.steps} steps)"
+        return text if self.converged else text + " NOT converged: step cap hit"
 
 
 class AnalysisError(ExplainError):
@@ -75,6 +94,7 @@ class FaceAnalysis:
     leave_one_out: np.ndarray | None = None  # (b,)
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (112, 112) of this face
     maps_other: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (112, 112) of the other
+    ig: IGCheck | None = None  # completeness of this face's "ig" map (None until "ig" is computed)
 
     def overlays(self, on_photo: bool = True, alpha: float = 0.5) -> list[BranchOverlay]:
         """Per-branch heatmap overlays titled with their quality scores."""
@@ -162,20 +182,25 @@ def _face(model: torch.nn.Module, photo: np.ndarray, aligned: np.ndarray, affine
 
 
 def _pair_maps(model: torch.nn.Module, a: np.ndarray, b: np.ndarray, feats: torch.Tensor,
-               methods: tuple[str, ...]) -> dict[str, np.ndarray]:
+               methods: tuple[str, ...]) -> tuple[dict[str, np.ndarray], list[IGCheck] | None]:
     """method -> (2, 112, 112): row 0 explains face a against b, row 1 face b against a (one batch).
 
     ``feats`` (2, C, h, w) are the stem outputs of a and b, reused by the hook-free Grad-CAM.
+    The second value is the IG completeness check of a and b (None when "ig" is not asked for).
     """
     from cqa_core.explain import attribution
 
     x, y = np.stack([a, b]), np.stack([b, a])  # (2, 112, 112, 3) each
     out: dict[str, np.ndarray] = {}
+    checks = None
     for m in methods:
         if m == "gradcam":
             out[m] = gradcam_from_features(model, feats, feats.flip(0), a.shape[:2]).map_a
         elif m == "ig":
-            out[m] = attribution.integrated_gradients(model, x, y).map
+            r = attribution.integrated_gradients(model, x, y)
+            out[m] = r.map
+            checks = [IGCheck(float(r.delta[i]), float(r.gap[i]), int(r.steps[i]), bool(r.converged[i]))
+                      for i in range(2)]
         elif m == "occlusion":
             out[m] = attribution.occlusion(model, x, y).map
         elif m in attribution.CAM_METHODS:
@@ -183,7 +208,7 @@ def _pair_maps(model: torch.nn.Module, a: np.ndarray, b: np.ndarray, feats: torc
         else:
             known = ", ".join(PAIR_METHODS + attribution.CAM_METHODS)
             raise AnalysisError(f"unknown explanation method {m!r}; choose from {known}")
-    return out
+    return out, checks
 
 
 class Analyser:
@@ -235,12 +260,13 @@ class Analyser:
     def _pair(self, model, fa: FaceAnalysis, out_a, fb: FaceAnalysis, out_b, methods: tuple[str, ...]) -> FaceAnalysis:
         dec = decompose_outputs(model, out_a, out_b)
         feats = torch.cat([out_a.feature_map, out_b.feature_map])  # (2, C, h, w)
-        maps = _pair_maps(model, fa.aligned, fb.aligned, feats, methods)
-        other = FaceAnalysis(**{**fb.__dict__, "maps": {k: v[1] for k, v in maps.items()}})
+        maps, ig = _pair_maps(model, fa.aligned, fb.aligned, feats, methods)
+        other = FaceAnalysis(**{**fb.__dict__, "maps": {k: v[1] for k, v in maps.items()},
+                                "ig": ig[1] if ig else None})
         return FaceAnalysis(**{
             **fa.__dict__, "other": other, "similarity": float(dec.similarity[0]), "decomposition": dec.matrix[0],
             "leave_one_out": dec.leave_one_out[0], "maps": {k: v[0] for k, v in maps.items()},
-            "maps_other": {k: v[1] for k, v in maps.items()},
+            "maps_other": {k: v[1] for k, v in maps.items()}, "ig": ig[0] if ig else None,
         })
 
 

@@ -6,10 +6,12 @@ returns cos(output, reference). The target layer is ``model.stem`` (its output i
 ``CQAOutput.feature_map``). CAM objects are used as context managers so their hooks are removed.
 
 captum's IntegratedGradients and Occlusion attribute the scalar cos(e(x), e_ref) to input pixels.
+Integrated gradients adds steps until its attributions sum to the score gap within 1 % (capped).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import numpy as np
@@ -30,6 +32,8 @@ CAM_METHODS = (
     "GradCAM", "HiResCAM", "GradCAMElementWise", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "EigenCAM",
     "EigenGradCAM", "KPCA_CAM", "SegEigenCAM", "ScoreCAM", "AblationCAM", "ShapleyCAM", "FinerCAM", "FEM", "RandomCAM",
 )  # pytorch-grad-cam 1.5.7 classes checked on CQA-Face (RefineCAM is a wrapper, not a CAM: not supported)
+
+log = logging.getLogger(__name__)
 
 
 class TensorOutput(nn.Module):
@@ -100,34 +104,81 @@ class Attribution(NamedTuple):
     """A pixel attribution of the pair similarity."""
 
     map: np.ndarray  # (B, H, W) attribution summed over RGB (signed)
-    delta: np.ndarray  # (B,) IG convergence delta (sum of attributions - (f(x) - f(baseline))); 0 for occlusion
+    delta: np.ndarray  # (B,) IG convergence delta: sum of attributions - (f(x) - f(baseline)); 0 for occlusion
+    gap: np.ndarray | None = None  # (B,) f(x) - f(baseline), what IG's attributions must sum to
+    steps: np.ndarray | None = None  # (B,) IG steps used for each face
+    converged: np.ndarray | None = None  # (B,) bool: |delta| <= tolerance before the step cap
+
+
+IG_START_STEPS = 32
+IG_MAX_STEPS = 512
+IG_RTOL = 0.01  # |delta| <= 1 % of the score gap ...
+IG_ATOL = 1e-4  # ... or this, when the gap itself is ~0 (1 % of nothing cannot be met)
+
+
+def _ig_once(model: nn.Module, xa: torch.Tensor, ref: torch.Tensor, steps: int, baseline: float,
+             internal_batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One captum IG run -> (attributions (B, 3, H, W), convergence delta (B,))."""
+    from captum.attr import IntegratedGradients
+
+    ig = IntegratedGradients(_similarity_fn(model))
+    return ig.attribute(xa, baselines=baseline, additional_forward_args=(ref,), n_steps=steps,
+                        internal_batch_size=internal_batch_size, return_convergence_delta=True)
 
 
 @in_eval_mode
-def integrated_gradients(model: nn.Module, images_a, images_b, steps: int = 32, baseline: float = 0.0,
-                         internal_batch_size: int | None = 64) -> Attribution:
-    """captum IntegratedGradients of cos(e_a, e_b) w.r.t. face a's pixels.
+def integrated_gradients(model: nn.Module, images_a, images_b, steps: int | None = None, baseline: float = 0.0,
+                         internal_batch_size: int | None = 64, rtol: float = IG_RTOL, atol: float = IG_ATOL,
+                         max_steps: int = IG_MAX_STEPS) -> Attribution:
+    """captum IntegratedGradients of cos(e_a, e_b) w.r.t. face a's pixels, run until it converges.
+
+    IG's attributions must sum to the gap f(x) - f(baseline) (completeness); captum's convergence
+    delta is how far they miss. With ``steps=None`` each face starts at 32 steps and the step
+    count doubles (32, 64, ..., ``max_steps``) until |delta| <= max(rtol * |gap|, atol). Faces
+    still above the tolerance at the cap keep the cap's result with ``converged`` False (and a
+    log warning says so). On LFW pairs with the light model 32 steps missed by ~15 % and 128 met 1 %.
 
     Args:
         model: CQAFace in eval mode.
         images_a: faces to explain (B).
         images_b: partners (B or 1).
-        steps: Riemann / Gauss-Legendre steps (captum default method).
+        steps: a fixed step count (no convergence loop), or None to converge.
         baseline: constant baseline in model-input units (0.0 = mid grey).
         internal_batch_size: how many interpolated images per forward.
+        rtol: tolerance as a fraction of |gap| (default 1 %).
+        atol: absolute floor of the tolerance (a gap of ~0 cannot be met to 1 %).
+        max_steps: the cap of the doubling.
 
     Returns:
-        :class:`Attribution` with the RGB-summed map and captum's convergence delta.
+        :class:`Attribution` with the RGB-summed map, captum's delta, the gap, the steps used
+        per face and whether each face converged.
     """
-    from captum.attr import IntegratedGradients
-
     device = model_device(model)
     xa, xb = as_batch(images_a, device), as_batch(images_b, device)  # (B, 3, H, W)
     ref = embed(model, xb).expand(xa.shape[0], -1).contiguous()  # (B, 512)
-    ig = IntegratedGradients(_similarity_fn(model))
-    attr, delta = ig.attribute(xa, baselines=baseline, additional_forward_args=(ref,), n_steps=steps,
-                               internal_batch_size=internal_batch_size, return_convergence_delta=True)
-    return Attribution(to_numpy(attr.sum(dim=1)), to_numpy(delta))  # (B, H, W), (B,)
+    f = _similarity_fn(model)
+    with torch.no_grad():
+        gap = f(xa, ref) - f(torch.full_like(xa, baseline), ref)  # (B,)
+    tol = torch.clamp(rtol * gap.abs(), min=atol)  # (B,)
+    n = xa.shape[0]
+    attr = torch.zeros_like(xa)  # (B, 3, H, W)
+    delta = torch.full((n,), float("inf"), device=device)  # (B,)
+    used = torch.zeros(n, dtype=torch.long)  # (B,)
+    todo = torch.arange(n)  # faces still above the tolerance
+    k = steps or min(IG_START_STEPS, max_steps)
+    while len(todo):
+        a, d = _ig_once(model, xa[todo], ref[todo], k, baseline, internal_batch_size)  # (t, 3, H, W), (t,)
+        attr[todo], delta[todo], used[todo] = a.detach(), d.detach().to(delta.dtype), k
+        if steps is not None or k >= max_steps:
+            break
+        todo = todo[(delta[todo].abs() > tol[todo]).cpu()]
+        k = min(2 * k, max_steps)
+    converged = (delta.abs() <= tol).cpu()  # (B,)
+    if steps is None and not converged.all():
+        log.warning("integrated gradients hit the %d-step cap on %d of %d faces (|delta| up to %.2g, gap %.2g)",
+                    max_steps, int((~converged).sum()), n, float(delta.abs().max()), float(gap.abs().min()))
+    return Attribution(to_numpy(attr.sum(dim=1)), to_numpy(delta), to_numpy(gap), used.numpy(),
+                       converged.numpy())  # (B, H, W), (B,) x 4
 
 
 @in_eval_mode
