@@ -25,6 +25,14 @@ def unit(m: np.ndarray) -> np.ndarray:
     return m / (float(m.max()) + 1e-12)
 
 
+def ig_text(check) -> str:
+    """The IG completeness line shown under an IG map (red when the step cap was hit)."""
+    if check is None:
+        return ""
+    colour = "#1b7f3b" if check.converged else "#b00020"
+    return f"<span style='color:{colour}'>{html.escape(check.describe())}</span>"
+
+
 class FaceExplorer:
     """One face: the chosen CAM source on the photo, the b branch CAMs titled with quality."""
 
@@ -41,6 +49,7 @@ class FaceExplorer:
         self.info = caption("", "cqa-face-info")
         self.main_image = image_widget(2 * size, "cqa-source-image")
         self.main_title = caption("", "cqa-source-title")
+        self.ig_delta = caption("", "cqa-ig-delta")
         self.branch_images = [image_widget(size, "cqa-branch-cam") for _ in range(b)]
         self.branch_titles = [caption(f"branch {i}", "cqa-branch-title") for i in range(b)]
         self.relation = heatmap_figure("relation A (QAN)", b, fmt=".2g")
@@ -50,7 +59,7 @@ class FaceExplorer:
         self.widget = W.VBox([
             W.HBox([self.source, self.opacity]),
             self.info,
-            W.HBox([W.VBox([self.main_title, self.main_image]), rel_box]),
+            W.HBox([W.VBox([self.main_title, self.main_image, self.ig_delta]), rel_box]),
             branches,
         ])
         self.widget.add_class("cqa-face-tab")
@@ -80,6 +89,8 @@ class FaceExplorer:
                            f"<span class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</span> &nbsp; "
                            f"CAL {fa.cal:.3f} &nbsp; aligned by {fa.align_method}")
         self.main_title.value = f"<b>{html.escape(src)}</b>{partner}"
+        self.ig_delta.value = ig_text(self.session.analyse(self.face, self.other, methods=("ig",)).ig) \
+            if src == "integrated gradients" and self.other else ""
         self.main_image.value = main
         set_heatmap(self.relation, fa.relation)
         for i, (q, image) in enumerate(zip(fa.quality, branches, strict=True)):
