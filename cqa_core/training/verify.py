@@ -1,8 +1,11 @@
 """Periodic verification during training: LFW View-1 pairs (pairsDevTest) -> accuracy.
 
-``eval_pairs="auto"`` reads ``shared_data_dir()/lfw-deepfunneled/pairsDevTest.txt``, aligns the
-LFW folder once through ``ensure_aligned`` and scores pairs with ``cqa_core.evaluate``. Anything
-missing (data or the data layer) turns verification off with one log line, never an error.
+``eval_pairs="auto"`` reads ``shared_data_dir()/lfw-deepfunneled/pairsDevTest.txt`` and scores
+pairs with ``cqa_core.evaluate``. Only the photos the (possibly ``eval_max_pairs``-capped) pairs
+use are aligned (pairsDevTest: 1,549 of LFW's 13,233 photos), into the same cache folder a full
+``ensure_aligned`` run fills, so that run later skips them; a complete cache is used as it is.
+Anything missing (data or the data layer) turns verification off with one log line, never an
+error.
 Embeddings are the sum of the image's and its mirror's (insightface's flip test).
 """
 
@@ -19,6 +22,49 @@ from cqa_core.preprocess import normalize
 log = logging.getLogger(__name__)
 
 
+def _needed(src: Path, dst: Path, pairs: list) -> list[str]:
+    """Relative paths (``Name/Name_0001.jpg``) of the pairs' photos that have no crop in ``dst``."""
+    from cqa_core.data.align_run import out_name
+    from cqa_core.data.pairs import resolve_image, unique_images
+
+    rels = [resolve_image(src, n, i).relative_to(src).as_posix() for n, i in unique_images(pairs)]
+    return [r for r in rels if not (dst / out_name(r)).exists()]
+
+
+def aligned_pair_photos(src: Path, pairs: list, allow_align: bool = True, workers: int = 2) -> Path | None:
+    """The aligned-crop folder of ``src`` holding every photo of ``pairs``; None if that needs
+    aligning and ``allow_align`` is False.
+
+    A complete cache (``ensure_aligned``'s marker) is returned as is. Otherwise only the missing
+    photos are aligned: :func:`~cqa_core.data.align_run.align_folder` runs over a temporary folder
+    of symlinks to them, writing into the cache folder itself (same relative paths, same
+    ``alignment.csv``), under the same lock as ``ensure_aligned``.
+    """
+    import tempfile
+
+    from cqa_core.data.align_run import align_folder
+    from cqa_core.data.datasets import MARKER, _earlier_landmarks, _FolderLock, aligned_dir
+
+    src = src.expanduser().resolve()
+    dst = aligned_dir(src.name)
+    if (dst / MARKER).exists() or not _needed(src, dst, pairs):
+        return dst
+    if not allow_align:
+        return None
+    dst.mkdir(parents=True, exist_ok=True)
+    with _FolderLock(dst / ".lock"), tempfile.TemporaryDirectory() as tmp:
+        todo = _needed(src, dst, pairs)  # another process may have aligned them meanwhile
+        view = Path(tmp) / src.name
+        for rel in todo:
+            (view / rel).parent.mkdir(parents=True, exist_ok=True)
+            (view / rel).symlink_to(src / rel)
+        if todo:
+            summary = align_folder(view, dst, workers=workers, progress=False,
+                                   landmarks_from=_earlier_landmarks(src, src.name))
+            log.info("aligned %d pair photos of %s in %.0f s", summary["aligned_this_run"], src, summary["seconds"])
+    return dst
+
+
 class PairVerifier:
     """Holds the pair list and image paths; ``__call__(model)`` -> {"accuracy": ...}."""
 
@@ -31,14 +77,13 @@ class PairVerifier:
 
         Args:
             config: the run's config.
-            allow_align: align the pair folder on first use; if False (DDP runs, where other
-                ranks would wait on it) an unaligned folder turns verification off instead.
+            allow_align: align the pairs' photos on first use; if False (DDP runs, where other
+                ranks would wait on it) photos without a crop turn verification off instead.
         """
         if config.eval_pairs is None:
             return None
         try:
             from cqa_core.data import shared_data_dir
-            from cqa_core.data.datasets import ensure_aligned
             from cqa_core.data.pairs import read_pairs
             from cqa_core.evaluate import evaluate_pairs  # noqa: F401  (fail early if absent)
         except ImportError as exc:
@@ -51,22 +96,18 @@ class PairVerifier:
         if not pairs_file.is_file():
             log.warning("verification off: %s not found", pairs_file)
             return None
-        if not allow_align:
-            from cqa_core.data.datasets import MARKER, aligned_dir
-
-            if not (aligned_dir(pairs_file.parent.name) / MARKER).exists():
-                log.warning("verification off: %s is not aligned yet; run `cqa align` (or one "
-                            "single-process training run) first", pairs_file.parent)
-                return None
         try:
-            root = Path(ensure_aligned(pairs_file.parent))
             pairs = read_pairs(pairs_file)
             if config.eval_max_pairs and len(pairs) > config.eval_max_pairs:  # evenly spaced: same and different
                 pairs = pairs[:: len(pairs) // config.eval_max_pairs][: config.eval_max_pairs]
+            root = aligned_pair_photos(pairs_file.parent, pairs, allow_align)
         except Exception as exc:  # alignment needs optional deps; training must go on
             log.warning("verification off: could not prepare %s (%s)", pairs_file, exc)
             return None
-
+        if root is None:
+            log.warning("verification off: the photos of %s are not aligned yet; run `cqa align` (or one "
+                        "single-process training run) first", pairs_file)
+            return None
         from cqa_core.data.pairs import pair_paths
 
         try:
