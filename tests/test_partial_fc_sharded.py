@@ -98,3 +98,57 @@ def test_memory_per_rank_formula() -> None:
     assert memory_per_rank(2_000_000, 512, 1) == 3 * 4 * 512 * 2_000_000  # 12.288 GB unsharded
     assert memory_per_rank(2_000_000, 512, 8) == 3 * 4 * 512 * 250_000  # 1.536 GB on each of 8 ranks
     assert memory_per_rank(11, 8, 2) == 3 * 4 * 8 * 6  # ceil(11 / 2) = 6 rows per rank
+
+
+class _Net(torch.nn.Module):
+    """A linear 'model' and a sharded Partial FC in one module, as TrainNet holds them."""
+
+    def __init__(self, pfc: PartialFC) -> None:
+        super().__init__()
+        self.model, self.pfc = torch.nn.Linear(4, D), pfc
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor, all_labels: torch.Tensor) -> torch.Tensor:
+        logits, target = self.pfc(self.model(x), labels, all_labels)  # (B, W * S), (B,)
+        return F.cross_entropy(logits, target)
+
+
+def _ddp_worker(rank: int, rdv: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from cqa_core.model.partial_fc import create_partial_fc
+    from cqa_core.training.distributed import clip_grad_norm, ddp_ignore_rank_local
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=WORLD)
+    try:
+        torch.manual_seed(rank)  # different model init per rank: DDP's broadcast must unify it
+        net = _Net(create_partial_fc("cosface", D, 11, 64.0, 0.35, rate=1.0, seed=5, rank=rank, world_size=WORLD))
+        init = net.pfc.weight.detach().clone()  # (6, D)
+        ignored = ddp_ignore_rank_local(net)
+        ddp = torch.nn.parallel.DistributedDataParallel(net)
+        x = torch.randn(WORLD * B, 4, generator=torch.Generator().manual_seed(1))[rank * B:(rank + 1) * B]  # (B, 4)
+        ddp(x, LABELS[rank * B:(rank + 1) * B], LABELS).backward()
+        grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+        total = clip_grad_norm(list(net.parameters()), 1e9)
+        torch.save({"ignored": ignored, "init": init, "shard": net.pfc.weight.detach(), "grads": grads,
+                    "model_w": net.model.weight.detach(), "total": total}, f"{out}/ddp{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_leaves_shards_alone_and_clips_by_one_global_norm(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "rdv"), str(tmp_path)), nprocs=WORLD, join=True)
+    r0, r1 = (torch.load(tmp_path / f"ddp{r}.pt") for r in range(WORLD))
+    assert r0["ignored"] == ["pfc.head.weight"]
+    assert torch.equal(r0["shard"], r0["init"]) and torch.equal(r1["shard"], r1["init"])  # not broadcast
+    assert not torch.equal(r0["shard"], r1["shard"])  # each rank drew its own centres
+    assert torch.equal(r0["model_w"], r1["model_w"])  # replicated weights were broadcast
+    for name in ("model.weight", "model.bias"):  # replicated gradients all-reduced
+        torch.testing.assert_close(r0["grads"][name], r1["grads"][name])
+    g = r0["grads"]
+    expect = (g["model.weight"].pow(2).sum() + g["model.bias"].pow(2).sum()
+              + g["pfc.head.weight"].pow(2).sum() + r1["grads"]["pfc.head.weight"].pow(2).sum()).sqrt()
+    torch.testing.assert_close(r0["total"], expect)
+    torch.testing.assert_close(r1["total"], expect)
