@@ -145,25 +145,65 @@ def test_single_class_auc_is_none() -> None:
     assert r.to_dict()["auc"] is None
 
 
+def write_bin(path, images: list[bytes], pairs: list[tuple[int, int]], issame: list[bool]):
+    """An insightface .bin: pair k = images 2k, 2k+1."""
+    import pickle
+
+    bins = [images[i] for pair in pairs for i in pair]
+    path.write_bytes(pickle.dumps((bins, issame), protocol=4))
+    return path
+
+
+def known_answer_bin(shared_data, tmp_path, plant: bool):
+    """20 pairs in 10 folds of (same, different): "same" = one photo twice (cos 1 for any model, flip
+    or not), "different" = photos of two different LFW people. With ``plant``, fold 3's "same"
+    pair is two different people too: a trained model must reject it."""
+    from cqa_core.data.binset import load_bin_raw
+
+    raw, issame = load_bin_raw(shared_data / "fixtures" / "small_lfw.bin")  # 10 same-person pairs
+    assert issame.all() and len(raw) == 20  # photo 2k and 2k+1 are person k; persons k differ
+    pairs, same = [], []
+    for k in range(10):
+        pairs.append((2 * k, 2 * ((k + 3) % 10) + 1) if (plant and k == 3) else (2 * k, 2 * k))
+        pairs.append((2 * k + 1, 2 * ((k + 1) % 10)))
+        same += [True, False]
+    return write_bin(tmp_path / ("planted.bin" if plant else "known.bin"), raw, pairs, same)
+
+
 @pytest.mark.data
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_cli_eval_on_bin_fixture(shared_data, tmp_path) -> None:
+@pytest.mark.parametrize("plant", [False, True], ids=["perfect", "one_planted_error"])
+def test_cli_eval_bin_with_negative_pairs_has_the_known_accuracy(shared_data, tmp_path, monkeypatch, plant) -> None:
     import json
 
-    from cqa_core.checkpoint import save_model
     from cqa_core.cli import main
-    from cqa_core.config import ModelConfig
-    from cqa_core.model.cqa_face import create_model
 
-    torch.manual_seed(0)
-    ckpt = save_model(tmp_path / "m.safetensors", create_model(ModelConfig(stem="light")))
+    monkeypatch.delenv("CQA_CHECKPOINT", raising=False)  # the bundled default (trained) model
+    fixture = known_answer_bin(shared_data, tmp_path, plant)
     out = tmp_path / "r.json"
-    fixture = shared_data / "fixtures" / "small_lfw.bin"
-    for protocol in ("verify", "masked-m2m", "cross-quality"):
-        rc = main(["eval", "--checkpoint", str(ckpt), "--data", f"bin:{fixture}", "--protocol", protocol,
-                   "--json", str(out), "--flip", "--device", "cpu"])
+    rc = main(["eval", "--data", f"bin:{fixture}", "--protocol", "verify", "--json", str(out), "--flip",
+               "--device", "cpu"])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["n_pairs"] == 20 and r["n_same"] == 10
+    # bin: folds are 10 consecutive blocks = the 10 (same, different) couples above
+    assert r["fold_accuracies"] == pytest.approx([1.0] * 3 + [0.5 if plant else 1.0] + [1.0] * 6)
+    assert r["accuracy"] == pytest.approx(0.95 if plant else 1.0)
+
+
+@pytest.mark.data
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_cli_eval_other_protocols_read_the_negative_pairs(shared_data, tmp_path, monkeypatch) -> None:
+    import json
+
+    from cqa_core.cli import main
+
+    monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
+    fixture = known_answer_bin(shared_data, tmp_path, plant=False)
+    out = tmp_path / "r.json"
+    for protocol in ("masked-m2m", "cross-quality"):
+        rc = main(["eval", "--data", f"bin:{fixture}", "--protocol", protocol, "--json", str(out), "--device", "cpu"])
         assert rc == 0
         r = json.loads(out.read_text())
-        assert r["protocol"] == protocol and r["n_pairs"] == 10 and r["n_same"] == 10
+        assert r["protocol"] == protocol and r["n_pairs"] == 20 and r["n_same"] == 10
         assert len(r["fold_accuracies"]) == 10 and set(r["tar_at_far"]) == {"0.1", "0.01", "0.001"}
-        assert 0.0 <= r["accuracy"] <= 1.0 and r["timing"]["total_s"] > 0
