@@ -91,6 +91,46 @@ def test_warp_moves_pixels_where_the_affine_says() -> None:
     assert face.image[10, 10].tolist() == [0, 0, 0]
 
 
+def _smooth(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A smooth RGB pattern (bilinear interpolation of it is near exact): (..., 3) floats in [0, 255]."""
+    return np.stack([128 + 60 * np.sin(x / 9.0) + 50 * np.cos(y / 13.0),
+                     128 + 90 * np.sin((x + y) / 17.0),
+                     128 + 40 * np.cos(x / 11.0) - 60 * np.sin(y / 7.0)], axis=-1)
+
+
+def test_warp_round_trip_with_rotation_translation_and_scale() -> None:
+    from cqa_core.data.align import warp
+    from cqa_core.explain.cams import warp_to_photo
+
+    # photo (x, y) -> aligned: rotate 25 deg, scale 0.55, and shift the photo point (170, 160) to the
+    # crop centre (56, 56); every crop pixel then comes from inside the 360 x 340 photo
+    w, h = 360, 340
+    m = _similarity(0.55, 25.0, 0.0, 0.0)
+    m[:, 2] = np.array([56.0, 56.0]) - transform_points(m, np.array([[170.0, 160.0]]))[0]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    photo = np.clip(np.round(_smooth(xs, ys)), 0, 255).astype(np.uint8)  # (h, w, 3)
+    inv = invert_affine(m)
+    corners = transform_points(inv, np.array([[0, 0], [111, 0], [0, 111], [111, 111]], float))
+    assert (corners > 2).all() and (corners[:, 0] < w - 3).all() and (corners[:, 1] < h - 3).all()
+    crop = warp(photo, m).astype(np.float64)  # (112, 112, 3)
+    # 1. aligned pixel (u, v) shows the photo at M^-1 (u, v), worked out from the pattern, not the code
+    v, u = np.mgrid[0:112, 0:112].astype(np.float64)
+    src = transform_points(inv, np.stack([u.ravel(), v.ravel()], 1))  # (112*112, 2) photo points
+    expected = _smooth(src[:, 0], src[:, 1]).reshape(112, 112, 3)
+    assert np.abs(crop - expected).max() < 6.0  # a wrong angle / sign / order is off by ~100
+    # 2. back onto the photo with the inverse: the photo reappears inside the crop's footprint
+    back = np.stack([warp_to_photo(crop[..., c], m, (w, h)) for c in range(3)], -1)  # (h, w, 3)
+    inside = warp_to_photo(np.ones((112, 112)), m, (w, h)) > 0.999  # (h, w) fully covered pixels
+    assert inside.sum() > 0.9 * 112 * 112 / 0.55**2  # the footprint has the scaled crop's area
+    assert np.abs(back[inside] - photo[inside]).mean() < 2.0
+    assert back[~inside & (warp_to_photo(np.ones((112, 112)), m, (w, h)) == 0)].max() == 0.0  # black outside
+    # 3. a single marked aligned pixel lands where M^-1 says
+    hot = np.zeros((112, 112), np.float32)
+    hot[30, 80] = 1.0
+    py, px = np.unravel_index(np.argmax(warp_to_photo(hot, m, (w, h))), (h, w))
+    assert np.hypot(*(np.array([px, py]) - transform_points(inv, np.array([[80.0, 30.0]]))[0])) <= 1.0
+
+
 def test_no_face_fallbacks() -> None:
     img = np.full((250, 250, 3), 128, np.uint8)
     det = _FakeDetector([])
