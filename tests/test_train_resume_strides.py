@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from cqa_core.config import ModelConfig
@@ -73,3 +74,14 @@ def test_match_param_layout_moves_only_mismatched() -> None:
     buf = opt.state[p]["momentum_buffer"]
     assert buf.stride() == (27, 1, 9, 3)  # NHWC strides of a (2, 3, 3, 3) tensor
     assert buf[1, 2, 0, 1].item() == 27 + 2 * 9 + 1  # values unchanged: 46
+
+
+def test_resuming_sharded_partial_fc_centres_is_refused(tmp_path: Path) -> None:
+    from cqa_core.model.partial_fc import PartialFC
+
+    model, head, opt = _setup()
+    path = ckpt_state.save_training_state(tmp_path, 1, model, head, opt, {"epoch": 0})
+    shard = create_head("cosface", model.config.embedding_size, 2, 64.0, 0.35)  # rank 0 of 2 over 4 classes
+    PartialFC(shard, 1.0, num_classes=4, rank=0, world_size=2)  # marks shard.weight rank-local
+    with pytest.raises(NotImplementedError, match="sharded Partial FC"):
+        ckpt_state.load_training_state(path, model, shard, opt)

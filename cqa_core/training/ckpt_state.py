@@ -113,6 +113,10 @@ def load_training_state(path: Path, model: torch.nn.Module, head: torch.nn.Modul
     """Restore weights, head, optimiser and RNG from a checkpoint dir; return its state.json."""
     from safetensors.torch import load_file
 
+    if any(getattr(p, "rank_local", False) for p in head.parameters()):
+        raise NotImplementedError(
+            "resuming a run with sharded Partial FC centres is not supported yet: checkpoints hold "
+            "rank 0's shard only (issue 14); resume with partial_fc off or a single process")
     doc = json.loads((path / "state.json").read_text())
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     head.load_state_dict(load_file(str(path / "head.safetensors")))
