@@ -33,18 +33,50 @@ def test_sample_keeps_positives_and_remaps_labels() -> None:
     assert not torch.equal(pfc.sample(labels, labels)[0], index)  # negatives re-drawn each step
 
 
-def test_trainer_turns_partial_fc_on_from_threshold(tmp_path, face_folder) -> None:
+def test_gradient_reaches_exactly_the_sampled_centres() -> None:
+    # 100 classes, rate 0.1: 10 centres per step, the 6 distinct labels among them. A cross-entropy
+    # step must move those 10 rows and leave the other 90 with an exactly zero gradient.
+    torch.manual_seed(0)
+    head = create_head("cosface", 16, 100, 64.0, 0.35)
+    pfc = PartialFC(head, rate=0.1, seed=3)
+    emb, labels = torch.randn(8, 16, requires_grad=True), torch.tensor([5, 99, 5, 17, 40, 2, 40, 63])
+    pfc.step = 7
+    logits, target = pfc(emb, labels)
+    index = pfc.sample(labels, labels)[0]  # (S,) the centres of this step
+    assert logits.shape == (8, 10) and sorted(set(index.tolist())) == index.tolist()  # 10 distinct rows
+    assert set(labels.tolist()) <= set(index.tolist())  # every positive class is sampled
+    torch.nn.functional.cross_entropy(logits, target).backward()
+    touched = head.weight.grad.abs().sum(dim=1) > 0  # (100,)
+    assert touched.nonzero().flatten().tolist() == index.tolist()
+    assert emb.grad is not None and emb.grad.abs().sum() > 0  # and it flows back to the embeddings
+
+
+def test_trainer_step_sends_gradient_to_the_sampled_centres_only(tmp_path) -> None:
+    # 12 classes x 2 images, rate 0.25: a step of N labels samples max(ceil(0.25 * 12), N) = N
+    # centres (N <= 8 < 12), all of the batch's classes among them; the others get no gradient.
+    from conftest import make_face_folder
+
     from cqa_core.config import DataConfig, ModelConfig, TrainConfig
     from cqa_core.train import Trainer
     from cqa_core.training.data import build_dataset
 
-    c = TrainConfig(model=ModelConfig(stem="light"), data=DataConfig(root=str(face_folder), num_workers=0),
+    folder = make_face_folder(tmp_path / "faces", classes=12, per_class=2)
+    c = TrainConfig(model=ModelConfig(stem="light"), data=DataConfig(root=str(folder), num_workers=0),
                     batch_size=8, out_dir=str(tmp_path / "run"), eval_pairs=None, progress=False,
-                    tensorboard=False, partial_fc_threshold=4, partial_fc_rate=0.5, max_steps=1)
+                    tensorboard=False, partial_fc_threshold=4, partial_fc_rate=0.25, max_steps=1)
     trainer = Trainer(c, dataset=build_dataset(c))
-    assert trainer.net.pfc is not None
-    metrics = trainer.train_step([next(iter(trainer.loader))])
-    assert metrics is not None
+    pfc = trainer.net.pfc
+    assert pfc is not None
+    grads: list[torch.Tensor] = []
+    pfc.weight.register_hook(lambda g: grads.append(g.detach().clone()))
+    batch = next(iter(trainer.loader))
+    metrics = trainer.train_step([batch])
+    assert metrics is not None and torch.isfinite(torch.tensor(metrics["loss"]))
+    index = pfc.sample(batch[1], batch[1])[0]  # the trainer ran step 0: same draw
+    n = batch[1].numel()
+    assert 3 < n < 12 and index.numel() == n and set(batch[1].tolist()) <= set(index.tolist())
+    (g,) = grads
+    assert (g.abs().sum(dim=1) > 0).nonzero().flatten().tolist() == index.tolist()
 
 
 def test_padding_centres_are_sampled_last_and_score_minus_inf() -> None:
