@@ -64,6 +64,17 @@ class LossConfig:
         sigma: sigma of Eq. 2 (0.01).
         t: margin t of Eq. 2 and Eq. 3 (0.2).
         cal_reduction: how (M_i - M_j)^2 becomes a scalar in Eq. 2; see ``cqa_core.losses``.
+        ld_margin: the hinge margin of Eq. 3 (L_D) on the Euclidean map distance. None (default)
+            = t * sqrt(h w): Eq. 3's t = 0.2 read per location (an RMS difference of 0.2). The
+            paper reuses CAL's t = 0.2 on the *unnormalised* distance, which over 49 cells
+            switches the hinge off once the RMS difference passes 0.2 / 7 = 0.029, so L_D was
+            almost inactive; normalised, it pushes until maps differ by 0.2 per location on
+            average, close to CAL's per-location switch-off of 0.127 (``cqa_core.losses``).
+            A number is used as it is (the paper's literal reading is ``ld_margin=0.2``).
+        quality_weight: weight of the QAN quality supervision (our addition, 0 = off = the
+            paper). With training degradations on (``AugmentConfig``), branch i's quality target
+            is the visible share of its attention, sum(M_i V) / sum(M_i) (M_i detached, V the
+            visibility map pooled to h x w), learnt with binary cross-entropy on S_hat_i.
     """
 
     head: Literal["cosface", "arcface"] = "cosface"
@@ -74,6 +85,8 @@ class LossConfig:
     sigma: float = 0.01
     t: float = 0.2
     cal_reduction: Literal["pixel", "map"] = "pixel"
+    ld_margin: float | None = None
+    quality_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.diversity not in DIVERSITY:
@@ -90,6 +103,79 @@ class DataConfig:
     format: Literal["folder", "recordio"] = "folder"
     num_workers: int = 2
     align: bool = False  # training: align a raw photo folder first (data.datasets.ensure_aligned)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly training degradations, run in the DataLoader workers (``cqa_core.data.augment``).
+
+    Our addition: the paper trains on clean faces. Each probability is per image and independent;
+    all zero (the default, and the r100 paper presets) leaves the data path exactly as before.
+    Every degradation also writes a *visibility map* V (112 x 112, in [0, 1]: how much of the
+    face's information survives at each pixel), which ``LossConfig.quality_weight`` turns into
+    a target for the QAN.
+
+    Attributes:
+        p_mask: a MaskTheFace template mask (``degrade.apply_mask``, random kind); V = 1 - alpha.
+        p_occluder: a random occluder: a rectangle or a hand-like blob (palm + fingers) filled
+            with natural texture (another part of the same photo, re-coloured); V = 0 under it.
+        p_blur: Gaussian blur, sigma uniform in ``blur_sigma``; V = 1 / (1 + (sigma / 2.5)^2).
+        p_lowres: down- and up-scaling by a factor uniform in ``lowres_factor``; treated as a
+            blur of sigma = factor / 2 for V.
+        p_jitter: geometric jitter (scale +-``jitter_scale``, shift +-``jitter_shift`` px,
+            rotation +-``jitter_degrees``), applied first so masks stay on the face.
+        p_color: brightness / contrast / saturation jitter of +-``color_strength``.
+        p_gray: grayscale.
+    """
+
+    p_mask: float = 0.0
+    p_occluder: float = 0.0
+    p_blur: float = 0.0
+    p_lowres: float = 0.0
+    p_jitter: float = 0.0
+    p_color: float = 0.0
+    p_gray: float = 0.0
+    blur_sigma: tuple[float, float] = (1.0, 5.0)
+    lowres_factor: tuple[float, float] = (2.0, 6.0)
+    jitter_scale: float = 0.08
+    jitter_shift: float = 6.0
+    jitter_degrees: float = 8.0
+    color_strength: float = 0.25
+
+    @property
+    def enabled(self) -> bool:
+        return any(getattr(self, f.name) > 0 for f in dataclasses.fields(self) if f.name.startswith("p_"))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name.startswith("p_") and not 0.0 <= getattr(self, f.name) <= 1.0:
+                raise ValueError(f"augment.{f.name} must be a probability in [0, 1], got {getattr(self, f.name)}")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation from a face-embedding teacher (``cqa_core.training.distill``).
+
+    Off when ``teacher`` is None (the default). Teacher embeddings are computed once per
+    training image (``cqa distill-targets``, or on first use) and cached beside the aligned
+    crops; they are centred (the teacher's mean over the training set subtracted) and
+    L2-normalised, because raw dlib descriptors share a large mean (two random faces: cosine
+    ~0.83). The student learns them through a training-only linear projection of its embedding
+    (not part of the model) with two losses beside CosFace and CAL:
+    ``cos_weight * (1 - cos(W e_s, t))`` and ``rel_weight * mean((C_s - C_t)^2)``, where C are
+    the batch's cosine-similarity matrices of the student embeddings and of the targets.
+
+    Attributes:
+        teacher: None (off), ``dlib`` (dlib's public ResNet, the ``distill`` extra), a CQA-Face
+            ``.safetensors`` checkpoint, or an ``.onnx`` face embedder.
+        cos_weight / rel_weight: weights of the two losses.
+        batch_size: teacher batch when computing targets.
+    """
+
+    teacher: str | None = None
+    cos_weight: float = 5.0
+    rel_weight: float = 10.0
+    batch_size: int = 32
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -144,6 +230,8 @@ class TrainConfig:
         log_every: metrics.jsonl / TensorBoard / progress-bar cadence, in steps.
         max_bad_steps: stop after this many NaN/inf steps in a row (each one is skipped).
         progress / tensorboard: tqdm bars and TensorBoard events (rank 0; off if not installed).
+        augment: on-the-fly degradations in the loader workers (:class:`AugmentConfig`; off).
+        distill: knowledge distillation from a teacher embedder (:class:`DistillConfig`; off).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -179,6 +267,8 @@ class TrainConfig:
     eval_pairs: str | None = "auto"
     eval_max_pairs: int | None = None
     log_every: int = 10
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     max_bad_steps: int = 5
     progress: bool = True
     tensorboard: bool = True
@@ -197,10 +287,11 @@ class TrainConfig:
 def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
     """Inverse of :func:`to_dict` for a TrainConfig (lists back to tuples)."""
     d = dict(d)
-    nested = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig}
+    nested = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "augment": AugmentConfig,
+              "distill": DistillConfig}
     for key, cls in nested.items():
         if isinstance(d.get(key), dict):
-            d[key] = cls(**d[key])
+            d[key] = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d[key].items()})
     if isinstance(d.get("lr_milestones"), list):
         d["lr_milestones"] = tuple(d["lr_milestones"])
     known = {f.name for f in dataclasses.fields(TrainConfig)}

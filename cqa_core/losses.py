@@ -20,7 +20,8 @@ saying how the map-valued (M_i - M_j)^2 is reduced. ``reduction`` chooses:
       max(0, exp(-mean_{h,w} (M_i - M_j)^2 / sigma) - t)
   i.e. a Gaussian kernel on the mean squared distance. Identical maps give the same 1 - t.
 
-Eq. 3 uses dist = the Euclidean (L2) distance between the flattened maps.
+Eq. 3 uses dist = the Euclidean (L2) distance between the flattened maps; its margin is
+``LossConfig.ld_margin`` (default t * sqrt(h w), i.e. t per location; see the config).
 """
 
 from __future__ import annotations
@@ -84,6 +85,23 @@ def ld_loss(maps: torch.Tensor, t: float = 0.2) -> torch.Tensor:
     return _mean_over_pairs(F.relu(t - dist))
 
 
+def quality_targets(maps: torch.Tensor, visibility: torch.Tensor) -> torch.Tensor:
+    """Visible share of each branch's attention: maps (B, b, h, w), visibility (B, H, W) in [0, 1] -> (B, b).
+
+    V is area-pooled to the maps' h x w; target_i = sum(M_i V) / sum(M_i), with M detached (the
+    target says what the branch sees, it does not move where the branch looks).
+    """
+    vis = F.adaptive_avg_pool2d(visibility[:, None].float(), maps.shape[-2:])[:, 0]  # (B, h, w)
+    m = maps.detach().float()  # (B, b, h, w)
+    return (m * vis[:, None]).sum((-2, -1)) / m.sum((-2, -1)).clamp_min(1e-6)  # (B, b)
+
+
+def quality_loss(quality: torch.Tensor, maps: torch.Tensor, visibility: torch.Tensor) -> torch.Tensor:
+    """Our QAN supervision (``LossConfig.quality_weight``): BCE of S_hat (B, b) on :func:`quality_targets`."""
+    target = quality_targets(maps, visibility)  # (B, b)
+    return F.binary_cross_entropy(quality.float().clamp(1e-6, 1 - 1e-6), target)
+
+
 class LossTerms(NamedTuple):
     total: torch.Tensor  # L_Cls + lambda * L_div  (Eq. 9)
     cls: torch.Tensor  # CosFace / ArcFace cross-entropy (Eq. 8)
@@ -105,7 +123,8 @@ class CQACriterion(nn.Module):
         if c.diversity == "cal":
             return cal_loss(maps, c.sigma, c.t, c.cal_reduction)
         if c.diversity == "ld":
-            return ld_loss(maps, c.t)
+            margin = c.ld_margin if c.ld_margin is not None else c.t * (maps.shape[-2] * maps.shape[-1]) ** 0.5
+            return ld_loss(maps, margin)
         return maps.sum() * 0.0
 
     def forward(self, output: CQAOutput, labels: torch.Tensor) -> LossTerms:

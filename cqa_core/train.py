@@ -38,6 +38,7 @@ from cqa_core.training.data import (
     GlobalBatchSampler,
     build_dataset,
     build_loader,
+    needs_keys,
     num_classes_of,
 )
 from cqa_core.training.net import TrainNet, seed_everything
@@ -71,15 +72,23 @@ class Trainer:
         head = create_head(c.loss.head, c.model.embedding_size, self.num_classes, c.loss.scale, c.loss.margin)
         use_pfc = c.partial_fc == "on" or (c.partial_fc == "auto" and self.num_classes >= c.partial_fc_threshold)
         pfc = PartialFC(head, c.partial_fc_rate, c.seed) if use_pfc else None
-        self.net = TrainNet(model, CQACriterion(c.loss, head), pfc).to(self.device)
+        distill = None
+        if c.distill.teacher is not None:
+            from cqa_core.training.distill import DistillLoss
+
+            distill = DistillLoss(c.model.embedding_size, int(self.dataset.targets.shape[1]))
+        self.net = TrainNet(model, CQACriterion(c.loss, head), pfc, distill,
+                            (c.distill.cos_weight, c.distill.rel_weight)).to(self.device)
         if c.channels_last and self.device.type == "cuda":
             self.net.to(memory_format=torch.channels_last)
         self.model, self.head = model, head
+        # what the checkpoint's head file holds: the margin head, and the distillation projection
+        self.head_state: nn.Module = head if distill is None else nn.ModuleDict({"head": head, "distill": distill})
         cuda = self.device.type == "cuda"
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=c.lr, momentum=c.momentum,
                                          weight_decay=c.weight_decay, fused=cuda or None, foreach=None if cuda else True)
         self.sampler = GlobalBatchSampler(len(self.dataset), c.batch_size, self.dist.world_size,
-                                          self.dist.rank, c.grad_accum, c.seed)
+                                          self.dist.rank, c.grad_accum, c.seed, keyed=needs_keys(c))
         self.loader = build_loader(self.dataset, self.sampler, c, self.device)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.step, self.epoch, self.position, self.bad_steps = 0, 0, 0, 0
@@ -126,7 +135,7 @@ class Trainer:
     def resume(self, path: str) -> None:
         """Continue from a checkpoint dir ('' = the newest in out_dir): weights, optimiser, RNG, data position."""
         ckpt = ckpt_state.resolve_resume(path, self.out_dir)
-        doc = ckpt_state.load_training_state(ckpt, self.model, self.head, self.optimizer)
+        doc = ckpt_state.load_training_state(ckpt, self.model, self.head_state, self.optimizer)
         self.step, self.epoch, self.position = doc["step"], doc["epoch"], doc["position"]
         self.bad_steps, self.best = doc.get("bad_steps", 0), doc.get("best", self.best)
         saved = doc.get("config", {})
@@ -136,17 +145,23 @@ class Trainer:
                             key, getattr(self.config, key), saved[key])
         log.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt, self.step, self.epoch, self.position)
 
-    def preprocess(self, images: torch.Tensor, micro: int) -> torch.Tensor:
-        """uint8 (B, 3, H, W) on the device -> normalised, randomly mirrored float input."""
+    def preprocess(self, images: torch.Tensor, micro: int,
+                   visibility: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """uint8 (B, 3, H, W) on the device -> normalised, randomly mirrored float input, and the
+        visibility maps (B, H, W) uint8 -> float in [0, 1], mirrored with their images."""
         x = normalize(images)  # (B, 3, H, W) in [-1, 1]
+        vis = None if visibility is None else visibility.float() / 255.0  # (B, H, W)
         if self.config.hflip:
             slot = self.dist.rank * self.config.grad_accum + micro  # same slot as GlobalBatchSampler
             key = (self.config.seed * 1_000_003 + self.step) * 4099 + slot
             flip = torch.rand(x.shape[0], generator=torch.Generator().manual_seed(key)) < 0.5  # (B,)
-            x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)  # (B, 3, H, W)
+            flip = flip.to(x.device)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)  # (B, 3, H, W)
+            if vis is not None:
+                vis = torch.where(flip[:, None, None], vis.flip(2), vis)  # (B, H, W)
         if self.config.channels_last and x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return x, vis
 
     def train_step(self, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float] | None:
         """One optimiser step over this process's micro-batches; None if the step was skipped."""
@@ -157,20 +172,24 @@ class Trainer:
         if self.net.pfc is not None:
             self.net.pfc.step = self.step
         saved_buffers = [b.detach().clone() for b in self.net.buffers()]
-        stats = torch.zeros(5, device=self.device)  # loss, cls, div, correct, n
-        for a, (images, labels) in enumerate(micro_batches):
+        stats = torch.zeros(8, device=self.device)  # loss, cls, div, quality, distill cos, rel, correct, n
+        for a, batch in enumerate(micro_batches):
+            images, labels = batch[0], batch[1]
+            extras = batch[2] if len(batch) > 2 else {}  # visibility / target (augment, distill)
             images = images.to(self.device, non_blocking=True)  # (b, 3, H, W) uint8
             labels = labels.to(self.device, non_blocking=True)  # (b,)
-            x = self.preprocess(images, a)
+            vis = extras["visibility"].to(self.device, non_blocking=True) if "visibility" in extras else None
+            target = extras["target"].to(self.device, non_blocking=True) if "target" in extras else None
+            x, vis = self.preprocess(images, a, vis)
             all_labels = distributed.all_gather_cat(labels) if self.net.pfc is not None else labels
             sync = a == accum - 1 or self.ddp is None  # all-reduce gradients on the last micro-batch only
             with contextlib.nullcontext() if sync else self.ddp.no_sync():
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                    terms, correct = self.runner(x, labels, all_labels)
+                    terms, correct, aux = self.runner(x, labels, all_labels, vis, target)
                 (terms.total / accum).backward()
-            stats += torch.stack([terms.total.detach().float(), terms.cls.detach().float(),
-                                  terms.diversity.detach().float(), correct.float(),
-                                  torch.tensor(float(len(labels)), device=self.device)])
+            stats += torch.cat([torch.stack([terms.total.detach().float(), terms.cls.detach().float(),
+                                             terms.diversity.detach().float()]), aux.float(),
+                                torch.stack([correct.float(), torch.tensor(float(len(labels)), device=self.device)])])
         distributed.all_reduce_sum(stats)
         params = [p for p in self.net.parameters() if p.grad is not None]
         norm = nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip is not None else math.inf, foreach=True)
@@ -192,10 +211,14 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.bad_steps = 0
-        n = values[4] / self.dist.world_size
-        return {"lr": lr, "loss": values[0] / (accum * self.dist.world_size),
-                "cls": values[1] / (accum * self.dist.world_size), "div": values[2] / (accum * self.dist.world_size),
-                "train_acc": values[3] / max(values[4], 1), "grad_norm": float(norm), "images": n * self.dist.world_size}
+        n, parts = values[7] / self.dist.world_size, accum * self.dist.world_size
+        out = {"lr": lr, "loss": values[0] / parts, "cls": values[1] / parts, "div": values[2] / parts}
+        if c.loss.quality_weight > 0:
+            out["quality_loss"] = values[3] / parts
+        if c.distill.teacher is not None:
+            out["distill_cos"], out["distill_rel"] = values[4] / parts, values[5] / parts
+        return {**out, "train_acc": values[6] / max(values[7], 1), "grad_norm": float(norm),
+                "images": n * self.dist.world_size}
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -270,7 +293,7 @@ class Trainer:
             return None
         state = {"epoch": self.epoch, "position": self.position, "bad_steps": self.bad_steps,
                  "best": self.best, "config": to_dict(self.config), "world_size": self.dist.world_size}
-        path = ckpt_state.save_training_state(root, self.step, self.model, self.head, self.optimizer, state)
+        path = ckpt_state.save_training_state(root, self.step, self.model, self.head_state, self.optimizer, state)
         best = Path(self.best["path"]) if self.best.get("path") else None
         ckpt_state.prune(root, self.config.keep_last, best)
         self._saved_step = self.step

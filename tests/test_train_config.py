@@ -66,3 +66,16 @@ def test_paper_schedules() -> None:
     assert ms[18] == pytest.approx(3e-4) and ms[22:] == [1e-4, 1e-4]
     # linear warm-up over 2 epochs of 10 steps
     assert lr_at(0, 10, vgg) == pytest.approx(0.03 / 20) and lr_at(19, 10, vgg) == pytest.approx(0.03)
+
+
+def test_degradations_and_distillation_are_ours_only_in_the_cpu_preset() -> None:
+    for name in ("vggface2_r100", "ms1mv2_r100"):  # the paper's recipe: clean data, no teacher
+        c = load_preset(REPO / "configs" / f"{name}.py")
+        assert not c.augment.enabled and c.distill.teacher is None and c.loss.quality_weight == 0.0
+    cpu = load_preset(REPO / "configs" / "default_cpu.py")
+    assert cpu.augment.p_mask > 0 and cpu.augment.p_occluder > 0 and cpu.augment.p_blur > 0
+    assert cpu.augment.p_lowres > 0 and cpu.distill.teacher == "dlib" and cpu.loss.quality_weight > 0
+    c = apply_overrides(cpu, ["augment.p_mask=0.5", "augment.blur_sigma=(1.0, 2.0)", "distill.teacher=None"])
+    assert train_config_from_dict(to_dict(c)) == c and c.augment.blur_sigma == (1.0, 2.0)
+    with pytest.raises(ValueError, match="probability"):
+        apply_overrides(cpu, ["augment.p_blur=1.5"])

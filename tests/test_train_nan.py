@@ -18,9 +18,9 @@ class PoisonedTrainer(Trainer):
 
     poison: set[int] = set()
 
-    def preprocess(self, images: torch.Tensor, micro: int) -> torch.Tensor:
-        x = super().preprocess(images, micro)
-        return x * float("nan") if self.step in self.poison else x
+    def preprocess(self, images: torch.Tensor, micro: int, visibility=None):
+        x, vis = super().preprocess(images, micro, visibility)
+        return (x * float("nan") if self.step in self.poison else x), vis
 
 
 class Record(Callback):

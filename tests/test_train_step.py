@@ -59,7 +59,7 @@ def tiny_config(tmp_path: Path, **kw) -> TrainConfig:
 
 def batch_loss(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
     with torch.no_grad():
-        terms, _ = trainer.net(trainer.preprocess(batch[0], 0), batch[1], batch[1])
+        terms, _, _ = trainer.net(trainer.preprocess(batch[0], 0)[0], batch[1], batch[1])
     return float(terms.total)
 
 

@@ -148,3 +148,62 @@ def mask_effect(model: torch.nn.Module, image112: np.ndarray, masked: np.ndarray
     shares = attention_share(rep.maps112, alpha)  # (2, b)
     q = rep.quality
     return MaskEffect(q[0], q[1], q[1] - q[0], shares[0], shares[1], sim, masked, alpha)
+
+
+def overall_quality(quality: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """A face's overall quality: the branch qualities weighted by each branch's attention mass.
+
+    quality (..., b) S_hat, maps (..., b, h, w) M -> (...) = sum_i a_i S_hat_i / sum_i a_i with
+    a_i = sum_hw M_i. Why this reading: each branch's S_hat scales its feature in the embedding
+    (Eq. 7), and a branch that attends to more of the face carries more of it, so the weighted
+    mean is the share of the face's attended evidence the QAN lets through. The plain mean would
+    let a branch that looks almost nowhere count as much as one that covers the face; the minimum
+    would make one weak branch (say, the mouth branch of a face with a beard) decide alone.
+    With the quality supervision of ``LossConfig.quality_weight`` it estimates the visible,
+    undegraded share of what the model looks at (1 = clean).
+    """
+    q = np.asarray(quality, dtype=np.float64)
+    mass = np.asarray(maps, dtype=np.float64).sum(axis=(-2, -1))  # (..., b)
+    return ((mass * q).sum(-1) / np.maximum(mass.sum(-1), 1e-12)).astype(np.float32)
+
+
+class OcclusionProbe(NamedTuple):
+    """How QAN quality reacts to occlusion on N faces (see :func:`occlusion_probe`)."""
+
+    most_loses_more: float  # fraction of faces: most-covered branch drops more than least-covered
+    overall_falls: float  # fraction of faces whose overall quality falls
+    median_most_change: float  # median quality change (occluded - clean) of the most-covered branch
+    median_overall_change: float  # median change of the overall quality
+    quality_clean: np.ndarray  # (N, b)
+    quality_occluded: np.ndarray  # (N, b)
+    share: np.ndarray  # (N, b) attention share inside the occluded region (clean face's maps)
+
+
+@in_eval_mode
+def occlusion_probe(model: torch.nn.Module, clean: np.ndarray, occluded: np.ndarray, alpha: np.ndarray,
+                    batch_size: int = 64) -> OcclusionProbe:
+    """Does the QAN lower the quality of the branches that look at an occluder?
+
+    Args:
+        clean / occluded: (N, 112, 112, 3) uint8 aligned faces, the same faces with an occluder.
+        alpha: (N, 112, 112) occluder coverage in [0, 1].
+    """
+    q, m = [], []
+    dev = model_device(model)
+    with torch.no_grad():
+        for s in range(0, len(clean), batch_size):
+            out = model(as_batch(np.concatenate([clean[s:s + batch_size], occluded[s:s + batch_size]]), dev))
+            q.append(to_numpy(out.quality))  # (2n, b)
+            m.append(to_numpy(upsample(out.attention_maps, SIZE)))  # (2n, b, 112, 112)
+    n = [min(batch_size, len(clean) - s) for s in range(0, len(clean), batch_size)]
+    qc = np.concatenate([x[:k] for x, k in zip(q, n, strict=True)])  # (N, b)
+    qo = np.concatenate([x[k:] for x, k in zip(q, n, strict=True)])  # (N, b)
+    mc = np.concatenate([x[:k] for x, k in zip(m, n, strict=True)])  # (N, b, 112, 112)
+    mo = np.concatenate([x[k:] for x, k in zip(m, n, strict=True)])  # (N, b, 112, 112)
+    share = attention_share(mc, np.asarray(alpha, np.float32)[:, None])  # (N, b)
+    rows = np.arange(len(qc))
+    most, least = share.argmax(1), share.argmin(1)  # (N,)
+    drop = qc - qo  # (N, b)
+    overall = overall_quality(qo, mo) - overall_quality(qc, mc)  # (N,)
+    return OcclusionProbe(float((drop[rows, most] > drop[rows, least]).mean()), float((overall < 0).mean()),
+                          float(np.median(-drop[rows, most])), float(np.median(overall)), qc, qo, share)

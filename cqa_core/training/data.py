@@ -9,7 +9,8 @@ epoch's permutation depends only on (seed, epoch), it is cut into GLOBAL batches
 micro-batch slot = rank * grad_accum + accumulation index. So one process with grad_accum = 2
 sees exactly the images two DDP processes see in one step, and a resumed run restarts at
 global batch g with no drift. Workers only decode (no randomness), so any worker count gives
-the same batches.
+the same batches. Training degradations (``config.augment``) are random but keyed: the
+sampler hands each image a key derived from (seed, epoch, index), so they keep both guarantees.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 class GlobalBatchSampler(Sampler[list[int]]):
     """Yields this rank's micro-batches (lists of indices), epoch by epoch, from global batch ``start``."""
 
-    def __init__(self, n: int, batch_size: int, world_size: int, rank: int, grad_accum: int, seed: int) -> None:
+    def __init__(self, n: int, batch_size: int, world_size: int, rank: int, grad_accum: int, seed: int,
+                 keyed: bool = False) -> None:
         slots = world_size * grad_accum
         if batch_size % slots:
             raise ValueError(
@@ -38,6 +40,7 @@ class GlobalBatchSampler(Sampler[list[int]]):
             raise ValueError(f"dataset has {n} images, fewer than one global batch of {batch_size}")
         self.n, self.batch_size, self.rank, self.accum, self.seed = n, batch_size, rank, grad_accum, seed
         self.micro = batch_size // slots
+        self.keyed = keyed  # yield (index, key) pairs: key seeds that item's augmentation
         self.epoch = 0
         self.start = 0  # first global batch of the epoch to yield (resume)
 
@@ -58,11 +61,38 @@ class GlobalBatchSampler(Sampler[list[int]]):
             base = g * self.batch_size
             for a in range(self.accum):
                 slot = self.rank * self.accum + a
-                yield perm[base + slot * self.micro : base + (slot + 1) * self.micro]
+                batch = perm[base + slot * self.micro : base + (slot + 1) * self.micro]
+                if self.keyed:  # a key unique to (seed, epoch, image): same views for any worker count
+                    batch = [(i, (self.seed * 100_003 + self.epoch) * self.n + i) for i in batch]
+                yield batch
 
 
 def build_dataset(config: TrainConfig) -> Dataset:
-    """The training set the config names: an aligned folder (aligned first if data.align) or RecordIO."""
+    """The training set the config names, wrapped with degradations / teacher targets when asked.
+
+    With ``augment`` or ``distill`` on, items are ``(image, label, extras)`` and the sampler must
+    be keyed (:func:`needs_keys`); see :class:`cqa_core.data.augment.AugmentedFaces`.
+    """
+    dataset = _base_dataset(config)
+    if not needs_keys(config):
+        return dataset
+    from cqa_core.data.augment import AugmentedFaces
+
+    targets = None
+    if config.distill.teacher is not None:
+        from cqa_core.training import distill
+
+        targets = distill.prepare(dataset, config.distill.teacher, config.distill.batch_size, config.progress)
+    return AugmentedFaces(dataset, config.augment, targets)
+
+
+def needs_keys(config: TrainConfig) -> bool:
+    """Whether the run's items carry extras (degradations or teacher targets)."""
+    return config.augment.enabled or config.distill.teacher is not None
+
+
+def _base_dataset(config: TrainConfig) -> Dataset:
+    """An aligned folder (aligned first if data.align) or RecordIO."""
     data = config.data
     root = Path(data.root).expanduser()
     if data.format == "recordio":

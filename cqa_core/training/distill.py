@@ -1,0 +1,304 @@
+"""Knowledge distillation: teacher embeddings, computed once per training image, and the losses.
+
+    cqa distill-targets ~/.cache/cqa-face/aligned-v2/celeba299 --teacher dlib
+    cqa train --config configs/default_cpu.py --set distill.teacher=dlib
+
+A *teacher* is any face embedder (:func:`make_teacher`):
+
+* ``dlib``: dlib's public ResNet (128-d, ~99.4% on LFW as published; the ``distill`` extra:
+  ``dlib-bin`` + ``face_recognition_models``, whose model files are read from the package
+  folder directly, because that package's ``__init__`` imports the retired ``pkg_resources``).
+  It is fed its own 150 x 150 chip, cut from the *original photo* by dlib's 5-point shape
+  predictor inside a box around our MTCNN landmarks (``alignment.csv``); crops without a source
+  photo (RecordIO) are padded and used as the photo.
+* a CQA-Face ``.safetensors`` checkpoint (e.g. an r100 trained on a GPU, distilled into the
+  light model a CPU dashboard serves): flip-summed embeddings of the aligned crop;
+* an ``.onnx`` embedder taking (N, 3, 112, 112) RGB in [-1, 1] (``onnxruntime``).
+
+Targets are cached beside the aligned crops in ``ROOT/distill/<teacher id>.safetensors``
+(raw embeddings + the relative paths in metadata; resumable: a partial file is written every
+``SAVE_EVERY`` faces). :func:`load_targets` centres them on the training-set mean and
+L2-normalises them. The student learns them through :class:`DistillLoss`, a training-only
+projection that is not part of the model.
+
+numpy, dlib and onnxruntime are imported where used: the trainer imports :class:`DistillLoss` on
+machines that have only torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+SAVE_EVERY = 1024
+
+
+# -- teachers --------------------------------------------------------------------------------
+class Face:
+    """One training face: the aligned crop, and where known its source photo and landmarks."""
+
+    def __init__(self, crop: np.ndarray, photo: Path | None = None, landmarks: np.ndarray | None = None) -> None:
+        self.crop, self.photo, self.landmarks = crop, photo, landmarks  # (112,112,3) uint8, -, (5, 2)
+
+
+class DlibTeacher:
+    """dlib's ResNet face descriptor (128-d) on its own 150 x 150 chips."""
+
+    name, dim = "dlib", 128
+
+    def __init__(self) -> None:
+        try:
+            import dlib
+        except ImportError as exc:
+            raise RuntimeError("the dlib teacher needs the distill extra: pip install 'cqa-face[distill]'") from exc
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("dlib's model files come with face_recognition_models: pip install 'cqa-face[distill]'")
+        models = Path(next(iter(spec.submodule_search_locations))) / "models"
+        self.dlib = dlib
+        self.shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+        self.net = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+
+    def chip(self, face: Face) -> np.ndarray:
+        """dlib's aligned 150 x 150 chip of ``face`` (from the photo when known)."""
+        import numpy as np
+
+        from cqa_core.data.imageio import load_image
+
+        if face.photo is not None and face.landmarks is not None:
+            img = load_image(face.photo)  # (H, W, 3)
+            lm = face.landmarks  # (5, 2) eyes, nose, mouth corners
+        else:  # aligned crop only: pad it so dlib's chip (25% context) stays on the image
+            img = np.pad(face.crop, ((40, 40), (40, 40), (0, 0)), mode="edge")
+            from cqa_core.data.template import ARCFACE_TEMPLATE
+
+            lm = ARCFACE_TEMPLATE + 40.0
+        centre = lm.mean(axis=0)  # (2,)
+        side = 2.2 * max(np.linalg.norm(lm[1] - lm[0]), np.linalg.norm((lm[3] + lm[4]) / 2 - (lm[0] + lm[1]) / 2))
+        box = self.dlib.rectangle(int(centre[0] - side / 2), int(centre[1] - side / 2),
+                                  int(centre[0] + side / 2), int(centre[1] + side / 2))
+        shape = self.shape(img, box)
+        return self.dlib.get_face_chip(img, shape, size=150, padding=0.25)  # (150, 150, 3)
+
+    def __call__(self, faces: Sequence[Face]) -> np.ndarray:
+        import numpy as np
+
+        chips = [self.chip(f) for f in faces]
+        return np.asarray(self.net.compute_face_descriptor(chips), np.float32)  # (n, 128)
+
+
+class CheckpointTeacher:
+    """A CQA-Face checkpoint: flip-summed embeddings of the aligned crops."""
+
+    def __init__(self, path: str | Path) -> None:
+        from cqa_core.checkpoint import load_model
+
+        self.model = load_model(path).eval()
+        self.name, self.dim = f"ckpt-{Path(path).stem}-{_file_hash(path)}", self.model.config.embedding_size
+
+    @torch.no_grad()
+    def __call__(self, faces: Sequence[Face]) -> np.ndarray:
+        import numpy as np
+
+        from cqa_core.preprocess import normalize
+
+        x = normalize(torch.from_numpy(np.stack([f.crop for f in faces])).permute(0, 3, 1, 2))  # (n, 3, 112, 112)
+        e = self.model(x).embedding + self.model(x.flip(3)).embedding  # (n, D)
+        return e.numpy().astype(np.float32)
+
+
+class OnnxTeacher:
+    """An ONNX face embedder: input (N, 3, 112, 112) RGB in [-1, 1], first output (N, D)."""
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RuntimeError("an ONNX teacher needs onnxruntime: pip install onnxruntime") from exc
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.name = f"onnx-{Path(path).stem}-{_file_hash(path)}"
+        self.dim = None  # known after the first batch
+
+    def __call__(self, faces: Sequence[Face]) -> np.ndarray:
+        import numpy as np
+
+        x = np.stack([f.crop for f in faces]).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0  # (n, 3, 112, 112)
+        e = np.asarray(self.session.run(None, {self.input: x})[0], np.float32)  # (n, D)
+        self.dim = e.shape[1]
+        return e
+
+
+def make_teacher(spec: str) -> Callable[[Sequence[Face]], np.ndarray]:
+    """``dlib``, a ``.safetensors`` CQA-Face checkpoint or an ``.onnx`` file -> a teacher."""
+    if spec == "dlib":
+        return DlibTeacher()
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher not found: {spec!r} (use 'dlib', a .safetensors checkpoint or an .onnx file)")
+    if path.suffix == ".onnx":
+        return OnnxTeacher(path)
+    if path.suffix == ".safetensors":
+        return CheckpointTeacher(path)
+    raise ValueError(f"unknown teacher file type {path.suffix!r}: use a .safetensors checkpoint or an .onnx file")
+
+
+def _file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+# -- targets ---------------------------------------------------------------------------------
+def targets_path(root: str | Path, teacher_name: str) -> Path:
+    return Path(root) / "distill" / f"{teacher_name}.safetensors"
+
+
+def _sources(root: Path) -> dict[str, tuple[Path, np.ndarray]]:
+    """Aligned crop path -> (source photo, (5, 2) landmarks) from ``alignment.csv`` (MTCNN rows)."""
+    import csv
+
+    import numpy as np
+
+    table = root / "alignment.csv"
+    marker = root / ".complete.json"
+    if not table.exists():
+        return {}
+    src = None
+    if marker.exists():
+        src = json.loads(marker.read_text()).get("src")
+    out = {}
+    with open(table, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["method"] != "mtcnn" or src is None:
+                continue
+            lm = np.array([[float(r[f"lm{i}_x"]), float(r[f"lm{i}_y"])] for i in range(5)])  # (5, 2)
+            out[r["out"]] = (Path(src) / r["path"], lm)
+    return out
+
+
+def compute_targets(root: str | Path, teacher_spec: str, batch_size: int = 32, progress: bool = True) -> Path:
+    """Teacher embeddings of every crop of the aligned identity folder ``root``; returns the file.
+
+    Cached: a finished file is reused; an interrupted run resumes from its partial file.
+    """
+    import numpy as np
+    from safetensors.torch import load_file, save_file
+
+    from cqa_core.checkpoint import atomic_write
+    from cqa_core.data.datasets import FaceFolder
+
+    root = Path(root)
+    teacher = make_teacher(teacher_spec)
+    out = targets_path(root, teacher.name)
+    if out.exists():
+        return out
+    dataset = FaceFolder(root)
+    rel = [Path(p).relative_to(root).as_posix() for p, _ in dataset.samples]
+    partial = out.with_suffix(".partial.safetensors")
+    done: dict[str, np.ndarray] = {}
+    if partial.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(partial), "pt") as f:
+            paths = json.loads(f.metadata()["paths"])
+        done = dict(zip(paths, load_file(str(partial))["embeddings"].numpy(), strict=True))
+    sources = _sources(root)
+    todo = [i for i, r in enumerate(rel) if r not in done]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(rel), initial=len(rel) - len(todo), desc=f"teacher {teacher.name}", unit="face")
+
+    def write(path: Path, items: dict[str, np.ndarray]) -> None:
+        keys = list(items)
+        tensors = {"embeddings": torch.from_numpy(np.stack([items[k] for k in keys]))}  # (n, D)
+        meta = {"paths": json.dumps(keys), "teacher": teacher.name, "root": str(root)}
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    since = 0
+    for start in range(0, len(todo), batch_size):
+        idx = todo[start:start + batch_size]
+        faces = []
+        for i in idx:
+            crop = dataset[i][0].permute(1, 2, 0).numpy()  # (112, 112, 3)
+            photo, lm = sources.get(rel[i], (None, None))
+            faces.append(Face(crop, photo, lm))
+        for i, e in zip(idx, teacher(faces), strict=True):
+            done[rel[i]] = e
+        since += len(idx)
+        if bar is not None:
+            bar.update(len(idx))
+        if since >= SAVE_EVERY:
+            write(partial, done)
+            since = 0
+    if bar is not None:
+        bar.close()
+    write(out, {r: done[r] for r in rel})
+    partial.unlink(missing_ok=True)
+    return out
+
+
+def load_targets(path: str | Path, samples: Sequence[tuple[str, int]], root: str | Path) -> torch.Tensor:
+    """Centred, L2-normalised teacher targets (N, D) in the order of a FaceFolder's ``samples``."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        paths = json.loads(f.metadata()["paths"])
+        raw = f.get_tensor("embeddings").float()  # (M, D)
+    row = {p: i for i, p in enumerate(paths)}
+    rel = [Path(p).relative_to(root).as_posix() for p, _ in samples]
+    missing = [r for r in rel if r not in row]
+    if missing:
+        raise ValueError(f"{path} has no teacher embedding for {len(missing)} training images (e.g. {missing[0]}); "
+                         "delete it and run `cqa distill-targets` again")
+    emb = raw[[row[r] for r in rel]]  # (N, D)
+    return F.normalize(emb - emb.mean(dim=0), dim=1)  # (N, D)
+
+
+def prepare(dataset: Any, teacher_spec: str, batch_size: int = 32, progress: bool = True) -> torch.Tensor:
+    """Targets for a FaceFolder training set, computing and caching them on first use."""
+    if not hasattr(dataset, "samples") or not hasattr(dataset, "root"):
+        raise ValueError("distillation needs an identity-folder training set (data.format='folder')")
+    path = compute_targets(dataset.root, teacher_spec, batch_size, progress)
+    return load_targets(path, dataset.samples, dataset.root)
+
+
+# -- loss ------------------------------------------------------------------------------------
+class DistillLoss(nn.Module):
+    """Cosine loss through a training-only projection plus a relational loss on the batch geometry.
+
+    forward(embedding (B, E), target (B, D) unit rows) -> (cosine loss, relational loss), where
+    cosine = mean_b (1 - cos(W e_b, t_b)) and relational = mean over b != b' of
+    (cos(e_b, e_b') - <t_b, t_b'>)^2.
+    """
+
+    def __init__(self, embedding_size: int, teacher_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(embedding_size, teacher_dim, bias=False)
+
+    def forward(self, embedding: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = embedding.float()  # (B, E)
+        cos = 1.0 - F.cosine_similarity(self.proj(e), target, dim=1).mean()  # ()
+        s = F.normalize(e, dim=1)  # (B, E)
+        gram_s, gram_t = s @ s.T, target @ target.T  # (B, B) each
+        off = ~torch.eye(len(e), dtype=torch.bool, device=e.device)  # (B, B)
+        rel = (gram_s - gram_t)[off].pow(2).mean() if len(e) > 1 else e.sum() * 0.0  # ()
+        return cos, rel
