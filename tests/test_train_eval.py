@@ -55,15 +55,40 @@ def test_verification_is_off_when_pairs_are_missing(tmp_path: Path) -> None:
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_lfw_dev_test_pairs_through_the_aligned_cache() -> None:
-    """``eval_pairs="auto"``: LFW pairsDevTest, evenly subsampled to keep same and different pairs."""
+def test_lfw_dev_test_pairs_align_what_they_need(lfw_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """``eval_pairs="auto"`` on a fresh machine: an empty cache (``CQA_CACHE`` in tmp) gets the
+    crops of the 20 pairs it uses, evenly spaced over pairsDevTest (10 same, 10 different)."""
     import torch
 
-    from cqa_core.model import create_model
+    from cqa_core.data.align_run import list_images
+    from cqa_core.model import load_default
 
-    verifier = PairVerifier.build(TrainConfig(eval_pairs="auto", eval_max_pairs=100), allow_align=False)
-    if verifier is None:
-        pytest.skip("LFW pairsDevTest or its aligned cache is not available (run `cqa align` first)")
-    assert len(verifier.paths) == 100 and sum(verifier.issame) == 50
-    result = verifier(create_model(ModelConfig(stem="light")), torch.device("cpu"))
-    assert 0.0 <= result["accuracy"] <= 1.0 and result["pairs"] == 100
+    monkeypatch.setenv("CQA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CQA_DATA", str(lfw_root.parent))
+    verifier = PairVerifier.build(TrainConfig(eval_pairs="auto", eval_max_pairs=20))
+    assert verifier is not None
+    # pairsDevTest = 500 same then 500 different lines; every 50th line from the first
+    lines = [ln.split() for ln in (lfw_root / "pairsDevTest.txt").read_text().splitlines()[1:]][::50]
+    assert len(lines) == 20 and verifier.issame == [True] * 10 + [False] * 10
+    photos = set()
+    for (a, b), f in zip(verifier.paths, lines, strict=True):
+        names = (f[0], int(f[1]), f[0], int(f[2])) if len(f) == 3 else (f[0], int(f[1]), f[2], int(f[3]))
+        assert (a.parent.name, b.parent.name) == (names[0], names[2])
+        assert a.stem == f"{names[0]}_{names[1]:04d}" and b.stem == f"{names[2]}_{names[3]:04d}"
+        assert tmp_path / "cache" in a.parents  # the crops live in the fresh cache
+        photos |= {(names[0], names[1]), (names[2], names[3])}
+    aligned = aligned_dir_files(tmp_path / "cache", list_images)
+    assert len(aligned) == len(photos)  # only the photos the pairs use, not all 13,233
+    model = load_default()
+    result = verifier(model, torch.device("cpu"))
+    assert result["pairs"] == 20 and result["accuracy"] >= 0.6  # an untrained model scores ~0.5
+    e1 = verifier.embed(model, [a for a, _ in verifier.paths], torch.device("cpu"))  # (20, 512)
+    e2 = verifier.embed(model, [b for _, b in verifier.paths], torch.device("cpu"))  # (20, 512)
+    cos = (e1 * e2).sum(1)  # (20,)
+    assert cos[:10].mean() > cos[10:].mean() + 0.1, cos  # same people look more alike than different ones
+
+
+def aligned_dir_files(cache: Path, list_images) -> list[str]:
+    """Image files under the single aligned-crop folder created in ``cache``."""
+    (folder,) = [p for p in cache.glob("aligned*/*") if p.is_dir()]
+    return list_images(folder)
