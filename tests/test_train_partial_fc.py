@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cqa_core.model import create_head
@@ -125,3 +126,30 @@ def test_compiled_partial_fc_compiles_once_over_five_steps() -> None:
         torch.testing.assert_close(logits, ref_logits)
     assert backend.frame_count == 1, f"compiled {backend.frame_count} times in 5 steps"
     assert sum(counters["recompiles"].values()) == 0
+
+
+@pytest.mark.slow
+def test_trainer_compile_with_partial_fc_is_one_graph(tmp_path) -> None:
+    """``compile=True`` + Partial FC through the Trainer: 5 steps, one graph, no recompile or break."""
+    import torch._dynamo
+    from conftest import make_face_folder
+    from torch._dynamo.utils import counters
+
+    from cqa_core.config import DataConfig, ModelConfig, TrainConfig
+    from cqa_core.train import Trainer
+    from cqa_core.training.data import build_dataset
+
+    torch._dynamo.reset()
+    counters.clear()
+    root = make_face_folder(tmp_path / "faces", classes=6, per_class=8)  # 48 images: 6 steps of 8
+    c = TrainConfig(model=ModelConfig(stem="light"), data=DataConfig(root=str(root), num_workers=0),
+                    batch_size=8, out_dir=str(tmp_path / "run"), eval_pairs=None, progress=False,
+                    tensorboard=False, partial_fc="on", partial_fc_rate=0.5, max_steps=5, compile=True)
+    trainer = Trainer(c, dataset=build_dataset(c))
+    trainer.sampler.set_epoch(0, 0)
+    batches = iter(trainer.loader)
+    for _ in range(5):
+        assert trainer.train_step([next(batches)]) is not None
+        trainer.step += 1
+    assert counters["stats"]["unique_graphs"] == 1
+    assert sum(counters["recompiles"].values()) == 0 and sum(counters["graph_break"].values()) == 0
