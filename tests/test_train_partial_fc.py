@@ -153,3 +153,24 @@ def test_trainer_compile_with_partial_fc_is_one_graph(tmp_path) -> None:
         trainer.step += 1
     assert counters["stats"]["unique_graphs"] == 1
     assert sum(counters["recompiles"].values()) == 0 and sum(counters["graph_break"].values()) == 0
+
+
+def test_hashed_negatives_look_uniform_and_fresh_each_step() -> None:
+    # K = 1000, rate 0.1, one positive: each step keeps class 0 and 99 of the other 999. Over 400
+    # steps a class is drawn Binomial(400, 99/999) times if the hash is uniform and independent:
+    # mean 400 * 99 / 999 = 39.64 (exact), sd sqrt(400 * 0.0991 * 0.9009) = 5.97.
+    pfc = PartialFC(create_head("cosface", 4, 1000, 64.0, 0.35), rate=0.1, seed=0)
+    labels = torch.tensor([0])
+    counts = torch.zeros(1000)
+    for step in range(400):
+        pfc.step = step
+        counts[pfc.sample(labels, labels)[0]] += 1
+    assert counts[0] == 400
+    neg = counts[1:]  # (999,)
+    assert abs(neg.mean().item() - 400 * 99 / 999) < 1e-4
+    assert 4.5 < neg.std().item() < 7.5 and neg.min() > 10 and neg.max() < 70
+    pfc.step = 5
+    a = set(pfc.sample(labels, labels)[0].tolist())
+    pfc.step = 6
+    overlap = len(a & set(pfc.sample(labels, labels)[0].tolist()))
+    assert overlap < 25  # 1 + 99 * 99 / 999 = 10.8 expected; a stuck sampler would give 100
