@@ -2,13 +2,22 @@
 
 Each command module defines ``register(subparsers)`` (cheap: no torch import at module top)
 and the ``run(args) -> int`` function it sets as the parser default.
+
+Errors: every expected failure (bad or missing files, refused pickles, wrong checkpoints, a
+missing optional package, a preset that does not parse) is printed as one line
+``cqa COMMAND: error: ...`` on stderr with exit code 2; ``cqa --debug ...`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pickle
 import sys
+
+# What a user can cause with inputs and environment: reported in one line, not as a traceback.
+EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError, EOFError, pickle.UnpicklingError)
+MAX_MESSAGE = 500
 
 COMMANDS = ("info", "align", "data", "eval", "train", "distill_targets", "explain", "export", "import_backbone",
             "workbench")
@@ -37,11 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except EXPECTED_ERRORS as exc:
         if args.debug:
             raise
-        print(f"cqa {args.command}: error: {exc}", file=sys.stderr)
+        print(f"cqa {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: whitespace collapsed, long messages cut (``--debug`` has all)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 40].rstrip() + " ... (run with --debug for the rest)"
+    return text
 
 
 if __name__ == "__main__":

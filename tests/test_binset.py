@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cqa_core.data.binset import load_bin, load_bin_raw, restricted_loads, write_bin
+from cqa_core.data.binset import BinFormatError, load_bin, load_bin_raw, restricted_loads, write_bin
 
 
 @pytest.mark.data
@@ -49,7 +49,7 @@ def test_restricted_unpickler_refuses_code(tmp_path: Path) -> None:
         restricted_loads(pickle.dumps(([_Evil()], [True])))
     p = tmp_path / "evil.bin"
     p.write_bytes(pickle.dumps(([b"x", _Evil()], [True])))
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(BinFormatError, match="evil.bin: refused to load (posix|os).system"):
         load_bin(p)
     assert restricted_loads(pickle.dumps(np.arange(3), protocol=2)).tolist() == [0, 1, 2]
     assert restricted_loads(pickle.dumps(b"\x00\xffab", protocol=2)) == b"\x00\xffab"  # _codecs.encode
@@ -60,3 +60,15 @@ def test_wrong_shapes_are_clear(tmp_path: Path) -> None:
     p.write_bytes(pickle.dumps(([b"a", b"b", b"c"], [True])))
     with pytest.raises(ValueError, match="3 images for 1 pairs"):
         load_bin_raw(p)
+
+
+def test_truncated_and_garbage_files_are_bin_format_errors(tmp_path: Path) -> None:
+    good = write_bin(tmp_path / "good.bin", [np.full((112, 112, 3), 9, np.uint8)] * 2, [True]).read_bytes()
+    cases = {"trunc.bin": good[: len(good) // 2], "text.bin": b"hello, not a pickle\n", "empty.bin": b"",
+             "int.bin": pickle.dumps(7)}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(BinFormatError, match=name):
+            load_bin_raw(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="missing.bin"):
+        load_bin_raw(tmp_path / "missing.bin")

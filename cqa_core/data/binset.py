@@ -8,7 +8,9 @@ them as RGB.
 
 Pickles can run code, so :func:`load_bin` uses :class:`RestrictedUnpickler`, which admits only
 numpy array / dtype / scalar reconstruction and ``_codecs.encode`` (how Python 3 protocol-2
-pickles store ``bytes``); anything else raises :class:`pickle.UnpicklingError`.
+pickles store ``bytes``); anything else is refused. Every way a file can fail to be a .bin
+(a refused global, a truncated or garbled pickle, the wrong structure) raises
+:class:`BinFormatError`, a ``ValueError`` whose message names the file.
 """
 
 from __future__ import annotations
@@ -28,13 +30,21 @@ _ALLOWED = {
 }
 
 
+class BinFormatError(ValueError):
+    """A file that is not a readable insightface .bin (the message names the file and why)."""
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle that names a global outside the allow-list (it could run code)."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that refuses every global outside a numpy / bytes allow-list."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused to load {module}.{name} from a .bin (only numpy arrays and bytes)")
+        raise RefusedGlobal(f"refused to load {module}.{name} from a .bin (only numpy arrays and bytes)")
 
 
 def restricted_loads(data: bytes) -> Any:
@@ -51,16 +61,36 @@ def _as_bytes(b: Any) -> bytes:
 
 
 def load_bin_raw(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
-    """The encoded images and the (N,) bool issame array of a .bin, not decoded."""
+    """The encoded images and the (N,) bool issame array of a .bin, not decoded.
+
+    Raises:
+        FileNotFoundError: no such file.
+        BinFormatError: anything else that keeps the file from being a .bin.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f".bin file not found: {path}")
     with open(path, "rb") as f:
-        obj = restricted_loads(f.read())
+        data = f.read()
+    try:
+        obj = restricted_loads(data)
+    except RefusedGlobal as exc:
+        raise BinFormatError(f"{path}: {exc}") from exc
+    except Exception as exc:  # garbage makes the unpickler fail in many ways (EOFError, KeyError, ...)
+        raise BinFormatError(f"{path}: not a readable .bin pickle ({type(exc).__name__}: {exc})") from exc
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
-        raise ValueError(f"{path}: not an insightface .bin (expected a (bins, issame) pair)")
+        raise BinFormatError(f"{path}: not an insightface .bin (expected a (bins, issame) pair)")
     bins, issame = obj
-    issame = np.asarray([bool(x) for x in issame])  # (N,)
-    if len(bins) != 2 * len(issame):
-        raise ValueError(f"{path}: {len(bins)} images for {len(issame)} pairs (expected twice as many)")
-    return [_as_bytes(b) for b in bins], issame
+    try:
+        issame = np.asarray([bool(x) for x in issame])  # (N,)
+        n_bins = len(bins)
+    except TypeError as exc:
+        raise BinFormatError(f"{path}: not an insightface .bin ({exc})") from exc
+    if n_bins != 2 * len(issame):
+        raise BinFormatError(f"{path}: {n_bins} images for {len(issame)} pairs (expected twice as many)")
+    try:
+        return [_as_bytes(b) for b in bins], issame
+    except ValueError as exc:
+        raise BinFormatError(f"{path}: {exc}") from exc
 
 
 def load_bin(path: str | os.PathLike, size: int = 112) -> tuple[np.ndarray, np.ndarray]:

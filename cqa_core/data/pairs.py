@@ -75,7 +75,7 @@ def _is_header(fields: list[str]) -> bool:
 
 def has_header(path: str | os.PathLike) -> bool:
     """Whether a pair file starts with an LFW count header (``10 300`` / ``1100``)."""
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(errors="replace").splitlines():
         if line.split():
             return _is_header(line.split())
     return False
@@ -91,7 +91,11 @@ def read_pairs(path: str | os.PathLike, n_folds: int = DEFAULT_FOLDS) -> list[Pa
     Raises:
         PairsFormatError: a malformed line, or counts that contradict the header.
     """
-    lines = [ln.split() for ln in Path(path).read_text().splitlines()]
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError as exc:
+        raise PairsFormatError(f"{path}: not a text pair list ({exc.reason} at byte {exc.start})") from exc
+    lines = [ln.split() for ln in text.splitlines()]
     numbered = [(i + 1, f) for i, f in enumerate(lines) if f]
     header: list[int] | None = None
     if numbered and _is_header(numbered[0][1]):
@@ -108,7 +112,9 @@ def read_pairs(path: str | os.PathLike, n_folds: int = DEFAULT_FOLDS) -> list[Pa
             else:
                 raise ValueError(f"{len(f)} fields")
         except ValueError as exc:
-            raise PairsFormatError(f"{path}:{lineno}: not an LFW pair line ({exc}): {' '.join(f)!r}") from exc
+            shown = " ".join(f)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise PairsFormatError(f"{path}:{lineno}: not an LFW pair line ({exc}): {shown!r}") from exc
         if p[4] and not prev_same:
             fold += 1
         prev_same = p[4]

@@ -20,6 +20,7 @@ A ``module.`` prefix (a state dict saved from DDP) is dropped.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,23 +109,38 @@ def plan_import(source: dict[str, torch.Tensor], stem: nn.Module) -> ImportRepor
     return report
 
 
+def _short_reason(exc: BaseException) -> str:
+    """The telling line of a torch.load failure (its weights-only messages run to a paragraph)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL" in ln or "Unsupported" in ln:  # "Trying to load unsupported GLOBAL posix.system ..."
+            return ln[:200]
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
 def read_insightface_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load an arcface_torch ``backbone.pth`` with ``torch.load(weights_only=True)`` (no code runs).
+    """Load an arcface_torch ``backbone.pth`` with ``torch.load(weights_only=True)`` (no code
+    runs), or a ``.safetensors`` file with the same keys.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file holds no tensor state dict (or is not a torch file at all).
+        ValueError: the file holds no tensor state dict (refused pickle, truncated, not torch).
     """
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"backbone file not found: {p}")
-    import pickle
-
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{p}: not a loadable weights-only torch state dict ({first})") from exc
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(p), device="cpu")
+        else:
+            with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise next to the error
+                warnings.simplefilter("ignore")
+                obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, EOFError, RuntimeError, SafetensorError, ...: all "not weights"
+        raise ValueError(f"{p}: not a tensor state dict that loads with torch.load(weights_only=True) "
+                         f"({type(exc).__name__}: {_short_reason(exc)})") from exc
     for key in WRAPPERS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
