@@ -23,7 +23,14 @@ import time
 import numpy as np
 import torch
 
-from cqa_core.explain.faithfulness_bench import METHODS, format_table, lfw_dev_pairs, run, summarize
+from cqa_core.explain.faithfulness_bench import (
+    METHODS,
+    format_table,
+    lfw_dev_pairs,
+    resolve_align,
+    run,
+    summarize,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
 
     model = resolve_model(args.checkpoint)[0] if args.checkpoint else load_default()
     model.eval()
-    pairs = lfw_dev_pairs(args.pairs, same=not args.different, align=args.align)
+    align = resolve_align(args.align)
+    pairs = lfw_dev_pairs(args.pairs, same=not args.different, align=align)
     methods = tuple(args.methods.split(","))
     t0 = time.perf_counter()
 
@@ -55,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     print(file=sys.stderr)
     c = model.config
     kind = "different-person" if args.different else "same-person"
-    print(f"faithfulness: {len(results)} LFW pairsDevTest {kind} pairs, align {args.align}, model {c.stem} b={c.branches}"
+    print(f"faithfulness: {len(results)} LFW pairsDevTest {kind} pairs, {align}-aligned crops, model {c.stem} b={c.branches}"
           f"{' QAN' if c.qan else ''}, blur baseline, {args.steps} steps, {args.draws} tie draws, "
           f"{time.perf_counter() - t0:.0f} s")
     print(f"mean cos(e_a, e_b) = {np.mean([r.similarity for r in results]):.3f}\n")

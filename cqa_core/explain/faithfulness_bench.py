@@ -158,6 +158,19 @@ def run(model: torch.nn.Module, pairs: Iterable[tuple[np.ndarray, np.ndarray]], 
     return out
 
 
+def resolve_align(align: str = "auto") -> str:
+    """``"cache"`` or ``"center"`` for an ``align`` option (see :func:`lfw_dev_pairs`)."""
+    from cqa_core.data.datasets import MARKER, aligned_dir
+
+    complete = (aligned_dir("lfw-deepfunneled") / MARKER).exists()
+    if align == "cache" and not complete:
+        raise ExplainError(f"the aligned LFW cache {aligned_dir('lfw-deepfunneled')} is not complete "
+                           "(run `cqa align` or use align='center')")
+    if align not in ("auto", "cache", "center"):
+        raise ExplainError(f"align must be 'auto', 'cache' or 'center', got {align!r}")
+    return ("cache" if complete else "center") if align == "auto" else align
+
+
 def lfw_dev_pairs(n: int, same: bool = True, align: str = "auto", data: str | Path | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """The first ``n`` same-person (or different-person) pairs of LFW View 1 ``pairsDevTest.txt``.
 
@@ -174,17 +187,13 @@ def lfw_dev_pairs(n: int, same: bool = True, align: str = "auto", data: str | Pa
     """
     from cqa_core.data import shared_data_dir
     from cqa_core.data.align import center_affine, load_image, warp
-    from cqa_core.data.datasets import MARKER, aligned_dir
+    from cqa_core.data.datasets import aligned_dir
     from cqa_core.data.pairs import pair_paths, read_pairs
 
     lfw = Path(data or shared_data_dir()) / "lfw-deepfunneled"
     pairs = [p for p in read_pairs(lfw / "pairsDevTest.txt") if bool(p.same) == same][:n]
+    align = resolve_align(align)
     cache = aligned_dir(lfw.name)
-    complete = (cache / MARKER).exists()
-    if align == "cache" and not complete:
-        raise ExplainError(f"the aligned LFW cache {cache} is not complete (run `cqa align` or use align='center')")
-    if align == "auto":
-        align = "cache" if complete else "center"
     if align == "cache":
         return [(load_image(p), load_image(q)) for p, q in pair_paths(pairs, cache)]
 
