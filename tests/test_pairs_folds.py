@@ -93,3 +93,19 @@ def test_cli_eval_folds_on_headerless_list(tmp_path: Path) -> None:
     assert rc == 0
     r = json.loads(out.read_text())
     assert len(r["fold_accuracies"]) == 4 and r["n_pairs"] == 16 and r["n_same"] == 8
+
+
+def test_eval_refold_rules(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from cqa_core.commands.eval import refold
+
+    lfw_folds = np.repeat(np.arange(10), 4)
+    ps = SimpleNamespace(issame=np.tile([True, True, False, False], 10), folds=lfw_folds.copy())
+    assert refold(ps, "lfw", None).folds.tolist() == lfw_folds.tolist()  # LFW keeps its folds
+    with pytest.raises(ValueError, match="keeps its own 10 folds"):
+        refold(ps, "lfw", 5)
+    assert refold(ps, "bin:x.bin", 4).folds.tolist() == [k for k in range(4) for _ in range(10)]
+    f = _interleaved(tmp_path / "p.txt", 40)
+    ps = SimpleNamespace(issame=np.tile([True, False], 20), folds=np.zeros(40, int))
+    assert refold(ps, f"pairs:{tmp_path}:{f}", 2).folds.tolist() == [0] * 20 + [1] * 20
