@@ -68,6 +68,8 @@ def test_dashboard_in_browser(voila_url):
 
             header = "model: default model" if DEFAULT_WEIGHTS.exists() else "untrained model"
             assert header in page.inner_text(".cqa-header")
+            # the first face's overall quality is in the header, a number in [0, 1]
+            assert 0.0 <= float(page.inner_text(".cqa-overall-quality")) <= 1.0
 
             # select a face: the CAMs update in place
             thumbs = page.locator("button.cqa-thumb")

@@ -47,7 +47,20 @@ def test_first_face_is_shown_with_b_titled_cams(wb):
     from cqa_core.model import DEFAULT_WEIGHTS
 
     # the bundled default model when its weights are installed, else the flagged untrained one
-    assert ("model: default model" if DEFAULT_WEIGHTS.exists() else "untrained model") in wb.widget.children[0].value
+    assert ("model: default model" if DEFAULT_WEIGHTS.exists() else "untrained model") in wb.widget.children[0].children[0].value
+
+
+def test_header_shows_each_faces_overall_quality(wb):
+    from cqa_core.explain.quality import overall_quality
+
+    for name in ("Person 0", "Person 3"):
+        wb.select(name)
+        fa = wb.session.analyse(wb.faces[name])
+        # hand-check the reading: attention-mass-weighted mean of the branch qualities
+        mass = fa.attention.sum(axis=(1, 2))
+        expected = float((mass * fa.quality).sum() / mass.sum())
+        assert float(overall_quality(fa.quality, fa.attention)) == pytest.approx(expected, rel=1e-5)
+        assert name in wb.face_quality.value and f"overall quality <b class='cqa-overall-quality'>{expected:.2f}</b>" in wb.face_quality.value
 
 
 def test_select_updates_in_place_and_search_filters(wb):

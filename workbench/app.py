@@ -63,14 +63,27 @@ class Workbench:
             self.messages.info("no gallery folder found: upload a face photo on the left")
 
     # ---- layout ------------------------------------------------------------------------------
-    def _header(self) -> W.HTML:
+    def _header(self) -> W.VBox:
         s = self.session
         banner = ("<span class='cqa-untrained' style='background:#ffd54f;padding:2px 8px;margin-left:12px'>"
                   "untrained model: maps and scores are not meaningful yet</span>") if s.untrained else ""
         header = W.HTML(f"<h3 style='margin:4px 0'>CQA-Face Workbench</h3><span>model: {html.escape(s.label)} "
                         f"({html.escape(s.description)})</span>{banner}")
         header.add_class("cqa-header")
-        return header
+        self.face_quality = W.HTML("")
+        self.face_quality.add_class("cqa-face-quality")
+        return W.VBox([header, self.face_quality])
+
+    def _show_quality(self, name: str) -> None:
+        """The current face's overall quality (``explain.quality.overall_quality``) in the header."""
+        from cqa_core.explain.quality import overall_quality
+
+        fa = self.session.analyse(self.current)
+        q = float(overall_quality(fa.quality, fa.attention))
+        branches = " ".join(f"{v:.2f}" for v in fa.quality)
+        self.face_quality.value = (f"<span>face: <b>{html.escape(name)}</b> &nbsp; overall quality "
+                                   f"<b class='cqa-overall-quality'>{q:.2f}</b> (attention-weighted S&#770;; "
+                                   f"branches {branches})</span>")
 
     def _sidebar(self) -> W.VBox:
         self.search = W.Text(placeholder="search by name", continuous_update=True, layout=W.Layout(width="230px"))
@@ -124,6 +137,7 @@ class Workbench:
         self.selected.value = f"selected: <b class='cqa-selected-name'>{html.escape(name)}</b>"
         self.stale = set(range(len(self.factories)))
         self.refresh()
+        self._show_quality(name)
         self.timings.append((f"select {name}", time.perf_counter() - t0))
 
     def view(self, i: int):
