@@ -55,8 +55,10 @@ CELLS: dict[str, dict[str, Any]] = {
     "cal_qan": {"qan": True, "branches": 4, "div_loss": "cal"},
     "cal_qan_b2": {"qan": True, "branches": 2, "div_loss": "cal"},
     "cal_qan_b8": {"qan": True, "branches": 8, "div_loss": "cal"},
+    "qan": {"qan": True, "branches": 4, "div_loss": "none"},
 }
 TABLES = {"table1": ["baseline", "cal", "qan_ld", "cal_qan"], "table2_b": ["cal_qan_b2", "cal_qan", "cal_qan_b8"]}
+RECIPES = ("paper", "ours")  # paper: clean data, no teacher; ours: configs/default_cpu.py as it is
 
 # The short schedule every run uses: 340 steps of 64 faces (3.5 epochs of CelebA-299, about 5 min
 # on 2 CPU cores): 0.3 epoch warm-up, lr 0.01 through epoch 3, lr / 10 for the last 46 steps
@@ -68,14 +70,24 @@ RESULTS = repo_root() / "docs" / "results" / "ablation"
 
 
 def cell_config(cell: str, seed: int, out_dir: str | Path, schedule: dict[str, Any] | None = None,
-                preset: str | Path | None = None) -> Any:
-    """The TrainConfig of one run: the CPU preset with the cell's switches, seed and schedule."""
+                preset: str | Path | None = None, recipe: str = "paper") -> Any:
+    """The TrainConfig of one run: the CPU preset with the cell's switches, seed and schedule.
+
+    ``recipe="paper"`` (the grid's default) turns off what the preset adds to the paper (training
+    degradations, distillation, quality supervision); ``"ours"`` keeps them.
+    """
+    from cqa_core.config import AugmentConfig, DistillConfig
     from cqa_core.training.overrides import load_preset
 
     if cell not in CELLS:
         raise ValueError(f"unknown ablation cell {cell!r}; choose from {sorted(CELLS)}")
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose from {RECIPES}")
     sw = CELLS[cell]
     base = load_preset(preset or repo_root() / "configs" / "default_cpu.py")
+    if recipe == "paper":
+        base = dataclasses.replace(base, augment=AugmentConfig(), distill=DistillConfig(),
+                                   loss=dataclasses.replace(base.loss, quality_weight=0.0))
     return dataclasses.replace(
         base,
         model=dataclasses.replace(base.model, qan=sw["qan"], branches=sw["branches"]),
@@ -121,6 +133,7 @@ def measure(model: Any, probe: Probe, batch_size: int = 64) -> dict[str, Any]:
     from cqa_core.evaluate import embed, evaluate_pairs
     from cqa_core.explain.common import as_batch, upsample
     from cqa_core.explain.diversity import diversity_of_maps
+    from cqa_core.explain.quality import occlusion_probe
 
     ps = probe.pairs
     emb = embed(model, ps.images, batch_size=batch_size, progress=False)  # (M, D)
@@ -140,6 +153,7 @@ def measure(model: Any, probe: Probe, batch_size: int = 64) -> dict[str, Any]:
     looking = share > probe.alpha.mean((1, 2))[:, None]  # (P, b) more than a uniform map
     drop = (out_c.quality - out_m.quality).numpy()  # (P, b)
     has_qan = bool(getattr(model.config, "qan", True))
+    occ = occlusion_probe(model, probe.faces, probe.faces_masked, probe.alpha) if has_qan else None
 
     def mean_or_none(sel: np.ndarray) -> float | None:
         return float(drop[sel].mean()) if has_qan and sel.any() else None
@@ -150,7 +164,9 @@ def measure(model: Any, probe: Probe, batch_size: int = 64) -> dict[str, Any]:
                       "mean_iou": div["mean_iou"]},
         "mask_quality": {"faces": int(len(probe.faces)), "looking_fraction": float(looking.mean()),
                          "drop_looking": mean_or_none(looking), "drop_other": mean_or_none(~looking),
-                         "quality_clean": float(out_c.quality.mean()) if has_qan else None},
+                         "quality_clean": float(out_c.quality.mean()) if has_qan else None,
+                         "most_covered_loses_more": occ.most_loses_more if occ else None,
+                         "overall_falls": occ.overall_falls if occ else None},
     }
 
 
@@ -160,7 +176,7 @@ def _verification(r: Any) -> dict[str, float]:
 
 
 def run_one(cell: str, seed: int, probe: Probe, results: Path = RESULTS, runs: Path | str = "runs/ablation",
-            schedule: dict[str, Any] | None = None, dataset: Any = None) -> dict[str, Any]:
+            schedule: dict[str, Any] | None = None, dataset: Any = None, recipe: str = "paper") -> dict[str, Any]:
     """Train one (cell, seed), measure it, write ``results/<cell>_seed<seed>.json``; return the record.
 
     ``schedule`` replaces :data:`SCHEDULE` (any TrainConfig fields, e.g. a 5-step smoke run);
@@ -172,14 +188,14 @@ def run_one(cell: str, seed: int, probe: Probe, results: Path = RESULTS, runs: P
     from cqa_core.config import to_dict
     from cqa_core.train import Trainer
 
-    config = cell_config(cell, seed, Path(runs) / f"{cell}_seed{seed}", schedule)
+    config = cell_config(cell, seed, Path(runs) / f"{cell}_seed{seed}", schedule, recipe=recipe)
     t0 = time.perf_counter()
     trainer = Trainer(config, dataset=dataset)
     last = trainer.fit()
     train_s = time.perf_counter() - t0
     model = trainer.model.eval()
     t1 = time.perf_counter()
-    record = {"cell": cell, "seed": seed, **CELLS[cell], "steps": trainer.step, "train_s": round(train_s, 1),
+    record = {"cell": cell, "seed": seed, "recipe": recipe, **CELLS[cell], "steps": trainer.step, "train_s": round(train_s, 1),
               "final_loss": last.get("loss"), "threads": torch.get_num_threads(), **measure(model, probe)}
     record["measure_s"] = round(time.perf_counter() - t1, 1)
     record["config"] = to_dict(config)
@@ -197,6 +213,8 @@ METRICS = {
     "lfw": ("lfw", "accuracy"), "masked_m2n": ("masked_m2n", "accuracy"),
     "mean_gaussian": ("diversity", "mean_gaussian"), "drop_looking": ("mask_quality", "drop_looking"),
     "drop_other": ("mask_quality", "drop_other"),
+    "most_covered_loses_more": ("mask_quality", "most_covered_loses_more"),
+    "overall_falls": ("mask_quality", "overall_falls"),
 }
 
 
@@ -209,7 +227,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             continue
         row: dict[str, Any] = {"seeds": [r["seed"] for r in rs], **CELLS[cell]}
         for name, (group, key) in METRICS.items():
-            vals = [r[group][key] for r in rs if r[group][key] is not None]
+            vals = [r[group][key] for r in rs if r[group].get(key) is not None]  # older runs lack the probe
             row[name] = None if not vals else {"mean": float(np.mean(vals)),
                                                "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None}
         out[cell] = row
@@ -217,7 +235,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 LABELS = {"baseline": "baseline (no CAL, no QAN)", "cal": "+ CAL", "qan_ld": "+ QAN, L_D",
-          "cal_qan": "CAL + QAN (b = 4)", "cal_qan_b2": "CAL + QAN, b = 2", "cal_qan_b8": "CAL + QAN, b = 8"}
+          "cal_qan": "CAL + QAN (b = 4)", "cal_qan_b2": "CAL + QAN, b = 2", "cal_qan_b8": "CAL + QAN, b = 8",
+          "qan": "+ QAN, no diversity loss"}
 
 
 def format_table(summary: dict[str, dict[str, Any]]) -> str:
@@ -231,11 +250,13 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
         return f"{k * v['mean']:.{2 if pct else 3}f}{std}"
 
     lines = ["| cell | seeds | LFW % | masked LFW (M2N) % | Gaussian sim. of maps | quality drop, mask-looking "
-             "branches | quality drop, other branches |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "branches | quality drop, other branches | most-covered branch loses more | overall quality falls |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in summary.items():
         lines.append(f"| {LABELS[name]} | {len(row['seeds'])} | {cell(row['lfw'], True)} | {cell(row['masked_m2n'], True)}"
                      f" | {cell(row['mean_gaussian'], False)} | {cell(row['drop_looking'], False)}"
-                     f" | {cell(row['drop_other'], False)} |")
+                     f" | {cell(row['drop_other'], False)} | {cell(row.get('most_covered_loses_more'), True)}"
+                     f" | {cell(row.get('overall_falls'), True)} |")
     return "\n".join(lines)
 
 
@@ -243,13 +264,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cqa_core.ablation", description=__doc__.split("\n")[0])
     ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--results", default=str(RESULTS), help="folder for the per-run JSON and summary.json")
+    ap.add_argument("--recipe", choices=RECIPES, default="paper",
+                    help="paper: our additions off (the grid); ours: the CPU preset as it is")
+    ap.add_argument("--results", default=None,
+                    help="folder for the per-run JSON and summary.json (default docs/results/ablation, "
+                    "or its ours/ subfolder for --recipe ours)")
     ap.add_argument("--runs", default="runs/ablation", help="training run folders (checkpoints, metrics)")
     ap.add_argument("--limit", type=int, default=None, help="LFW pairs to use (default all 6,000)")
     ap.add_argument("--measure-default", action="store_true",
                     help="also measure the bundled default model the same way (reference_default_model.json)")
     args = ap.parse_args(argv)
-    results = Path(args.results)
+    results = Path(args.results or (RESULTS if args.recipe == "paper" else RESULTS / "ours"))
     if args.measure_default:
         from cqa_core.model import load_default
 
@@ -260,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(todo)} runs to do, results in {results}", flush=True)
     probe = Probe(limit=args.limit) if todo else None
     for i, (cell, seed) in enumerate(todo, 1):
-        r = run_one(cell, seed, probe, results, args.runs)
+        r = run_one(cell, seed, probe, results, args.runs, recipe=args.recipe)
         print(f"[{i}/{len(todo)}] {cell} seed {seed}: LFW {100 * r['lfw']['accuracy']:.2f}%  masked "
               f"{100 * r['masked_m2n']['accuracy']:.2f}%  gauss {r['diversity']['mean_gaussian']:.3f}  "
               f"train {r['train_s']:.0f}s measure {r['measure_s']:.0f}s", flush=True)

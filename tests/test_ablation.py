@@ -79,6 +79,15 @@ def test_cell_configs_change_only_the_ablated_switches(tmp_path: Path) -> None:
         ablation.cell_config("cal_qan_b16", 0, tmp_path)
 
 
+def test_paper_recipe_turns_our_additions_off_and_ours_keeps_them(tmp_path: Path) -> None:
+    paper = ablation.cell_config("qan", 0, tmp_path)
+    assert not paper.augment.enabled and paper.distill.teacher is None and paper.loss.quality_weight == 0.0
+    assert (paper.model.qan, paper.loss.diversity) == (True, "none")
+    ours = ablation.cell_config("qan", 0, tmp_path, recipe="ours")
+    assert ours.augment.enabled and ours.distill.teacher == "dlib" and ours.loss.quality_weight > 0
+    assert (ours.model, ours.loss.diversity, ours.max_steps) == (paper.model, "none", 340)
+
+
 def test_summary_is_mean_and_sample_std_over_seeds() -> None:
     def run(cell: str, seed: int, acc: float, drop: float | None) -> dict:
         return {"cell": cell, "seed": seed, "lfw": {"accuracy": acc}, "masked_m2n": {"accuracy": acc - 0.1},
