@@ -232,6 +232,11 @@ class TrainConfig:
         progress / tensorboard: tqdm bars and TensorBoard events (rank 0; off if not installed).
         augment: on-the-fly degradations in the loader workers (:class:`AugmentConfig`; off).
         distill: knowledge distillation from a teacher embedder (:class:`DistillConfig`; off).
+        init_from: a CQA-Face checkpoint (.safetensors) to start from instead of the seeded
+            initialisation, e.g. one written by ``cqa import-backbone``; its ModelConfig must equal
+            ``model`` (checked). Unlike ``--resume``, optimiser, step and data order start fresh.
+        freeze_stem: fine-tune only the CQA head (LANet branches, QAN, FC-512): the stem's
+            parameters get no gradient and its BatchNorm statistics stay fixed (eval mode).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -269,6 +274,8 @@ class TrainConfig:
     log_every: int = 10
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    init_from: str | None = None
+    freeze_stem: bool = False
     max_bad_steps: int = 5
     progress: bool = True
     tensorboard: bool = True

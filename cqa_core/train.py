@@ -31,6 +31,7 @@ from cqa_core.config import TrainConfig, to_dict
 from cqa_core.losses import CQACriterion
 from cqa_core.model import create_head, create_model
 from cqa_core.model.partial_fc import PartialFC
+from cqa_core.model.transfer import freeze_stem, init_from_checkpoint
 from cqa_core.preprocess import normalize
 from cqa_core.training import ckpt_state, distributed
 from cqa_core.training.callbacks import Callback, JSONLLogger, TensorBoardLogger
@@ -69,6 +70,10 @@ class Trainer:
         self.dataset = dataset if dataset is not None else self._build_dataset()
         self.num_classes = num_classes_of(self.dataset)
         model = create_model(c.model)
+        if c.init_from:
+            init_from_checkpoint(model, c.init_from)  # e.g. a stem imported with cqa import-backbone
+        if c.freeze_stem:
+            freeze_stem(model)  # no stem gradients; its BatchNorm stays in eval mode
         head = create_head(c.loss.head, c.model.embedding_size, self.num_classes, c.loss.scale, c.loss.margin)
         use_pfc = c.partial_fc == "on" or (c.partial_fc == "auto" and self.num_classes >= c.partial_fc_threshold)
         pfc = PartialFC(head, c.partial_fc_rate, c.seed) if use_pfc else None
