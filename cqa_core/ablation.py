@@ -260,6 +260,22 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_reference(record: dict[str, Any]) -> str:
+    """One markdown row for a measured model (``reference_default_model.json``), the table's columns."""
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.2f}"
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    q = record["mask_quality"]
+    return (f"| {record.get('model', 'model')} | 1 | {pct(record['lfw']['accuracy'])} | "
+            f"{pct(record['masked_m2n']['accuracy'])} | {num(record['diversity']['mean_gaussian'])} | "
+            f"{num(q['drop_looking'])} | {num(q['drop_other'])} | {pct(q.get('most_covered_loses_more'))} | "
+            f"{pct(q.get('overall_falls'))} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cqa_core.ablation", description=__doc__.split("\n")[0])
     ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
