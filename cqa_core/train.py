@@ -30,7 +30,7 @@ from torch import nn
 from cqa_core.config import TrainConfig, to_dict
 from cqa_core.losses import CQACriterion
 from cqa_core.model import create_head, create_model
-from cqa_core.model.partial_fc import PartialFC
+from cqa_core.model.partial_fc import PartialFC, create_partial_fc
 from cqa_core.model.transfer import freeze_stem, init_from_checkpoint
 from cqa_core.preprocess import normalize
 from cqa_core.training import ckpt_state, distributed
@@ -74,9 +74,14 @@ class Trainer:
             init_from_checkpoint(model, c.init_from)  # e.g. a stem imported with cqa import-backbone
         if c.freeze_stem:
             freeze_stem(model)  # no stem gradients; its BatchNorm stays in eval mode
-        head = create_head(c.loss.head, c.model.embedding_size, self.num_classes, c.loss.scale, c.loss.margin)
         use_pfc = c.partial_fc == "on" or (c.partial_fc == "auto" and self.num_classes >= c.partial_fc_threshold)
-        pfc = PartialFC(head, c.partial_fc_rate, c.seed) if use_pfc else None
+        if use_pfc and self.dist.enabled:  # sharded: each rank holds ceil(K / world_size) centres
+            pfc = create_partial_fc(c.loss.head, c.model.embedding_size, self.num_classes, c.loss.scale,
+                                    c.loss.margin, c.partial_fc_rate, c.seed, self.dist.rank, self.dist.world_size)
+            head = pfc.head
+        else:
+            head = create_head(c.loss.head, c.model.embedding_size, self.num_classes, c.loss.scale, c.loss.margin)
+            pfc = PartialFC(head, c.partial_fc_rate, c.seed) if use_pfc else None
         distill = None
         if c.distill.teacher is not None:
             from cqa_core.training.distill import DistillLoss
@@ -118,6 +123,7 @@ class Trainer:
             if self.config.sync_bn and self.device.type == "cuda":
                 runner = nn.SyncBatchNorm.convert_sync_batchnorm(runner)
             ids = [self.device.index] if self.device.type == "cuda" else None
+            distributed.ddp_ignore_rank_local(runner)  # Partial FC shards: no broadcast, no all-reduce
             runner = self.ddp = nn.parallel.DistributedDataParallel(runner, device_ids=ids)
         if self.config.compile:
             runner = torch.compile(runner)
@@ -197,7 +203,7 @@ class Trainer:
                                 torch.stack([correct.float(), torch.tensor(float(len(labels)), device=self.device)])])
         distributed.all_reduce_sum(stats)
         params = [p for p in self.net.parameters() if p.grad is not None]
-        norm = nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip is not None else math.inf, foreach=True)
+        norm = distributed.clip_grad_norm(params, c.grad_clip if c.grad_clip is not None else math.inf)
         values = stats.tolist()
         if not (math.isfinite(values[0]) and math.isfinite(float(norm))):
             self.optimizer.zero_grad(set_to_none=True)
