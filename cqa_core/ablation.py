@@ -186,7 +186,7 @@ def run_one(cell: str, seed: int, probe: Probe, results: Path = RESULTS, runs: P
 
     from cqa_core.checkpoint import atomic_write
     from cqa_core.config import to_dict
-    from cqa_core.train import Trainer
+    from cqa_core.training.trainer import Trainer
 
     config = cell_config(cell, seed, Path(runs) / f"{cell}_seed{seed}", schedule, recipe=recipe)
     t0 = time.perf_counter()

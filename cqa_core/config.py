@@ -194,7 +194,7 @@ def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run: model, loss, data, schedule, precision, checkpoints (``cqa_core.train``).
+    """One training run: model, loss, data, schedule, precision, checkpoints (``cqa_core.training.trainer``).
 
     Defaults are the paper's (Implementation Details): global batch 256, SGD lr 0.03 with
     momentum 0.9 and weight decay 5e-4, 2 linear warm-up epochs, VGGFace2's schedule (/10 at

@@ -124,8 +124,8 @@ def test_augmented_distilled_run_trains_and_resumes_exactly(face_folder: Path, t
 
     from cqa_core.checkpoint import save_model
     from cqa_core.model import create_model
-    from cqa_core.train import Trainer
     from cqa_core.training.callbacks import Callback
+    from cqa_core.training.trainer import Trainer
 
     torch.manual_seed(0)
     teacher = save_model(tmp_path / "teacher.safetensors", create_model(ModelConfig(stem="light", branches=2)))

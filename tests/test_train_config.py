@@ -79,3 +79,12 @@ def test_degradations_and_distillation_are_ours_only_in_the_cpu_preset() -> None
     assert train_config_from_dict(to_dict(c)) == c and c.augment.blur_sigma == (1.0, 2.0)
     with pytest.raises(ValueError, match="probability"):
         apply_overrides(cpu, ["augment.p_blur=1.5"])
+
+
+def test_trainer_lives_in_training_and_the_old_import_still_works() -> None:
+    import subprocess
+    import sys
+
+    # a fresh interpreter importing the trainer module first: no import cycle through cqa_core.train
+    code = "import cqa_core.training.trainer as t, cqa_core.train as old; assert old.Trainer is t.Trainer"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

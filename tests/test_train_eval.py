@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from cqa_core.config import DataConfig, ModelConfig, TrainConfig
-from cqa_core.train import Trainer
 from cqa_core.training.callbacks import Callback
 from cqa_core.training.data import build_dataset
+from cqa_core.training.trainer import Trainer
 from cqa_core.training.verify import PairVerifier
 
 pytest.importorskip("cqa_core.evaluate")

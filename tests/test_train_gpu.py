@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cqa_core.config import DataConfig, ModelConfig, TrainConfig
-from cqa_core.train import Trainer
+from cqa_core.training.trainer import Trainer
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

@@ -58,8 +58,8 @@ def test_trainer_step_sends_gradient_to_the_sampled_centres_only(tmp_path) -> No
     from conftest import make_face_folder
 
     from cqa_core.config import DataConfig, ModelConfig, TrainConfig
-    from cqa_core.train import Trainer
     from cqa_core.training.data import build_dataset
+    from cqa_core.training.trainer import Trainer
 
     folder = make_face_folder(tmp_path / "faces", classes=12, per_class=2)
     c = TrainConfig(model=ModelConfig(stem="light"), data=DataConfig(root=str(folder), num_workers=0),
@@ -136,8 +136,8 @@ def test_trainer_compile_with_partial_fc_is_one_graph(tmp_path) -> None:
     from torch._dynamo.utils import counters
 
     from cqa_core.config import DataConfig, ModelConfig, TrainConfig
-    from cqa_core.train import Trainer
     from cqa_core.training.data import build_dataset
+    from cqa_core.training.trainer import Trainer
 
     torch._dynamo.reset()
     counters.clear()

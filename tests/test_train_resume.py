@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from cqa_core.config import DataConfig, ModelConfig, TrainConfig
-from cqa_core.train import Trainer
 from cqa_core.training.data import build_dataset
+from cqa_core.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

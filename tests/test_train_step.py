@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cqa_core.config import DataConfig, ModelConfig, TrainConfig
-from cqa_core.train import Trainer
+from cqa_core.training.trainer import Trainer
 
 SHARED = Path(os.environ.get("CQA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CELEBA = SHARED / "celeba299"

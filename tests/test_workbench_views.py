@@ -155,7 +155,7 @@ def test_no_gallery_leaves_the_upload_box(tmp_path, monkeypatch):
 
 
 class FakeTrainer:
-    """Calls the Callback hooks the way cqa_core.train.Trainer does."""
+    """Calls the Callback hooks the way cqa_core.training.trainer.Trainer does."""
 
     def __init__(self, model, steps: int = 4):
         self.model, self.steps, self.callbacks, self.step, self.stopped = model, steps, [], 0, False

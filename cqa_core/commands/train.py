@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(to_dict(config), indent=1))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from cqa_core.train import Trainer
     from cqa_core.training import distributed
+    from cqa_core.training.trainer import Trainer
 
     try:
         trainer = Trainer(config, resume=args.resume)

@@ -1,1 +1,1 @@
-"""Helpers of the trainer (``cqa_core.train``): schedule, data order, checkpoints, DDP, callbacks."""
+"""The trainer (``training.trainer.Trainer``) and its helpers: schedule, data order, checkpoints, DDP, callbacks."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cqa_core.train import Trainer
+    from cqa_core.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
