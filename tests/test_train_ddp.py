@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 def sets(face_folder: Path, out: Path, accum: int) -> list[str]:
     items = [f"data_root={face_folder}", f"out_dir={out}", "model.stem=light", "data.align=False",
              "batch_size=8", f"grad_accum={accum}", "max_steps=3", "num_workers=0", "eval_pairs=None",
-             "progress=False", "tensorboard=False", "seed=11", "warmup_epochs=0.0", "lr=0.01"]
+             "progress=False", "tensorboard=False", "seed=11", "warmup_epochs=0.0", "lr=0.01",
+             "distill.teacher=None"]  # the default preset's augmentation stays on: keyed, so ranks agree
     return [a for s in items for a in ("--set", s)]
 
 
