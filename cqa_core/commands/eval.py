@@ -1,15 +1,16 @@
-"""``cqa eval``: verification / masked / cross-quality / identification numbers for a model."""
+"""``cqa eval``: verification / masked / cross-quality / identification / EDC numbers for a model."""
 
 from __future__ import annotations
 
 import argparse
 
-PROTOCOLS = ("verify", "masked-m2n", "masked-m2m", "cross-quality", "identify")
+PAIR_PROTOCOLS = ("verify", "masked-m2n", "masked-m2m", "cross-quality")
+PROTOCOLS = (*PAIR_PROTOCOLS, "identify", "edc")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "eval", help="LFW-protocol verification, TAR@FAR, masked / cross-quality, rank-1",
+        "eval", help="LFW-protocol verification, TAR@FAR, masked / cross-quality, rank-1, quality EDC",
         description="Embeds aligned faces and prints a table; --json writes the full result.",
     )
     p.add_argument("--checkpoint", default=None,
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--degrade", default="downscale", help="cross-quality: blur|downscale|noise|occlude|jpeg|mask|random")
     p.add_argument("--severity", type=int, default=3, help="cross-quality severity 1..5 (default 3)")
     p.add_argument("--roc", action="store_true", help="include ROC arrays in the JSON")
+    p.add_argument("--edc-pairs", choices=PAIR_PROTOCOLS, default="verify",
+                   help="edc: the pairs whose error-versus-discard curve is measured (clean = verify)")
+    p.add_argument("--edc-max-discard", type=float, default=0.2, help="edc: upper end of the area (default 0.2)")
     p.add_argument("--folds", type=int, default=None, metavar="K",
                    help="cross-validation folds for pair lists without a header (stratified: every fold "
                    "holds same and different pairs) and for bin: (consecutive blocks); default 10. "
@@ -80,14 +84,33 @@ def _second_side(images, index, protocol: str, args: argparse.Namespace, offset:
     return out
 
 
+def pair_sides(ps, protocol: str, args: argparse.Namespace, fn):
+    """``fn`` (images (M, 112, 112, 3) -> per-image rows) applied to both sides of every pair.
+
+    Clean sides reuse one pass over ``ps.images``; degraded sides (mask, cross-quality) are built
+    per pair with the same seeds as the accuracy protocols. Returns (side 1, side 2), each with N rows.
+    """
+    import numpy as np
+
+    rows = fn(ps.images)
+    pick = (lambda r, i: r[i]) if isinstance(rows, np.ndarray) else (lambda r, i: r.take(i))
+    s1, s2 = pick(rows, ps.index1), pick(rows, ps.index2)
+    if protocol in ("masked-m2n", "masked-m2m", "cross-quality"):
+        s2 = fn(_second_side(ps.images, ps.index2, protocol, args))
+    if protocol == "masked-m2m":
+        s1 = fn(_second_side(ps.images, ps.index1, protocol, args, len(ps.index1)))
+    return s1, s2
+
+
 def run(args: argparse.Namespace) -> int:
-    import json
     import time
 
     import torch
 
     from cqa_core.evaluate import embed, evaluate_pairs, identification_rank1, split_gallery
 
+    if args.protocol == "edc" and not 0 < args.edc_max_discard < 1:
+        raise ValueError(f"--edc-max-discard must be in (0, 1), got {args.edc_max_discard}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
     model, model_name = load_eval_model(args.checkpoint, device)
@@ -110,12 +133,14 @@ def run(args: argparse.Namespace) -> int:
         ps = refold(load_pairset(args.data, limit=args.limit, align=args.align), args.data, args.folds)
         timing["load_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        emb = embed(model, ps.images, **emb_kw)  # (M, D)
-        e1, e2 = emb[ps.index1], emb[ps.index2]  # (N, D)
-        if args.protocol in ("masked-m2n", "masked-m2m", "cross-quality"):
-            e2 = embed(model, _second_side(ps.images, ps.index2, args.protocol, args), **emb_kw)
-        if args.protocol == "masked-m2m":
-            e1 = embed(model, _second_side(ps.images, ps.index1, args.protocol, args, len(ps.index1)), **emb_kw)
+        if args.protocol == "edc":
+            from cqa_core.commands.eval_edc import edc_result
+
+            result_edc, rows = edc_result(model, ps, args, emb_kw, pair_sides)
+            timing["embed_s"] = time.perf_counter() - t1
+            result.update(result_edc)
+            return _report(args, result, rows, timing, t0, model_name, device)
+        e1, e2 = pair_sides(ps, args.protocol, args, lambda im: embed(model, im, **emb_kw))  # (N, D) each
         timing["embed_s"] = time.perf_counter() - t1
         r = evaluate_pairs(e1, e2, ps.issame, ps.folds)
         result.update(r.to_dict(roc=args.roc), images=int(len(ps.images)))
@@ -127,6 +152,15 @@ def run(args: argparse.Namespace) -> int:
                 ("best threshold (cos)", f"{r.best_threshold:.4f}"), ("AUC", f"{r.auc:.4f}")]
         rows += [(f"TAR @ FAR={far:g}", f"{100 * v:.2f}%") for far, v in r.tar_at_far.items()]
         rows += [("pairs (same)", f"{r.n_pairs} ({r.n_same})"), ("images", str(len(ps.images)))]
+    return _report(args, result, rows, timing, t0, model_name, device)
+
+
+def _report(args: argparse.Namespace, result: dict, rows: list, timing: dict, t0: float, model_name: str,
+            device: str) -> int:
+    """Print the table and write the JSON."""
+    import json
+    import time
+
     timing["total_s"] = time.perf_counter() - t0
     result["timing"] = {k: round(v, 2) for k, v in timing.items()}
     result["device"] = device

@@ -19,6 +19,7 @@ from workbench.views.common import (
     set_bars,
     set_heatmap,
 )
+from workbench.views.edc import EDCPanel
 
 
 class QualityPanel:
@@ -47,6 +48,7 @@ class QualityPanel:
         self.widget = W.VBox([
             self.values, W.HBox(boxes), W.HBox([self.branch, self.scan]),
             W.HBox([W.VBox([t, im]) for t, im in zip(self.lowest_titles, self.lowest, strict=True)]),
+            W.Accordion([EDCPanel(messages).widget], titles=("quality as a FIQA score: EDC on LFW",)),
         ])
         self.widget.add_class("cqa-quality-tab")
         self.scan.on_click(messages.guard(lambda _: self.scan_gallery()))
