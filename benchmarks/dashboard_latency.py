@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/dashboard_latency.py [--clicks 8] [--people 60] [--preheat [--warmup 30]]
 
-Starts Voila on ``notebooks/dashboard.ipynb`` (a free port, the default model), opens it in
+Starts Voila on the dashboard notebook (``workbench/dashboard/``; a free port, the default model), opens it in
 headless Chromium (/usr/bin/chromium) through Playwright and prints:
 
 * request_to_html_s: until the first HTML byte;  request_to_widgets_s: until the dashboard's

@@ -1,5 +1,7 @@
 """``cqa workbench`` serves the Voila dashboard; ``--terminal`` keeps the text demo."""
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -42,11 +44,14 @@ def test_workbench_serves_voila_with_the_settings(tmp_path, monkeypatch, capsys)
     monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
     assert main(["workbench", "--faces", str(tmp_path), "--port", "8899"]) == 0
     (cmd, cwd, env), = FakePopen.calls
-    assert "voila" in cmd and "notebooks/dashboard.ipynb" in cmd
+    assert "voila" in cmd and str(serve.NOTEBOOK) in cmd
     for flag in ("--port=8899", "--no-browser", "--template=lab", "--strip_sources=True", "--show_tracebacks=False",
-                 "--preheat_kernel=True"):
+                 "--preheat_kernel=True", f"--Voila.config_file_paths={serve.DASHBOARD_DIR}"):
         assert flag in cmd
-    assert (cwd / "voila.json").is_file()  # run from the repo root so Voila reads voila.json
+    # package data, so an installed wheel serves from any folder: no dependence on the caller's cwd
+    assert serve.NOTEBOOK.is_file() and (serve.DASHBOARD_DIR / "voila.json").is_file()
+    assert serve.DASHBOARD_DIR.parent == Path(serve.__file__).resolve().parent
+    assert cwd is None
     assert env["CQA_FACES"] == str(tmp_path.resolve())
     assert "CQA_CHECKPOINT" not in env
     assert "http://localhost:8899/" in capsys.readouterr().out

@@ -1,7 +1,9 @@
-"""Serve ``notebooks/dashboard.ipynb`` with Voila: settings go to the kernel as env vars.
+"""Serve the dashboard notebook with Voila: settings go to the kernel as env vars.
 
-``cqa workbench`` calls :func:`serve`; tests call :func:`voila_command` + :func:`kernel_env` to
-start the same server as a subprocess on a free port.
+The notebook and its Voila settings are package data in ``workbench/dashboard/`` (``dashboard.ipynb``,
+``voila.json``), so an installed wheel serves from any folder; ``notebooks/dashboard.ipynb`` is a
+symlink to the same file for JupyterLab. ``cqa workbench`` calls :func:`serve`; tests call
+:func:`voila_command` + :func:`kernel_env` to start the same server as a subprocess on a free port.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cqa_core.data import repo_root
-
 DEFAULT_PORT = 8866
-NOTEBOOK = Path("notebooks") / "dashboard.ipynb"
+DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
+NOTEBOOK = DASHBOARD_DIR / "dashboard.ipynb"
+VOILA_CONFIG = DASHBOARD_DIR / "voila.json"
 
 
 def free_port() -> int:
@@ -44,12 +46,17 @@ def kernel_env(faces: str | None = None, checkpoint: str | None = None, debug: b
 def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool = False) -> list[str]:
     """Voila on the dashboard notebook: lab template, sources stripped, no tracebacks, no browser.
 
+    Voila reads ``voila.json`` from ``DASHBOARD_DIR`` only (not the caller's folder), so the
+    command works from any working directory.
+
     ``preheat`` keeps one kernel that has already run the dashboard waiting for the next visitor
     (Voila's ``preheat_kernel``): a page then opens in ~4 s instead of ~10 s on a busy 2-core
     machine, at the cost of one idle kernel (~1 GB) and a refill after each visit.
     """
+    if not NOTEBOOK.is_file() or not VOILA_CONFIG.is_file():
+        raise FileNotFoundError(f"the dashboard is missing from this install: {NOTEBOOK} / {VOILA_CONFIG.name}")
     return [
-        sys.executable, "-m", "voila", str(NOTEBOOK),
+        sys.executable, "-m", "voila", str(NOTEBOOK), f"--Voila.config_file_paths={DASHBOARD_DIR}",
         f"--port={port}", "--no-browser", "--template=lab", "--strip_sources=True",
         f"--show_tracebacks={debug}", "--Voila.ip=127.0.0.1", f"--preheat_kernel={preheat}",
     ]
@@ -67,15 +74,15 @@ def gallery_source(faces: str | None) -> str:
 
 def serve(port: int = DEFAULT_PORT, faces: str | None = None, checkpoint: str | None = None,
           debug: bool = False, preheat: bool = True) -> int:
-    """Run Voila in the foreground (Ctrl-C stops it) from the repo root, so it reads voila.json."""
+    """Run Voila in the foreground (Ctrl-C stops it); works from any folder, with or without a clone."""
     faces = faces or os.environ.get("CQA_FACES")
     if faces and not Path(faces).expanduser().is_dir():
         raise FileNotFoundError(f"--faces {faces}: no such folder")
     if checkpoint and not Path(checkpoint).expanduser().exists():
         raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file")
-    root = repo_root()
+    cmd = voila_command(port, debug, preheat)
     print(f"CQA-Face Workbench: http://localhost:{port}/  ({gallery_source(faces)}; Ctrl-C to stop)", flush=True)
-    proc = subprocess.Popen(voila_command(port, debug, preheat), cwd=root, env=kernel_env(faces, checkpoint, debug))
+    proc = subprocess.Popen(cmd, env=kernel_env(faces, checkpoint, debug))
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # `kill` stops Voila and its kernels too
     try:
         return proc.wait()

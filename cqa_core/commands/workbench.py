@@ -1,4 +1,4 @@
-"""``cqa workbench``: serve the Voila dashboard (``notebooks/dashboard.ipynb``) on the default model.
+"""``cqa workbench``: serve the Voila dashboard (``workbench/dashboard/dashboard.ipynb``) on the default model.
 
     cqa workbench [--faces DIR] [--port 8866] [--checkpoint PATH]     # Voila, prints the URL
     cqa workbench --terminal [IMAGE]                                  # the terminal demo
