@@ -19,8 +19,8 @@ import sys
 EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError, EOFError, pickle.UnpicklingError)
 MAX_MESSAGE = 500
 
-COMMANDS = ("info", "align", "data", "eval", "train", "distill_targets", "explain", "export", "import_backbone",
-            "workbench")
+COMMANDS = ("info", "align", "data", "eval", "audit", "train", "distill_targets", "explain", "export",
+            "import_backbone", "workbench")
 
 
 def build_parser() -> argparse.ArgumentParser:

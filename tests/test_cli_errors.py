@@ -78,6 +78,11 @@ CASES: dict[str, dict[str, Case]] = {
         "pairs": lambda x, t: ["eval", "--data", f"pairs:{t}:{x}", "--device", "cpu"],
         "checkpoint": lambda x, t: ["eval", "--checkpoint", x, "--data", f"bin:{t / 'good.bin'}", "--device", "cpu"],
     },
+    "audit": {
+        "dataset": lambda x, t: ["audit", x, "--out", str(t / "out" / "a.parquet"), "--no-progress"],
+        "checkpoint": lambda x, t: ["audit", _faces(t), "--checkpoint", x, "--out", str(t / "out" / "a.parquet"),
+                                    "--no-progress"],
+    },
     "train": {"config": lambda x, t: ["train", "--config", x]},
     "distill-targets": {
         "dataset": lambda x, t: ["distill-targets", x, "--teacher", "dlib", "--no-progress"],
@@ -131,6 +136,8 @@ def test_messages_say_what_happened(tmp_path: Path, capsys) -> None:
         ("eval", "checkpoint", "not_safetensors"): "is not a safetensors file",
         ("import-backbone", "pth", "malicious_bin"): "weights_only=True",
         ("export", "checkpoint", "missing"): "checkpoint not found",
+        ("audit", "dataset", "missing"): "dataset not found",
+        ("audit", "dataset", "malicious_bin"): "not a folder of faces or a RecordIO .rec file",
     }
     for (command, how, bad), text in expected.items():
         assert main(CASES[command][how](str(paths[bad]), tmp_path)) == 2

@@ -1,4 +1,5 @@
-"""QualityPanel: QAN quality bars, the relation matrix A, and the gallery's lowest-quality branches."""
+"""QualityPanel: QAN quality bars, the relation matrix A, the gallery's lowest-quality branches, and
+(accordion) the EDC curves and a dataset audit browser."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 import ipywidgets as W
 
 from workbench.session import Face, Session
+from workbench.views.audit import AuditBrowser
 from workbench.views.common import (
     Messages,
     bar_figure,
@@ -48,7 +50,8 @@ class QualityPanel:
         self.widget = W.VBox([
             self.values, W.HBox(boxes), W.HBox([self.branch, self.scan]),
             W.HBox([W.VBox([t, im]) for t, im in zip(self.lowest_titles, self.lowest, strict=True)]),
-            W.Accordion([EDCPanel(messages).widget], titles=("quality as a FIQA score: EDC on LFW",)),
+            W.Accordion([EDCPanel(messages).widget, AuditBrowser(messages).widget],
+                        titles=("quality as a FIQA score: EDC on LFW", "dataset audit: lowest-quality faces")),
         ])
         self.widget.add_class("cqa-quality-tab")
         self.scan.on_click(messages.guard(lambda _: self.scan_gallery()))
