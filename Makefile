@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # torch/torchvision are pinned to the releases that lie on this machine's disk (see README).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv test test-fast workbench lab bench lint clean
+.PHONY: venv test test-fast workbench lab bench lint wheel clean
 
 venv: $(STAMP)
 
@@ -41,5 +41,9 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cqa_core workbench tests benchmarks
 
+# dist/cqa_face-*.whl (+ sdist) with the weights, the dashboard notebook and voila.json; see README "Install"
+wheel: $(STAMP)
+	$(PY) -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info
