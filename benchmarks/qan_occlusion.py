@@ -1,8 +1,8 @@
 """Does the QAN see occlusion? Clean vs synthetically masked LFW faces, per branch.
 
 Faces: the first photo of each of the first N people of LFW (sorted names), MTCNN-aligned
-through the cache (``ensure_aligned``). Face i gets ``apply_mask(kind=MASK_KINDS[i % 7],
-seed=i)``. Per face: which branch puts the largest / smallest share of its (clean-face)
+through the cache (only these N photos are aligned when the cache is not complete). Face i gets
+``apply_mask(kind=MASK_KINDS[i % 7], seed=i)``. Per face: which branch puts the largest / smallest share of its (clean-face)
 attention inside the mask, and how each branch's quality S_hat changes. Printed:
 
 * most-covered branch loses more quality than the least-covered one: % of faces;
@@ -24,15 +24,25 @@ import numpy as np
 
 
 def lfw_faces(n: int) -> np.ndarray:
-    """(n, 112, 112, 3) uint8: the first aligned photo of each of the first n LFW people."""
+    """(n, 112, 112, 3) uint8: the first aligned photo of each of the first n LFW people.
+
+    People and photos are chosen from the source folder (sorted names; LFW numbers each person's
+    photos from 0001). With a complete aligned cache its crops are read as they are; otherwise only
+    these n photos are aligned into the cache (``training.verify.aligned_pair_photos``, the same
+    MTCNN + v2 fit as ``ensure_aligned``), not all 13,233 of LFW.
+    """
     from PIL import Image
 
     from cqa_core.data import shared_data_dir
-    from cqa_core.data.datasets import ensure_aligned
+    from cqa_core.data.align_run import out_name
+    from cqa_core.data.pairs import Pair, resolve_image
+    from cqa_core.training.verify import aligned_pair_photos
 
-    root = ensure_aligned(shared_data_dir() / "lfw-deepfunneled")
-    people = sorted(p for p in Path(root).iterdir() if p.is_dir())[:n]
-    return np.stack([np.asarray(Image.open(sorted(p.iterdir())[0]).convert("RGB")) for p in people])
+    src = (shared_data_dir() / "lfw-deepfunneled").resolve()
+    people = sorted(p.name for p in src.iterdir() if p.is_dir())[:n]
+    rels = [resolve_image(src, name, 1).relative_to(src).as_posix() for name in people]
+    root = aligned_pair_photos(src, [Pair(name, 1, name, 1, True, 0) for name in people])
+    return np.stack([np.asarray(Image.open(Path(root) / out_name(rel)).convert("RGB")) for rel in rels])
 
 
 def main(argv: list[str] | None = None) -> dict:
