@@ -44,6 +44,25 @@ def open_tab(page, name: str) -> None:
     page.locator(".cqa-tabs .lm-TabBar-tab", has_text=name).first.click()
 
 
+# the z of every plotly heatmap under a selector, as the page's plotly holds it (graph div ``.data``)
+HEATMAPS_JS = """sel => [...document.querySelectorAll(sel + ' .js-plotly-plot')]
+    .filter(g => g.data && g.data[0] && g.data[0].type === 'heatmap').map(g => g.data[0].z)"""
+
+
+def heatmaps(page, selector: str) -> list[list[list[float]]]:
+    return page.evaluate(HEATMAPS_JS, selector)
+
+
+def all_zero(z: list[list[float]]) -> bool:
+    return all(float(v) == 0.0 for row in z for v in row)
+
+
+def clipped(page, selector: str) -> bool:
+    """True when the element's text does not fit its box (ipywidgets buttons cut with an ellipsis)."""
+    return page.evaluate("sel => { const e = document.querySelector(sel); return e.scrollWidth > e.clientWidth; }",
+                         selector)
+
+
 def test_dashboard_in_browser(voila_url):
     from playwright.sync_api import sync_playwright
 
@@ -70,6 +89,13 @@ def test_dashboard_in_browser(voila_url):
             assert header in page.inner_text(".cqa-header")
             # the first face's overall quality is in the header, a number in [0, 1]
             assert 0.0 <= float(page.inner_text(".cqa-overall-quality")) <= 1.0
+            # the first face's relation A is drawn at load (Voila runs the first selection before the
+            # page connects: a figure updated in place then kept its construction-time zeros)
+            page.wait_for_selector(".cqa-relation .heatmaplayer", timeout=60_000)
+            relation = heatmaps(page, ".cqa-relation")
+            assert len(relation) == 1 and len(relation[0]) == B and not all_zero(relation[0]), relation
+            cells = page.locator(".cqa-relation g.heatmap-label text").all_text_contents()  # the cell annotations
+            assert len(cells) == B * B and any(float(t.replace("\u2212", "-")) != 0.0 for t in cells), cells
 
             # select a face: the CAMs update in place
             thumbs = page.locator("button.cqa-thumb")
@@ -96,6 +122,19 @@ def test_dashboard_in_browser(voila_url):
             page.wait_for_selector(".cqa-pair-matrix .heatmaplayer", timeout=60_000)
             assert page.locator("img.cqa-pair-cam[src^='blob:']").count() == 2
             page.screenshot(path=str(ARTIFACTS / "02b_pair.png"))
+
+            # diversity: this model's matrix; no zero matrix stands in for the unloaded second
+            # checkpoint (a caption says so); the histogram button shows its whole label
+            open_tab(page, "Diversity")
+            page.wait_for_function(f"sel => {{ const z = ({HEATMAPS_JS})(sel); return z.length > 0 && "
+                                   "z.every(m => m.some(r => r.some(v => v !== 0))); }",
+                                   arg=".cqa-diversity-matrix", timeout=60_000)
+            assert not any(all_zero(z) for z in heatmaps(page, ".cqa-diversity-tab"))
+            assert heatmaps(page, ".cqa-diversity-other") == []
+            assert "no second checkpoint loaded" in page.inner_text(".cqa-diversity-other")
+            assert "histogram over gallery" in page.inner_text("button.cqa-diversity-scan")
+            assert not clipped(page, "button.cqa-diversity-scan")
+            page.screenshot(path=str(ARTIFACTS / "02c_diversity.png"))
 
             # quality bars render (one bar per branch) with their numbers
             open_tab(page, "Quality")

@@ -127,18 +127,35 @@ def bar_figure(title: str, n: int, height: int = 220, names: tuple[str, ...] = (
 
 
 def heatmap_figure(title: str, n: int, height: int = 260, labels: list[str] | None = None,
-                   zmin: float | None = None, zmax: float | None = None, fmt: str = ".2f"):
-    """A FigureWidget holding one n x n heatmap, each cell annotated with its value (d3 ``fmt``)."""
+                   zmin: float | None = None, zmax: float | None = None, fmt: str = ".2f",
+                   z: np.ndarray | None = None):
+    """A FigureWidget holding one n x n heatmap (``z``, else zeros), each cell annotated with its value (d3 ``fmt``)."""
     import plotly.graph_objects as go
 
     labels = labels or [f"b{i}" for i in range(n)]
-    z = [[0.0] * n for _ in range(n)]
+    z = [[0.0] * n for _ in range(n)] if z is None else np.asarray(z, dtype=float).tolist()
     fig = go.FigureWidget(
         data=[go.Heatmap(z=z, x=labels, y=labels, colorscale="Viridis", zmin=zmin, zmax=zmax,
                          texttemplate="%{z:" + fmt + "}", showscale=False)],
         layout=go.Layout(title=title, height=height, width=height + 40, margin=dict(l=40, r=10, t=40, b=30),
                          yaxis=dict(autorange="reversed")),
     )
+    return fig
+
+
+def draw_heatmap(box: W.Box, fig, matrix: np.ndarray, title: str, **figure_kw):
+    """Show ``matrix`` in ``box``; returns the figure (pass it back on the next call).
+
+    The first call builds the figure holding ``matrix`` and puts it in ``box``; later calls update
+    it in place. A FigureWidget sends its data to the page only when it is built: an in-place
+    update made before the page connects (Voila runs the first selection in the kernel before the
+    browser attaches) never reaches it, so a figure built empty and filled then stays all zeros.
+    """
+    if fig is None:
+        fig = heatmap_figure(title, len(matrix), z=matrix, **figure_kw)
+        box.children = [fig]
+    else:
+        set_heatmap(fig, matrix, title)
     return fig
 
 

@@ -7,7 +7,9 @@ from collections.abc import Callable
 import ipywidgets as W
 
 from workbench.session import Face, Session
-from workbench.views.common import Messages, caption, heatmap_figure, set_heatmap
+from workbench.views.common import Messages, caption, draw_heatmap, heatmap_figure, set_heatmap
+
+NO_OTHER = "no second checkpoint loaded: type its path below and press load"
 
 
 class DiversityPanel:
@@ -21,24 +23,27 @@ class DiversityPanel:
         self.face: Face | None = None
         b = session.branches
         self.matrix = heatmap_figure("this model: Gaussian similarity of M_i, M_j", b, zmin=0, zmax=1)
-        self.matrix_other = heatmap_figure("second checkpoint", b, zmin=0, zmax=1)
+        self.matrix_other = None  # built when a checkpoint is loaded: no zero matrix stands in for it
         self.hist = go.FigureWidget(data=[go.Histogram(x=[], nbinsx=20)],
                                     layout=go.Layout(title="CAL penalty over the gallery", height=260, width=380,
                                                      margin=dict(l=40, r=10, t=40, b=30)))
         self.summary = caption("", "cqa-diversity-summary")
-        self.scan = W.Button(description="histogram over gallery", icon="bar-chart")
+        self.scan = W.Button(description="histogram over gallery", icon="bar-chart", layout=W.Layout(width="220px"))
         self.scan.add_class("cqa-diversity-scan")
         self.other_path = W.Text(placeholder="path/to/other.safetensors", description="compare")
         self.other_path.add_class("cqa-other-checkpoint")
         self.compare = W.Button(description="load")
+        no_other = caption(NO_OTHER, "cqa-no-other")
+        no_other.layout.margin = "36px 0 0 16px"
+        self.other_box = W.Box([no_other])
+        self.other_box.add_class("cqa-diversity-other")
         boxes = []
-        for fig, cls in ((self.matrix, "cqa-diversity-matrix"), (self.matrix_other, "cqa-diversity-other"),
-                         (self.hist, "cqa-diversity-hist")):
+        for fig, cls in ((self.matrix, "cqa-diversity-matrix"), (self.hist, "cqa-diversity-hist")):
             box = W.Box([fig])
             box.add_class(cls)
             boxes.append(box)
-        self.widget = W.VBox([self.summary, W.HBox(boxes[:2]), W.HBox([self.other_path, self.compare]),
-                              self.scan, boxes[2]])
+        self.widget = W.VBox([self.summary, W.HBox([boxes[0], self.other_box]),
+                              W.HBox([self.other_path, self.compare]), self.scan, boxes[1]])
         self.widget.add_class("cqa-diversity-tab")
         self.scan.on_click(messages.guard(lambda _: self.histogram()))
         self.compare.on_click(messages.guard(lambda _: self.refresh_other()))
@@ -60,7 +65,8 @@ class DiversityPanel:
             raise ValueError("type a checkpoint path and select a face first")
         model = self.session.load_other(path)
         fa = self.session.analyse(self.face, model=model)
-        set_heatmap(self.matrix_other, fa.gaussian, title=f"{path.split('/')[-1]}: CAL {fa.cal:.3f}")
+        self.matrix_other = draw_heatmap(self.other_box, self.matrix_other, fa.gaussian,
+                                         f"{path.split('/')[-1]}: CAL {fa.cal:.3f}", zmin=0, zmax=1)
 
     def histogram(self) -> None:
         """Per-face CAL over the gallery (cached per face)."""
