@@ -9,6 +9,8 @@ fused SGD. Images are synthetic 112 x 112 (no data loading: this measures the mo
 FLOPs come from ``torch.utils.flop_counter`` (``cqa_core.profile.count_flops``: one forward,
 a multiply-add = 2), plus the head's (B, 512) x (512, K) product, times 3 for forward + backward.
 MFU = achieved FLOP/s / the GPU's dense bf16 peak (looked up by name; n/a on CPU / unknown GPUs).
+Peak memory (CUDA): ``max_memory_allocated`` over each model's own timed steps (both models stay
+resident, so each figure includes the other's weights and optimiser state), and over the whole run.
 Needs only torch (+ this repo): runs in the bare GPU image.
 """
 
@@ -109,22 +111,31 @@ def measure(nets: dict[str, nn.Module], device: torch.device, batch: int, steps:
     the models (so a noisy, shared machine slows both alike); the median round counts."""
     flops = {k: 3 * (count_flops(n.model) + 2 * 512 * num_classes) for k, n in nets.items()}  # fwd+bwd / image
     steps_fn = {k: make_step(n, device, batch, num_classes, compile_) for k, n in nets.items()}
+    cuda = device.type == "cuda"
     for fn in steps_fn.values():
         timed(fn, device, warmup)
+    overall = torch.cuda.max_memory_allocated(device) if cuda else 0  # warm-up / compile included
     per = max(steps // rounds, 1)
     times: dict[str, list[float]] = {k: [] for k in nets}
+    peaks = dict.fromkeys(nets, 0)  # bytes allocated at most during that model's timed steps
     for _ in range(rounds):
         for k, fn in steps_fn.items():
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
             times[k].append(timed(fn, device, per) / per)
+            if cuda:
+                peaks[k] = max(peaks[k], torch.cuda.max_memory_allocated(device))
     peak = peak_flops(device)
     out = {}
     for k in nets:
         sec = sorted(times[k])[len(times[k]) // 2]
         ips = batch / sec
         out[k] = {"images_per_s": ips, "step_ms": 1000 * sec, "gflops_per_image_train": flops[k] / 1e9,
-                  "mfu": (ips * flops[k] / peak) if peak else None}
-    if device.type == "cuda":
-        out["peak_memory_gib_both"] = torch.cuda.max_memory_allocated(device) / 2**30
+                  "mfu": (ips * flops[k] / peak) if peak else None,
+                  # includes the other model's resident weights and optimiser state (both stay on the GPU)
+                  "peak_memory_gib": peaks[k] / 2**30 if cuda else None}
+    if cuda:
+        out["peak_memory_gib_both"] = max(overall, *peaks.values()) / 2**30
     return out
 
 
@@ -153,11 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"device: {name}   torch {torch.__version__}   stem {args.stem}   batch {args.batch_size}   "
           f"{result['precision']}   compile={args.compile}")
-    print(f"{'model':<28}{'images/s':>10}{'ms/step':>10}{'GFLOP/img (f+b)':>17}{'MFU':>8}")
+    print(f"{'model':<28}{'images/s':>10}{'ms/step':>10}{'GFLOP/img (f+b)':>17}{'MFU':>8}{'peak GiB':>10}")
     for label, title in (("cqa", f"CQA-Face {args.stem} (b=4)"), ("bare", f"iResNet-{args.stem} + CosFace")):
         r = rows[label]
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
-        print(f"{title:<28}{r['images_per_s']:>10.1f}{r['step_ms']:>10.1f}{r['gflops_per_image_train']:>17.2f}{mfu:>8}")
+        mem = f"{r['peak_memory_gib']:.2f}" if r["peak_memory_gib"] is not None else "n/a"
+        print(f"{title:<28}{r['images_per_s']:>10.1f}{r['step_ms']:>10.1f}{r['gflops_per_image_train']:>17.2f}"
+              f"{mfu:>8}{mem:>10}")
     print(f"CQA-Face / bare throughput: {ratio:.3f}")
     print(json.dumps(result))
     return 0
