@@ -58,7 +58,9 @@ CELLS: dict[str, dict[str, Any]] = {
     "qan": {"qan": True, "branches": 4, "div_loss": "none"},
 }
 TABLES = {"table1": ["baseline", "cal", "qan_ld", "cal_qan"], "table2_b": ["cal_qan_b2", "cal_qan", "cal_qan_b8"]}
-RECIPES = ("paper", "ours")  # paper: clean data, no teacher; ours: configs/default_cpu.py as it is
+# paper: clean data, no teacher; ours: configs/default_cpu.py as it is; occlusion / distill: ours
+# with only that lever (occlusion = the training degradations + QAN quality supervision)
+RECIPES = ("paper", "ours", "occlusion", "distill")
 
 # The short schedule every run uses: 340 steps of 64 faces (3.5 epochs of CelebA-299, about 5 min
 # on 2 CPU cores): 0.3 epoch warm-up, lr 0.01 through epoch 3, lr / 10 for the last 46 steps
@@ -74,7 +76,8 @@ def cell_config(cell: str, seed: int, out_dir: str | Path, schedule: dict[str, A
     """The TrainConfig of one run: the CPU preset with the cell's switches, seed and schedule.
 
     ``recipe="paper"`` (the grid's default) turns off what the preset adds to the paper (training
-    degradations, distillation, quality supervision); ``"ours"`` keeps them.
+    degradations, distillation, quality supervision); ``"ours"`` keeps them; ``"occlusion"`` keeps
+    the degradations and quality supervision without the teacher; ``"distill"`` keeps only the teacher.
     """
     from cqa_core.config import AugmentConfig, DistillConfig
     from cqa_core.training.overrides import load_preset
@@ -85,9 +88,10 @@ def cell_config(cell: str, seed: int, out_dir: str | Path, schedule: dict[str, A
         raise ValueError(f"unknown recipe {recipe!r}; choose from {RECIPES}")
     sw = CELLS[cell]
     base = load_preset(preset or repo_root() / "configs" / "default_cpu.py")
-    if recipe == "paper":
-        base = dataclasses.replace(base, augment=AugmentConfig(), distill=DistillConfig(),
-                                   loss=dataclasses.replace(base.loss, quality_weight=0.0))
+    if recipe in ("paper", "distill"):
+        base = dataclasses.replace(base, augment=AugmentConfig(), loss=dataclasses.replace(base.loss, quality_weight=0.0))
+    if recipe in ("paper", "occlusion"):
+        base = dataclasses.replace(base, distill=DistillConfig())
     return dataclasses.replace(
         base,
         model=dataclasses.replace(base.model, qan=sw["qan"], branches=sw["branches"]),
@@ -281,16 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--recipe", choices=RECIPES, default="paper",
-                    help="paper: our additions off (the grid); ours: the CPU preset as it is")
+                    help="paper: our additions off (the grid); ours: the CPU preset as it is; "
+                    "occlusion / distill: ours with only that lever")
     ap.add_argument("--results", default=None,
                     help="folder for the per-run JSON and summary.json (default docs/results/ablation, "
-                    "or its ours/ subfolder for --recipe ours)")
+                    "or its RECIPE/ subfolder for the other recipes)")
     ap.add_argument("--runs", default="runs/ablation", help="training run folders (checkpoints, metrics)")
     ap.add_argument("--limit", type=int, default=None, help="LFW pairs to use (default all 6,000)")
     ap.add_argument("--measure-default", action="store_true",
                     help="also measure the bundled default model the same way (reference_default_model.json)")
     args = ap.parse_args(argv)
-    results = Path(args.results or (RESULTS if args.recipe == "paper" else RESULTS / "ours"))
+    results = Path(args.results or (RESULTS if args.recipe == "paper" else RESULTS / args.recipe))
     if args.measure_default:
         from cqa_core.model import load_default
 

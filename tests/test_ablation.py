@@ -86,6 +86,10 @@ def test_paper_recipe_turns_our_additions_off_and_ours_keeps_them(tmp_path: Path
     ours = ablation.cell_config("qan", 0, tmp_path, recipe="ours")
     assert ours.augment.enabled and ours.distill.teacher == "dlib" and ours.loss.quality_weight > 0
     assert (ours.model, ours.loss.diversity, ours.max_steps) == (paper.model, "none", 340)
+    occ = ablation.cell_config("qan", 0, tmp_path, recipe="occlusion")
+    assert occ.augment.enabled and occ.loss.quality_weight > 0 and occ.distill.teacher is None
+    dis = ablation.cell_config("qan", 0, tmp_path, recipe="distill")
+    assert not dis.augment.enabled and dis.loss.quality_weight == 0.0 and dis.distill.teacher == "dlib"
 
 
 def test_summary_is_mean_and_sample_std_over_seeds() -> None:
