@@ -129,6 +129,11 @@ def _align_one(src: str, dst: str, rel: str, fallback: str | None,
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP"}[target.suffix.lower()]
     Image.fromarray(face.image).save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     os.replace(tmp, target)
+    return "ok", face_row(face, rel, out)
+
+
+def face_row(face: Any, rel: str, out: str) -> dict[str, Any]:
+    """An ``alignment.csv`` row (:data:`ALIGN_FIELDS`) for an ``AlignedFace``."""
     row: dict[str, Any] = {"path": rel, "out": out, "method": face.method, "score": f"{face.score:.5f}",
                            "src_w": face.source_size[0], "src_h": face.source_size[1]}
     lm = face.landmarks
@@ -137,7 +142,7 @@ def _align_one(src: str, dst: str, rel: str, fallback: str | None,
             row[f"lm{i}_{c}"] = "" if lm is None else f"{float(lm[i, j]):.3f}"
     for k, v in zip(ALIGN_FIELDS[-6:], face.affine.reshape(-1), strict=True):
         row[k] = f"{float(v):.8g}"
-    return "ok", row
+    return row
 
 
 def _align_star(job: tuple[str, str, str, str | None, dict[str, str] | None]) -> tuple[str, dict[str, Any]]:

@@ -9,54 +9,35 @@ Modules (each reads top to bottom; heavy libraries are imported inside functions
 * ``quality``       QAN scores, relation matrix, region shares, effect of a synthetic mask
 * ``faithfulness``  deletion / insertion curves and AUC of any map against the pair similarity
 * ``analysis``      ``analyse(model, image, other)`` -> ``FaceAnalysis``, cached
+* ``result``        ``FaceAnalysis`` / ``MaskEffect`` and their wire format (numpy only)
+* ``render``        maps onto photos, overlays, overall quality (numpy + OpenCV only)
+
+Names are imported on first use (PEP 562), so ``import cqa_core.explain.render`` does not pull
+in torch: a dashboard kernel that shows a remote service's analyses stays small.
 """
 
-from cqa_core.explain.analysis import Analyser, AnalysisError, FaceAnalysis, analyse
-from cqa_core.explain.attribution import (
-    CAM_METHODS,
-    SimilarityTarget,
-    TensorOutput,
-    integrated_gradients,
-    library_cam,
-    occlusion,
-)
-from cqa_core.explain.cams import (
-    attention_cams,
-    branch_overlays,
-    crop_support,
-    gradcam_from_features,
-    overlay,
-    similarity_gradcam,
-    warp_to_photo,
-)
-from cqa_core.explain.common import ExplainError
-from cqa_core.explain.decomposition import (
-    decompose,
-    decompose_outputs,
-    folded_head,
-    leave_one_out_rerun,
-)
-from cqa_core.explain.diversity import (
-    DiversityStats,
-    dataset_diversity,
-    diversity,
-    diversity_of_maps,
-)
-from cqa_core.explain.faithfulness import Curves, compare_maps, curves, similarity_score
-from cqa_core.explain.quality import (
-    attention_share,
-    mask_effect,
-    quality_report,
-    region_area,
-    region_masks,
-    region_shares,
-)
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "CAM_METHODS", "AnalysisError", "Analyser", "Curves", "DiversityStats", "ExplainError", "FaceAnalysis",
-    "SimilarityTarget", "TensorOutput", "analyse", "attention_cams", "attention_share", "branch_overlays", "compare_maps",
-    "crop_support", "curves", "dataset_diversity", "decompose", "decompose_outputs", "diversity",
-    "diversity_of_maps", "folded_head", "gradcam_from_features", "integrated_gradients", "leave_one_out_rerun",
-    "library_cam", "mask_effect", "occlusion", "overlay", "quality_report", "region_area", "region_masks",
-    "region_shares", "similarity_gradcam", "similarity_score", "warp_to_photo",
-]
+_WHERE = {
+    "analysis": ("Analyser", "AnalysisError", "FaceAnalysis", "analyse"),
+    "attribution": ("CAM_METHODS", "SimilarityTarget", "TensorOutput", "integrated_gradients", "library_cam",
+                    "occlusion"),
+    "cams": ("attention_cams", "gradcam_from_features", "similarity_gradcam"),
+    "render": ("branch_overlays", "crop_support", "overlay", "warp_to_photo"),
+    "result": ("ExplainError",),
+    "decomposition": ("decompose", "decompose_outputs", "folded_head", "leave_one_out_rerun"),
+    "diversity": ("DiversityStats", "dataset_diversity", "diversity", "diversity_of_maps"),
+    "faithfulness": ("Curves", "compare_maps", "curves", "similarity_score"),
+    "quality": ("attention_share", "mask_effect", "quality_report", "region_area", "region_masks", "region_shares"),
+}
+_MODULE_OF = {name: mod for mod, names in _WHERE.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'cqa_core.explain' has no attribute {name!r}")
+    value = getattr(import_module(f"cqa_core.explain.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value

@@ -4,8 +4,9 @@ photo -> align (keep the affine) -> CQAOutput -> attention maps at 112 x 112 and
 quality, relation, embedding, diversity, region shares; with a second face: similarity, its exact
 branch decomposition, leave-one-branch-out similarities and the chosen CAMs of both faces.
 
-Results are cached (LRU) by the image content (sha1 of the file bytes or of the array) and the
-model's identity (object id + parameter versions, so training in place invalidates the cache).
+Results are cached (LRU) by the image content (sha1 of the file bytes or of the array), how it
+was aligned (detector kind and settings) and the model's identity (object id + parameter
+versions, so training in place invalidates the cache).
 """
 
 from __future__ import annotations
@@ -13,22 +14,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from cqa_core.explain.cams import (
-    BranchOverlay,
-    branch_overlays,
-    crop_support,
-    gradcam_from_features,
-    warp_to_photo,
-)
+from cqa_core.explain.cams import gradcam_from_features, warp_to_photo
 from cqa_core.explain.common import (
-    ExplainError,
     as_batch,
     eval_mode,
     model_device,
@@ -38,82 +31,30 @@ from cqa_core.explain.common import (
 from cqa_core.explain.decomposition import decompose_outputs
 from cqa_core.explain.diversity import diversity_of_maps
 from cqa_core.explain.quality import region_shares
+from cqa_core.explain.result import ExplainError, FaceAnalysis, IGCheck  # noqa: F401 - re-exported
 
 PAIR_METHODS = ("gradcam", "ig", "occlusion")  # plus any pytorch-grad-cam class name, e.g. "GradCAMPlusPlus"
 MIN_SIDE = 16
-
-
-class IGCheck(NamedTuple):
-    """How well a face's integrated-gradients map adds up: sum(map) should equal ``gap``."""
-
-    delta: float  # sum of attributions - gap
-    gap: float  # cos(e(x), e_other) - cos(e(baseline), e_other)
-    steps: int  # steps used
-    converged: bool  # |delta| <= max(1 % of |gap|, 1e-4) before the step cap
-
-    @property
-    def relative(self) -> float:
-        """|delta| / |gap| (inf when the gap is 0)."""
-        return abs(self.delta) / abs(self.gap) if self.gap else float("inf")
-
-    def describe(self) -> str:
-        """'IG delta -0.0001 (0.3 % of gap -0.0211, 128 steps)', flagged when the cap was hit."""
-        text = f"IG delta {self.delta:+.4f} ({100 * self.relative:.1f} % of gap {self.gap:+.4f}, {self.steps} steps)"
-        return text if self.converged else text + " NOT converged: step cap hit"
 
 
 class AnalysisError(ExplainError):
     """The face could not be analysed (bad file, bad array, unknown method); message in plain words."""
 
 
-@dataclass
-class FaceAnalysis:
-    """What the workbench shows for one face (and, with a second face, for the pair)."""
-
-    photo: np.ndarray  # (H, W, 3) uint8 as given
-    aligned: np.ndarray  # (112, 112, 3) uint8
-    affine: np.ndarray  # (2, 3) photo (x, y) -> aligned (x, y)
-    align_method: str  # "identity" | "mtcnn" | "center"
-    attention: np.ndarray  # (b, 112, 112) M_i upsampled, in [0, 1]
-    attention_photo: np.ndarray  # (b, H, W) M_i warped onto the photo
-    quality: np.ndarray  # (b,) S_hat_i
-    relation: np.ndarray  # (b, b) A
-    embedding: np.ndarray  # (512,)
-    embedding_norm: float
-    cal_matrix: np.ndarray  # (b, b) CAL pair terms (Eq. 2)
-    gaussian: np.ndarray  # (b, b) Gaussian similarity before the hinge
-    iou: np.ndarray  # (b, b) top-20 % region IoU
-    entropy: np.ndarray  # (b,)
-    coverage: np.ndarray  # (b,)
-    cal: float  # mean off-diagonal CAL term = cal_loss of this face
-    region_shares: dict[str, np.ndarray]  # region -> (b,)
-    # pair fields (None without a second face)
-    other: FaceAnalysis | None = None
-    similarity: float | None = None
-    decomposition: np.ndarray | None = None  # (b+1, b+1), sums to ``similarity``
-    leave_one_out: np.ndarray | None = None  # (b,)
-    maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (112, 112) of this face
-    maps_other: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (112, 112) of the other
-    ig: IGCheck | None = None  # completeness of this face's "ig" map (None until "ig" is computed)
-
-    def overlays(self, on_photo: bool = True, alpha: float = 0.5) -> list[BranchOverlay]:
-        """Per-branch heatmap overlays titled with their quality scores."""
-        if on_photo:
-            support = None if self.align_method == "identity" else crop_support(self.affine, self.photo.shape[1::-1])
-            return branch_overlays(self.photo, self.attention_photo, self.quality, alpha, support)
-        return branch_overlays(self.aligned, self.attention, self.quality, alpha)
-
-    def map_on_photo(self, method: str) -> np.ndarray:
-        """A pair map (112, 112) of this face warped onto the photo -> (H, W)."""
-        h, w = self.photo.shape[:2]
-        return warp_to_photo(self.maps[method], self.affine, (w, h))
-
-
 # ---------------------------------------------------------------- inputs
 
 
+class Photo(NamedTuple):
+    """Pixels whose digest the caller already knows (e.g. the sha1 of the file bytes they came from)."""
+
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB
+    digest: str
+
+
 def _load(image: Any) -> tuple[np.ndarray, str, Any]:
-    """Image path / array / AlignedFace -> (RGB uint8 array, sha1 hex, AlignedFace or None)."""
+    """Image path / array / Photo / AlignedFace -> (RGB uint8 array, sha1 hex, AlignedFace or None)."""
+    if isinstance(image, Photo):
+        return image.pixels, image.digest, None
     if hasattr(image, "image") and hasattr(image, "affine"):  # an AlignedFace: its crop is the photo
         arr = np.asarray(image.image)
         return arr, hashlib.sha1(arr.tobytes()).hexdigest(), image
@@ -121,10 +62,10 @@ def _load(image: Any) -> tuple[np.ndarray, str, Any]:
         path = Path(image).expanduser()
         if not path.is_file():
             raise AnalysisError(f"image file not found: {path}")
-        from cqa_core.data.imageio import load_image
+        from cqa_core.data.imageio import decode_image
 
         data = path.read_bytes()
-        return load_image(path), hashlib.sha1(data).hexdigest(), None
+        return decode_image(data, name=str(path)), hashlib.sha1(data).hexdigest(), None
     if isinstance(image, np.ndarray):
         arr = image
         if arr.ndim == 2 and arr.dtype == np.uint8:
@@ -136,8 +77,8 @@ def _load(image: Any) -> tuple[np.ndarray, str, Any]:
     raise AnalysisError(f"cannot analyse a {type(image).__name__}; give a file path or an HxWx3 uint8 array")
 
 
-def _align(photo: np.ndarray, aligned: Any, detector: Any) -> tuple[np.ndarray, np.ndarray, str]:
-    """(aligned 112x112 image, affine (2, 3), method) for a photo."""
+def _align(photo: np.ndarray, digest: str, aligned: Any, detector: Any, store: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """(aligned 112x112 image, affine (2, 3), method) for a photo; ``store`` an ``AlignmentStore`` or None."""
     if aligned is not None:  # no photo travels with an AlignedFace: the crop stands in for it
         return np.asarray(aligned.image), np.eye(2, 3), "identity"
     h, w = photo.shape[:2]
@@ -146,11 +87,20 @@ def _align(photo: np.ndarray, aligned: Any, detector: Any) -> tuple[np.ndarray, 
     from cqa_core.data import align
 
     try:
-        face = align.align_image(photo, detector=detector, fallback="center")
+        if store is not None:
+            face = store.align(photo, digest, detector)
+        else:
+            face = align.align_image(photo, detector=detector, fallback="center")
     except RuntimeError:  # no detector installed: fall back to the fixed centre crop
         m = align.center_affine(w, h)
         return align.warp(photo, m), m, "center"
     return face.image, np.asarray(face.affine, np.float64), face.method
+
+
+def _align_key(aligned: Any, detector: Any) -> str:
+    from cqa_core.data.align_store import align_key
+
+    return "identity" if aligned is not None else align_key(detector)
 
 
 # ---------------------------------------------------------------- the analysis
@@ -162,23 +112,30 @@ def _model_key(model: torch.nn.Module) -> tuple:
     return id(model), versions
 
 
-def _face(model: torch.nn.Module, photo: np.ndarray, aligned: np.ndarray, affine: np.ndarray, method: str) -> tuple[FaceAnalysis, Any]:
-    """The single-face analysis and the raw CQAOutput (kept for the pair step)."""
+def _faces(model: torch.nn.Module, items: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]) -> list[tuple[FaceAnalysis, Any]]:
+    """Single-face analyses of N aligned faces in one forward pass, each with its raw CQAOutput.
+
+    ``items``: (photo, aligned (112, 112, 3), affine (2, 3), method) per face.
+    """
     with torch.no_grad():
-        out = model(as_batch(aligned, model_device(model)))
-    att = to_numpy(upsample(out.attention_maps, aligned.shape[0]))[0]  # (b, 112, 112)
-    h, w = photo.shape[:2]
-    att_photo = att if method == "identity" else warp_to_photo(att, affine, (w, h))  # (b, H, W)
+        out = model(as_batch(np.stack([it[1] for it in items]), model_device(model)))
+    att = to_numpy(upsample(out.attention_maps, items[0][1].shape[0]))  # (N, b, 112, 112)
     div = diversity_of_maps(out.attention_maps)
-    emb = to_numpy(out.embedding)[0]  # (512,)
-    fa = FaceAnalysis(
-        photo=photo, aligned=aligned, affine=affine, align_method=method, attention=att, attention_photo=att_photo,
-        quality=to_numpy(out.quality)[0], relation=to_numpy(out.relation)[0], embedding=emb,
-        embedding_norm=float(np.linalg.norm(emb)), cal_matrix=div.penalty[0], gaussian=div.gaussian[0],
-        iou=div.iou[0], entropy=div.entropy[0], coverage=div.coverage[0], cal=float(div.cal[0]),
-        region_shares={k: v[0] for k, v in region_shares(att[None]).items()},
-    )
-    return fa, out
+    shares = region_shares(att)  # region -> (N, b)
+    emb, quality, relation = to_numpy(out.embedding), to_numpy(out.quality), to_numpy(out.relation)  # (N, 512), (N, b), (N, b, b)
+    result = []
+    for n, (photo, aligned, affine, method) in enumerate(items):
+        h, w = photo.shape[:2]
+        att_photo = att[n] if method == "identity" else warp_to_photo(att[n], affine, (w, h))  # (b, H, W)
+        fa = FaceAnalysis(
+            photo=photo, aligned=aligned, affine=affine, align_method=method, attention=att[n],
+            attention_photo=att_photo, quality=quality[n], relation=relation[n], embedding=emb[n],
+            embedding_norm=float(np.linalg.norm(emb[n])), cal_matrix=div.penalty[n], gaussian=div.gaussian[n],
+            iou=div.iou[n], entropy=div.entropy[n], coverage=div.coverage[n], cal=float(div.cal[n]),
+            region_shares={k: v[n] for k, v in shares.items()},
+        )
+        result.append((fa, type(out)(*(t[n:n + 1] for t in out))))  # CQAOutput of face n, batch of 1
+    return result
 
 
 def _pair_maps(model: torch.nn.Module, a: np.ndarray, b: np.ndarray, feats: torch.Tensor,
@@ -212,10 +169,23 @@ def _pair_maps(model: torch.nn.Module, a: np.ndarray, b: np.ndarray, feats: torc
 
 
 class Analyser:
-    """``analyse`` with its own LRU cache (the module-level :func:`analyse` shares one)."""
+    """``analyse`` with its own LRU cache (the module-level :func:`analyse` shares one).
 
-    def __init__(self, maxsize: int = 64) -> None:
+    The cache key of a face is (content digest, alignment, weights): the same photo aligned by
+    MTCNN and by the centre affine are two entries. ``store`` (a
+    ``cqa_core.data.align_store.AlignmentStore``) keeps MTCNN alignments on disk across processes.
+    ``computed`` counts the faces this analyser actually ran (cache misses); ``runs`` counts them
+    per face key, and ``batches`` per batch size.
+    """
+
+    def __init__(self, maxsize: int = 64, store: Any = None) -> None:
+        from collections import Counter
+
         self.maxsize = maxsize
+        self.store = store
+        self.computed = 0
+        self.runs: Counter[str] = Counter()
+        self.batches: Counter[int] = Counter()
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
 
     def _cached(self, key: tuple, compute):
@@ -223,10 +193,14 @@ class Analyser:
             self._cache.move_to_end(key)
             return self._cache[key]
         value = compute()
+        self._put(key, value)
+        return value
+
+    def _put(self, key: tuple, value: Any) -> None:
         self._cache[key] = value
+        self._cache.move_to_end(key)
         while len(self._cache) > self.maxsize:
             self._cache.popitem(last=False)
-        return value
 
     def clear(self) -> None:
         self._cache.clear()
@@ -235,25 +209,42 @@ class Analyser:
         return len(self._cache)
 
     def face(self, model: torch.nn.Module, image: Any, detector: Any = None) -> tuple[FaceAnalysis, Any, str]:
-        """(single-face analysis, raw CQAOutput, content digest) of one image, cached."""
-        photo, digest, given = _load(image)
-        key = ("face", digest, _model_key(model))
+        """(single-face analysis, raw CQAOutput, cache key of the face) of one image, cached."""
+        return self.faces(model, [image], [detector])[0]
 
-        def compute():
-            aligned, affine, method = _align(photo, given, detector)
+    def faces(self, model: torch.nn.Module, images: list[Any], detectors: list[Any] | None = None) -> list[tuple[FaceAnalysis, Any, str]]:
+        """:meth:`face` of many images; the ones not cached run through the model in one batch."""
+        detectors = detectors or [None] * len(images)
+        mkey = _model_key(model)
+        loaded = [_load(im) for im in images]
+        keys = [("face", digest, _align_key(given, det), mkey) for (_, digest, given), det in zip(loaded, detectors, strict=True)]
+        todo = {k: i for i, k in enumerate(keys) if k not in self._cache}  # first image of each missing key
+        if todo:
+            items = []
+            for i in todo.values():
+                photo, digest, given = loaded[i]
+                items.append((photo, *_align(photo, digest, given, detectors[i], self.store)))
             with eval_mode(model):
-                return (*_face(model, photo, aligned, affine, method), digest)
-
-        return self._cached(key, compute)
+                done = _faces(model, items)
+            self.computed += len(done)
+            self.batches[len(done)] += 1
+            for k, (fa, out) in zip(todo, done, strict=True):
+                self.runs[f"{k[1]}/{k[2]}"] += 1
+                self._put(k, (fa, out, "/".join(map(str, k[1:3]))))
+        result = []
+        for k in keys:
+            self._cache.move_to_end(k)
+            result.append(self._cache[k])
+        return result
 
     def __call__(self, model: torch.nn.Module, image: Any, other: Any = None, methods: tuple[str, ...] = ("gradcam",),
-                 detector: Any = None) -> FaceAnalysis:
+                 detector: Any = None, other_detector: Any = "same") -> FaceAnalysis:
         """See :func:`analyse`."""
-        fa, out_a, da = self.face(model, image, detector)
+        fa, out_a, ka = self.face(model, image, detector)
         if other is None:
             return fa
-        fb, out_b, db = self.face(model, other, detector)
-        key = ("pair", da, db, tuple(methods), _model_key(model))
+        fb, out_b, kb = self.face(model, other, detector if other_detector == "same" else other_detector)
+        key = ("pair", ka, kb, tuple(methods), _model_key(model))
         with eval_mode(model):
             return self._cached(key, lambda: self._pair(model, fa, out_a, fb, out_b, tuple(methods)))
 
@@ -274,7 +265,7 @@ _DEFAULT = Analyser()
 
 
 def analyse(model: torch.nn.Module, image: Any, other: Any = None, methods: tuple[str, ...] = ("gradcam",),
-            detector: Any = None) -> FaceAnalysis:
+            detector: Any = None, other_detector: Any = "same") -> FaceAnalysis:
     """Analyse a face, or a pair of faces, with one call (cached).
 
     Args:
@@ -284,7 +275,10 @@ def analyse(model: torch.nn.Module, image: Any, other: Any = None, methods: tupl
         other: optional second face, same forms.
         methods: pair maps to compute for both faces: "gradcam" (hook-free), "ig", "occlusion" or
             a pytorch-grad-cam class name ("GradCAMPlusPlus", "ScoreCAM", ...).
-        detector: face detector for ``cqa_core.data.align.align_image`` (None = its default).
+        detector: face detector for ``cqa_core.data.align.align_image`` (None = its default, MTCNN;
+            ``cqa_core.data.align_store.CenterDetector()`` = the fixed LFW centre affine). It is part
+            of the cache key.
+        other_detector: the second face's detector ("same" = ``detector``).
 
     Returns:
         A :class:`FaceAnalysis`; pair fields are filled when ``other`` is given.
@@ -292,4 +286,4 @@ def analyse(model: torch.nn.Module, image: Any, other: Any = None, methods: tupl
     Raises:
         AnalysisError / ImageError (both ``ValueError``): unreadable file, wrong array, unknown method.
     """
-    return _DEFAULT(model, image, other, methods, detector)
+    return _DEFAULT(model, image, other, methods, detector, other_detector)

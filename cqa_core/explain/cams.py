@@ -27,6 +27,13 @@ from cqa_core.explain.common import (
     to_numpy,
     upsample,
 )
+from cqa_core.explain.render import (  # noqa: F401 - re-exported: cams is where callers look
+    BranchOverlay,
+    branch_overlays,
+    crop_support,
+    overlay,
+    warp_to_photo,
+)
 from cqa_core.preprocess import INPUT_SIZE
 
 
@@ -45,68 +52,6 @@ def attention_cams(model: torch.nn.Module, images, size: int = INPUT_SIZE) -> np
     with torch.no_grad():
         out = model(as_batch(images, model_device(model)))
     return to_numpy(upsample(out.attention_maps, size))  # (B, b, size, size)
-
-
-def warp_to_photo(maps: np.ndarray, affine: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
-    """Warp aligned-face maps back onto the photo through the inverse alignment affine.
-
-    Args:
-        maps: (..., 112, 112) maps on the aligned face.
-        affine: (2, 3) matrix mapping photo (x, y) to aligned (x, y).
-        photo_size: (width, height) of the photo.
-
-    Returns:
-        (..., height, width) float32 maps; photo pixels outside the aligned crop are 0.
-    """
-    import cv2
-
-    affine = np.asarray(affine, dtype=np.float64)
-    if affine.shape != (2, 3) or not np.isfinite(affine).all():
-        raise ExplainError(f"alignment affine must be a finite 2x3 matrix, got shape {affine.shape}")
-    if abs(np.linalg.det(affine[:, :2])) < 1e-12:
-        raise ExplainError("alignment affine is singular; cannot warp maps back onto the photo")
-    inverse = cv2.invertAffineTransform(affine)  # (2, 3) aligned -> photo
-    w, h = int(photo_size[0]), int(photo_size[1])
-    lead = maps.shape[:-2]
-    flat = np.asarray(maps, dtype=np.float32).reshape(-1, *maps.shape[-2:])  # (N, 112, 112)
-    out = [cv2.warpAffine(m, inverse, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0) for m in flat]
-    return np.stack(out).reshape(*lead, h, w)  # (..., h, w)
-
-
-def crop_support(affine: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
-    """(height, width) map of where the aligned 112 x 112 crop lies on the photo (1 inside, 0 outside)."""
-    return warp_to_photo(np.ones((INPUT_SIZE, INPUT_SIZE), np.float32), affine, photo_size)
-
-
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, support: np.ndarray | None = None) -> np.ndarray:
-    """Blend a [0, 1] heatmap (jet colour map) onto an RGB uint8 image; returns uint8 (H, W, 3).
-
-    ``support`` (H, W) in [0, 1] scales the opacity per pixel: pass :func:`crop_support` so photo
-    pixels outside the aligned crop (where the model saw nothing) stay untinted.
-    """
-    import cv2
-
-    if image.shape[:2] != heat.shape:
-        raise ExplainError(f"heatmap {heat.shape} does not match image {image.shape[:2]}")
-    h8 = np.uint8(np.clip(heat, 0.0, 1.0) * 255)  # (H, W)
-    colour = cv2.cvtColor(cv2.applyColorMap(h8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)  # (H, W, 3)
-    a = np.float32(alpha) if support is None else (alpha * np.asarray(support, np.float32))[..., None]  # (H, W, 1)
-    blend = (1.0 - a) * image.astype(np.float32) + a * colour.astype(np.float32)  # (H, W, 3)
-    return np.clip(blend, 0, 255).astype(np.uint8)
-
-
-class BranchOverlay(NamedTuple):
-    """One branch's overlay and the number shown next to it."""
-
-    branch: int
-    quality: float
-    image: np.ndarray  # (H, W, 3) uint8 heatmap blended on the photo
-
-
-def branch_overlays(photo: np.ndarray, maps: np.ndarray, quality: np.ndarray, alpha: float = 0.5,
-                    support: np.ndarray | None = None) -> list[BranchOverlay]:
-    """Per-branch overlays: maps (b, H, W) on the photo (H, W, 3), each with its quality score."""
-    return [BranchOverlay(i, float(quality[i]), overlay(photo, maps[i], alpha, support)) for i in range(len(maps))]
 
 
 class GradCAMResult(NamedTuple):

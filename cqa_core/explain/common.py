@@ -17,11 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cqa_core.explain.result import ExplainError  # noqa: F401 - defined torch-free, used everywhere
 from cqa_core.preprocess import INPUT_SIZE, normalize
-
-
-class ExplainError(ValueError):
-    """An input the explanation engine cannot use (the message says why, in plain words)."""
 
 
 def model_device(model: nn.Module) -> torch.device:

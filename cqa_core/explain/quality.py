@@ -35,6 +35,8 @@ from cqa_core.explain.common import (
     to_numpy,
     upsample,
 )
+from cqa_core.explain.render import overall_quality  # noqa: F401 - re-exported
+from cqa_core.explain.result import MaskEffect
 
 REGIONS = ("left_eye", "right_eye", "nose", "mouth")
 
@@ -101,19 +103,6 @@ def report_from_output(out) -> QualityReport:
     return QualityReport(to_numpy(out.quality), to_numpy(out.relation), maps, region_shares(maps))
 
 
-class MaskEffect(NamedTuple):
-    """How a synthetic mask changes each branch (clean vs masked face)."""
-
-    quality_clean: np.ndarray  # (b,)
-    quality_masked: np.ndarray  # (b,)
-    quality_delta: np.ndarray  # (b,) masked - clean
-    mask_share_clean: np.ndarray  # (b,) attention share inside the mask region, clean face
-    mask_share_masked: np.ndarray  # (b,) same on the masked face
-    similarity: float  # cos(e_clean, e_masked)
-    masked_image: np.ndarray  # (112, 112, 3) uint8
-    alpha: np.ndarray  # (112, 112) float mask opacity
-
-
 @in_eval_mode
 def mask_effect(model: torch.nn.Module, image112: np.ndarray, masked: np.ndarray | None = None,
                 alpha: np.ndarray | None = None, kind: str = "surgical", seed: int = 0) -> MaskEffect:
@@ -148,23 +137,6 @@ def mask_effect(model: torch.nn.Module, image112: np.ndarray, masked: np.ndarray
     shares = attention_share(rep.maps112, alpha)  # (2, b)
     q = rep.quality
     return MaskEffect(q[0], q[1], q[1] - q[0], shares[0], shares[1], sim, masked, alpha)
-
-
-def overall_quality(quality: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """A face's overall quality: the branch qualities weighted by each branch's attention mass.
-
-    quality (..., b) S_hat, maps (..., b, h, w) M -> (...) = sum_i a_i S_hat_i / sum_i a_i with
-    a_i = sum_hw M_i. Why this reading: each branch's S_hat scales its feature in the embedding
-    (Eq. 7), and a branch that attends to more of the face carries more of it, so the weighted
-    mean is the share of the face's attended evidence the QAN lets through. The plain mean would
-    let a branch that looks almost nowhere count as much as one that covers the face; the minimum
-    would make one weak branch (say, the mouth branch of a face with a beard) decide alone.
-    With the quality supervision of ``LossConfig.quality_weight`` it estimates the visible,
-    undegraded share of what the model looks at (1 = clean).
-    """
-    q = np.asarray(quality, dtype=np.float64)
-    mass = np.asarray(maps, dtype=np.float64).sum(axis=(-2, -1))  # (..., b)
-    return ((mass * q).sum(-1) / np.maximum(mass.sum(-1), 1e-12)).astype(np.float32)
 
 
 class OcclusionProbe(NamedTuple):
