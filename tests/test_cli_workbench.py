@@ -36,18 +36,46 @@ class FakePopen:
         return 0
 
 
+class FakeSupervisor:
+    """Records how the analysis service would be started and watched."""
+
+    made: list = []
+
+    def __init__(self, cmd, env, url):
+        FakeSupervisor.made.append(self)
+        self.cmd, self.env, self.url, self.started, self.stopped = cmd, env, url, False, False
+
+    def start(self):
+        self.started = True
+
+    def stop(self):
+        self.stopped = True
+
+
 def test_workbench_serves_voila_with_the_settings(tmp_path, monkeypatch, capsys):
     import workbench.serve as serve
 
     FakePopen.calls.clear()
+    FakeSupervisor.made.clear()
     monkeypatch.setattr(serve.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(serve, "Supervisor", FakeSupervisor)
     monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
-    assert main(["workbench", "--faces", str(tmp_path), "--port", "8899"]) == 0
+    monkeypatch.delenv("CQA_ANALYSIS_URL", raising=False)
+    assert main(["workbench", "--faces", str(tmp_path), "--port", "8899", "--service-port", "8898"]) == 0
+    # first the analysis service (one model process), watched and stopped with Voila
+    (sup,) = FakeSupervisor.made
+    assert sup.started and sup.stopped and sup.url == "http://127.0.0.1:8898"
+    assert sup.cmd[1:3] == ["-m", "workbench.service"] and "--port=8898" in sup.cmd
+    assert f"--faces={tmp_path.resolve()}" in sup.cmd
     (cmd, cwd, env), = FakePopen.calls
     assert "voila" in cmd and str(serve.NOTEBOOK) in cmd
-    for flag in ("--port=8899", "--no-browser", "--template=lab", "--strip_sources=True", "--show_tracebacks=False",
+    for flag in ("--port=8899", "--no-browser", "--template=cqa", "--strip_sources=True", "--show_tracebacks=False",
                  "--preheat_kernel=True", f"--Voila.config_file_paths={serve.DASHBOARD_DIR}"):
         assert flag in cmd
+    # the kernels talk to that service, and Voila finds our template in the package
+    assert env["CQA_ANALYSIS_URL"] == "http://127.0.0.1:8898"
+    assert str(serve.DASHBOARD_DIR) in env["JUPYTER_PATH"].split(":")
+    assert (serve.DASHBOARD_DIR / "voila" / "templates" / "cqa" / "spinner.macro.html.j2").is_file()
     # package data, so an installed wheel serves from any folder: no dependence on the caller's cwd
     assert serve.NOTEBOOK.is_file() and (serve.DASHBOARD_DIR / "voila.json").is_file()
     assert serve.DASHBOARD_DIR.parent == Path(serve.__file__).resolve().parent
@@ -55,6 +83,21 @@ def test_workbench_serves_voila_with_the_settings(tmp_path, monkeypatch, capsys)
     assert env["CQA_FACES"] == str(tmp_path.resolve())
     assert "CQA_CHECKPOINT" not in env
     assert "http://localhost:8899/" in capsys.readouterr().out
+
+
+def test_workbench_uses_a_service_running_elsewhere(tmp_path, monkeypatch):
+    import workbench.serve as serve
+
+    FakePopen.calls.clear()
+    FakeSupervisor.made.clear()
+    monkeypatch.setattr(serve.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(serve, "Supervisor", FakeSupervisor)
+    waited = []
+    monkeypatch.setattr(serve, "wait_ready", lambda url, proc=None, timeout=0: waited.append(url))
+    assert main(["workbench", "--service", "http://gpu-box:8867/", "--port", "8899"]) == 0
+    assert FakeSupervisor.made == [] and waited == ["http://gpu-box:8867"]  # none started here
+    (cmd, cwd, env), = FakePopen.calls
+    assert env["CQA_ANALYSIS_URL"] == "http://gpu-box:8867/"
 
 
 def test_workbench_bad_faces_folder_is_a_clear_error(tmp_path, capsys):

@@ -46,7 +46,7 @@ def test_dashboard_notebook_has_one_source():
     link = ROOT / "notebooks" / "dashboard.ipynb"
     assert link.is_symlink(), "notebooks/dashboard.ipynb must stay a symlink to workbench/dashboard/dashboard.ipynb"
     assert link.resolve() == NOTEBOOK == ROOT / "workbench" / "dashboard" / "dashboard.ipynb"
-    assert json.loads(VOILA_CONFIG.read_text())["VoilaConfiguration"]["template"] == "lab"
+    assert json.loads(VOILA_CONFIG.read_text())["VoilaConfiguration"]["template"] == "cqa"  # our lab-based template
     assert not (ROOT / "voila.json").exists(), "voila.json lives in workbench/dashboard/ (one copy)"
 
 
@@ -55,7 +55,8 @@ def test_package_data_covers_weights_dashboard_and_voila_settings():
 
     data = PYPROJECT["tool"]["setuptools"]["package-data"]
     shipped = {
-        "workbench": [NOTEBOOK.relative_to(ROOT / "workbench"), VOILA_CONFIG.relative_to(ROOT / "workbench")],
+        "workbench": [NOTEBOOK.relative_to(ROOT / "workbench"), VOILA_CONFIG.relative_to(ROOT / "workbench"),
+                      *(p.relative_to(ROOT / "workbench") for p in (ROOT / "workbench" / "dashboard" / "voila").rglob("*.*"))],
         "cqa_core": [p.relative_to(ROOT / "cqa_core") for p in (ROOT / "cqa_core" / "weights").glob("*.safetensors")],
     }
     assert shipped["cqa_core"], "no bundled weights found under cqa_core/weights"

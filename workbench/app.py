@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import html
 import os
+import threading
 import time
 from pathlib import Path
 
 import ipywidgets as W
 
+from workbench.loading import HIDE_NOTICE, ready
 from workbench.session import Face, Session, gallery_paths
 from workbench.views.common import Messages, png
 from workbench.views.diversity import DiversityPanel
@@ -34,6 +36,7 @@ class Workbench:
 
     def __init__(self, session: Session | None = None, faces_dir: str | None = None, people: int | None = None) -> None:
         self.messages = Messages()
+        self._lock = threading.RLock()
         self.session = session or Session()
         people = people or int(os.environ.get("CQA_GALLERY_PEOPLE", "60"))
         self.faces: dict[str, Face] = {n: self.session.gallery_face(n, p) for n, p in gallery_paths(faces_dir, people)}
@@ -53,14 +56,28 @@ class Workbench:
         self.tabs = W.Tab(children=self.slots, titles=TAB_NAMES)
         self.tabs.add_class("cqa-tabs")
         self.tabs.observe(self.messages.guard(lambda _: self.refresh()), names="selected_index")
-        self.widget = W.VBox([self._header(), W.HBox([self._sidebar(), self.tabs]), self.messages.widget])
+        hide_notice = W.HTML(HIDE_NOTICE)  # hides the first cell's "loading" note once this draws
+        self.widget = W.VBox([self._header(), W.HBox([self._sidebar(), self.tabs]), self.messages.widget,
+                              hide_notice])
         self.widget.add_class("cqa-dashboard")
+        self.session.set_status(self._status)
         if self.faces:
             names = list(self.faces)
             self.second.value = names[1] if len(names) > 1 else names[0]
-            self.messages.guard(self.select)(names[0])
+            if self.session.remote:  # the page draws now; the first face fills in when the service answers
+                self.messages.info("loading the first face...")
+                threading.Thread(target=self.messages.guard(self.select), args=(names[0],), daemon=True).start()
+            else:
+                self.messages.guard(self.select)(names[0])
         else:
             self.messages.info("no gallery folder found: upload a face photo on the left")
+
+    def _status(self, text: str | None) -> None:
+        """Busy / restart notes from the analysis service client (cleared when the call returns)."""
+        if text:
+            self.messages.info(text)
+        elif self.messages.last_error is None:
+            self.messages.clear()
 
     # ---- layout ------------------------------------------------------------------------------
     def _header(self) -> W.VBox:
@@ -76,7 +93,7 @@ class Workbench:
 
     def _show_quality(self, name: str) -> None:
         """The current face's overall quality (``explain.quality.overall_quality``) in the header."""
-        from cqa_core.explain.quality import overall_quality
+        from cqa_core.explain.render import overall_quality
 
         fa = self.session.analyse(self.current)
         q = float(overall_quality(fa.quality, fa.attention))
@@ -107,12 +124,15 @@ class Workbench:
     def _thumb(self, name: str, face: Face) -> W.VBox:
         from cqa_core.data.imageio import load_image
 
+        if not hasattr(self, "_thumb_style"):  # one Layout / style shared by every thumbnail: fewer widget
+            self._thumb_style = (W.Layout(width="74px", height="24px", min_height="24px", padding="0"),  # models
+                                 W.Layout(min_height="92px", overflow="visible"), W.ButtonStyle())    # per page
+        button_layout, box_layout, style = self._thumb_style
         image = W.Image(format="png", width=64, value=png(load_image(face.source), 64))
-        button = W.Button(description=name[:14], tooltip=name,
-                          layout=W.Layout(width="74px", height="24px", min_height="24px", padding="0"))
+        button = W.Button(description=name[:14], tooltip=name, layout=button_layout, style=style)
         button.add_class("cqa-thumb")
         button.on_click(self.messages.guard(lambda _: self.select(name)))
-        return W.VBox([image, button], layout=W.Layout(min_height="92px", overflow="visible"))
+        return W.VBox([image, button], layout=box_layout)
 
     def _fill_gallery(self) -> None:
         """Thumbnails of the first matches of the search box."""
@@ -132,13 +152,19 @@ class Workbench:
     # ---- actions -----------------------------------------------------------------------------
     def select(self, name: str) -> None:
         """Make ``name`` the current face and re-render the visible tab."""
-        t0 = time.perf_counter()
-        self.current = self.faces[name]
-        self.selected.value = f"selected: <b class='cqa-selected-name'>{html.escape(name)}</b>"
-        self.stale = set(range(len(self.factories)))
-        self.refresh()
-        self._show_quality(name)
-        self.timings.append((f"select {name}", time.perf_counter() - t0))
+        with self._lock:  # a click and the first face's background load never interleave
+            t0 = time.perf_counter()
+            self.current = self.faces[name]
+            self.selected.value = f"selected: <b class='cqa-selected-name'>{html.escape(name)}</b>"
+            self.stale = set(range(len(self.factories)))
+            self.refresh()
+            self._show_quality(name)
+            self.timings.append((f"select {name}", time.perf_counter() - t0))
+        if self.messages.widget.value.find("loading the first face") >= 0:
+            self.messages.clear()
+        if self.session.remote and not getattr(self, "_ready", False):
+            self._ready = True
+            ready()  # this viewer no longer counts as loading ahead of others
 
     def view(self, i: int):
         """The view of tab ``i``, built and attached on first use."""

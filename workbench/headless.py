@@ -6,6 +6,7 @@ Shared by the browser test (``tests/test_browser_dashboard.py``) and the latency
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -62,6 +63,58 @@ def running_voila(log_path: Path, preheat: bool = False, **env_updates: str) -> 
                     pass
 
 
+@contextmanager
+def running_workbench(log_path: Path, preheat: bool = True, **env_updates: str) -> Iterator[tuple[str, str, int]]:
+    """``cqa workbench`` (analysis service + Voila) on free ports; yields (page URL, service URL, pid).
+
+    Everything it started (service, Voila, kernels) is one process group, killed on exit.
+    """
+    import sys
+
+    from workbench.serve import free_port, kernel_env
+
+    port, sport = free_port(), free_port()
+    env = kernel_env()
+    env.pop("CQA_CHECKPOINT", None)
+    env.pop("CQA_ANALYSIS_URL", None)
+    env.update(env_updates)
+    cmd = [sys.executable, "-m", "cqa_core.cli", "workbench", f"--port={port}", f"--service-port={sport}"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd + ([] if preheat else ["--no-preheat"]), cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/voila/static/voila.js", timeout=240)
+            yield f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{sport}", proc.pid
+        finally:
+            left = server_processes(proc.pid)
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+            for p in left:  # kernels and a restarted service outlive a killed parent: end them too
+                try:
+                    p.kill()
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+
+
+def server_processes(pid: int) -> list:
+    """psutil processes of a ``running_workbench``: ``cqa workbench``, the service, Voila, its kernels.
+
+    Kernels run in their own sessions (jupyter_client starts them so), so this walks the process
+    tree rather than the process group.
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def launch_chromium(playwright):
     """Headless Debian Chromium through a ``sync_playwright()`` handle."""
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
@@ -74,3 +127,83 @@ def wait_src_change(page, selector: str, old: str, timeout: float = 60.0) -> flo
         "([sel, old]) => { const e = document.querySelector(sel); return e && e.src && e.src !== old; }",
         arg=[selector, old], timeout=timeout * 1000, polling=5)
     return time.perf_counter() - t0
+
+
+# ---- many viewers at once (benchmarks/dashboard_load.py, tests/test_dashboard_load.py) ----------
+CAM = "img.cqa-branch-cam"
+
+
+def memory(pid: int) -> dict:
+    """Kernel count and memory of every process of the server (MB)."""
+    rss = pss = 0.0
+    kernels = 0
+    for p in server_processes(pid):
+        try:
+            info = p.memory_full_info()
+            rss += info.rss / 2**20
+            pss += getattr(info, "pss", info.rss) / 2**20
+            kernels += any("ipykernel" in part for part in p.cmdline())
+        except Exception:  # noqa: BLE001 - a process that ended meanwhile
+            continue
+    return {"kernels": kernels, "rss_mb": round(rss), "pss_mb": round(pss)}
+
+
+async def viewer(browser, url: str, k: int, timeout: float) -> dict:
+    """One viewer: open, wait for the CAMs (note a busy message), click thumbnail k + 1."""
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await ctx.new_page()
+    r: dict = {"viewer": k}
+    t0 = time.perf_counter()
+    try:
+        await page.goto(url, timeout=timeout * 1000)
+
+        async def note() -> None:  # the first cell's loading / busy note, or the kernel's busy message
+            sel = ".cqa-loading, .cqa-errors .cqa-info:has-text('busy')"
+            el = await page.wait_for_selector(sel, state="visible", timeout=timeout * 1000)
+            r.setdefault("notice_s", time.perf_counter() - t0)
+            if "busy" in (await el.inner_text()):
+                r.setdefault("busy_s", r["notice_s"])
+
+        watcher = asyncio.ensure_future(note())
+        await page.wait_for_selector(f"{CAM}[src^='blob:']", timeout=timeout * 1000)
+        r["interactive_s"] = time.perf_counter() - t0
+        watcher.cancel()
+        old = await page.locator(CAM).first.get_attribute("src")
+        t = time.perf_counter()
+        await page.locator("button.cqa-thumb").nth(k + 1).click()
+        await page.wait_for_function(
+            "([sel, old]) => { const e = document.querySelector(sel); return e && e.src && e.src !== old; }",
+            arg=[CAM, old], timeout=timeout * 1000, polling=10)
+        r["click_s"] = time.perf_counter() - t
+    except Exception as exc:  # noqa: BLE001 - a viewer that never became interactive is a result
+        r["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        r["visible_text"] = (await page.locator("body").inner_text(timeout=2000))[:200] if not page.is_closed() else ""
+    r["elapsed_s"] = time.perf_counter() - t0
+    return r
+
+
+def cpu_seconds(procs) -> float:
+    """User + system CPU seconds of processes (and their waited-for children)."""
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except Exception:  # noqa: BLE001 - a process that ended meanwhile
+            continue
+    return total
+
+
+async def run_viewers(url: str, n: int, timeout: float) -> tuple[list[dict], float]:
+    """Every viewer's result, and the CPU seconds the browser (Playwright + Chromium) spent."""
+    import psutil
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            before = cpu_seconds(psutil.Process().children(recursive=True))
+            views = list(await asyncio.gather(*(viewer(browser, url, k, timeout) for k in range(n))))
+            return views, cpu_seconds(psutil.Process().children(recursive=True)) - before
+        finally:
+            await browser.close()

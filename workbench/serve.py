@@ -1,4 +1,8 @@
-"""Serve the dashboard notebook with Voila: settings go to the kernel as env vars.
+"""Serve the dashboard: the analysis service (one model process) + Voila (thin viewer kernels).
+
+``cqa workbench`` starts ``workbench.service`` on a free port, waits until it answers, restarts it
+whenever it exits, and runs Voila with ``CQA_ANALYSIS_URL`` pointing at it, so each viewer's
+kernel holds only widgets. Settings go to the kernels as env vars.
 
 The notebook and its Voila settings are package data in ``workbench/dashboard/`` (``dashboard.ipynb``,
 ``voila.json``), so an installed wheel serves from any folder; ``notebooks/dashboard.ipynb`` is a
@@ -13,6 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 DEFAULT_PORT = 8866
@@ -38,26 +44,31 @@ def kernel_env(faces: str | None = None, checkpoint: str | None = None, debug: b
         env["CQA_CHECKPOINT"] = str(Path(checkpoint).expanduser().resolve())
     if debug:
         env["CQA_DEBUG"] = "1"
+    # our Voila template (workbench/dashboard/voila/templates/cqa: lab + a plain loading note)
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(DASHBOARD_DIR), env.get("JUPYTER_PATH", "")) if p)
     env.setdefault("CQA_TORCH_THREADS", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
 def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool = False) -> list[str]:
-    """Voila on the dashboard notebook: lab template, sources stripped, no tracebacks, no browser.
+    """Voila on the dashboard notebook: our ``cqa`` template (lab + a plain loading note), sources stripped,
+    no tracebacks, no browser.
 
     Voila reads ``voila.json`` from ``DASHBOARD_DIR`` only (not the caller's folder), so the
     command works from any working directory.
 
-    ``preheat`` keeps one kernel that has already run the dashboard waiting for the next visitor
-    (Voila's ``preheat_kernel``): a page then opens in ~4 s instead of ~10 s on a busy 2-core
-    machine, at the cost of one idle kernel (~1 GB) and a refill after each visit.
+    ``preheat`` keeps ``default_pool_size`` kernels (2, voila.json) that have already run the
+    dashboard waiting for the next visitors (Voila's ``preheat_kernel``). With the analysis service
+    a viewer kernel holds only widgets (~150 MB, no torch), so two idle ones are cheap; a lab that
+    arrives at once gets the two warm kernels and starts the rest, each in a few seconds.
+    ``voila.json`` also culls kernels idle for 15 minutes with no page connected.
     """
     if not NOTEBOOK.is_file() or not VOILA_CONFIG.is_file():
         raise FileNotFoundError(f"the dashboard is missing from this install: {NOTEBOOK} / {VOILA_CONFIG.name}")
     return [
         sys.executable, "-m", "voila", str(NOTEBOOK), f"--Voila.config_file_paths={DASHBOARD_DIR}",
-        f"--port={port}", "--no-browser", "--template=lab", "--strip_sources=True",
+        f"--port={port}", "--no-browser", "--template=cqa", "--strip_sources=True",
         f"--show_tracebacks={debug}", "--Voila.ip=127.0.0.1", f"--preheat_kernel={preheat}",
     ]
 
@@ -72,17 +83,99 @@ def gallery_source(faces: str | None) -> str:
     return f"the first 60 people of {lfw}" if lfw.is_dir() else "no gallery (upload box only)"
 
 
+def service_command(port: int, checkpoint: str | None = None, faces: str | None = None) -> list[str]:
+    """The analysis service (``workbench.service``) on ``port``: one model process for all viewers."""
+    cmd = [sys.executable, "-m", "workbench.service", f"--port={port}"]
+    if checkpoint:
+        cmd.append(f"--checkpoint={checkpoint}")
+    if faces:
+        cmd.append(f"--faces={faces}")
+    return cmd
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
+    """Block until ``url``/health answers (or the process died / time ran out: RuntimeError)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the analysis service exited with code {proc.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:  # noqa: S310 - localhost
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"the analysis service at {url} did not start within {timeout:.0f} s")
+
+
+class Supervisor:
+    """Runs the analysis service and starts it again whenever it exits (a crash, a kill)."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], url: str) -> None:
+        self.cmd, self.env, self.url = cmd, env, url
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, env=self.env)
+        wait_ready(self.url, self.proc)
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            assert self.proc is not None
+            code = self.proc.wait()
+            if self._stop.is_set():
+                return
+            self.restarts += 1
+            print(f"CQA-Face Workbench: the analysis service exited ({code}); restarting it "
+                  f"(restart {self.restarts})", file=sys.stderr, flush=True)
+            time.sleep(min(5.0, 0.5 * self.restarts))
+            self.proc = subprocess.Popen(self.cmd, env=self.env)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
 def serve(port: int = DEFAULT_PORT, faces: str | None = None, checkpoint: str | None = None,
-          debug: bool = False, preheat: bool = True) -> int:
-    """Run Voila in the foreground (Ctrl-C stops it); works from any folder, with or without a clone."""
+          debug: bool = False, preheat: bool = True, service_url: str | None = None,
+          service_port: int | None = None) -> int:
+    """Run the analysis service and Voila in the foreground (Ctrl-C stops both); works from any folder.
+
+    ``service_url`` (or env ``CQA_ANALYSIS_URL``) uses a service that runs elsewhere (say, on a
+    GPU box) instead of starting one here.
+    """
     faces = faces or os.environ.get("CQA_FACES")
     if faces and not Path(faces).expanduser().is_dir():
         raise FileNotFoundError(f"--faces {faces}: no such folder")
     if checkpoint and not Path(checkpoint).expanduser().exists():
         raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file")
+    env = kernel_env(faces, checkpoint, debug)
+    service_url = service_url or os.environ.get("CQA_ANALYSIS_URL")
+    supervisor = None
+    if service_url:
+        wait_ready(service_url.rstrip("/"), timeout=30)
+    else:
+        sport = service_port or free_port()
+        service_url = f"http://127.0.0.1:{sport}"
+        print(f"CQA-Face Workbench: starting the analysis service on {service_url} (model, aligner, cache)",
+              flush=True)
+        supervisor = Supervisor(service_command(sport, env.get("CQA_CHECKPOINT"), env.get("CQA_FACES")), env,
+                                service_url)
+        supervisor.start()
+    env["CQA_ANALYSIS_URL"] = service_url
     cmd = voila_command(port, debug, preheat)
     print(f"CQA-Face Workbench: http://localhost:{port}/  ({gallery_source(faces)}; Ctrl-C to stop)", flush=True)
-    proc = subprocess.Popen(cmd, env=kernel_env(faces, checkpoint, debug))
+    proc = subprocess.Popen(cmd, env=env)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # `kill` stops Voila and its kernels too
     try:
         return proc.wait()
@@ -90,3 +183,6 @@ def serve(port: int = DEFAULT_PORT, faces: str | None = None, checkpoint: str | 
         proc.terminate()
         proc.wait(timeout=10)
         return 130
+    finally:
+        if supervisor is not None:
+            supervisor.stop()

@@ -1,6 +1,7 @@
 """``cqa workbench``: serve the Voila dashboard (``workbench/dashboard/dashboard.ipynb``) on the default model.
 
-    cqa workbench [--faces DIR] [--port 8866] [--checkpoint PATH]     # Voila, prints the URL
+    cqa workbench [--faces DIR] [--port 8866] [--checkpoint PATH]     # service + Voila, prints the URL
+    cqa workbench --service http://gpu-box:8867                       # the model runs elsewhere
     cqa workbench --terminal [IMAGE]                                  # the terminal demo
 
 The terminal demo runs CQA-Face on one photo and prints each branch's attention map (as
@@ -24,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8866, help="Voila port (default 8866)")
     p.add_argument("--no-preheat", dest="preheat", action="store_false",
                    help="start each visitor's kernel on request (slower first page, no idle kernel)")
+    p.add_argument("--service", default=os.environ.get("CQA_ANALYSIS_URL"),
+                   help="URL of an analysis service running elsewhere, e.g. on a GPU box (env CQA_ANALYSIS_URL; "
+                   "default: start one here)")
+    p.add_argument("--service-port", type=int, default=None, help="port of the analysis service it starts (default: a free one)")
     p.add_argument("--terminal", action="store_true", help="print one face's explanation instead of serving")
     p.set_defaults(func=run)
 
@@ -37,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from workbench.serve import serve
 
     return serve(port=args.port, faces=args.faces, checkpoint=args.checkpoint, debug=getattr(args, "debug", False),
-                 preheat=args.preheat)
+                 preheat=args.preheat, service_url=args.service,
+                 service_port=args.service_port)
 
 
 def find_face(args: argparse.Namespace) -> Path:

@@ -100,7 +100,7 @@ def caption(text: str, cls: str) -> W.HTML:
 
 def overlay_on(face, heat112: np.ndarray, alpha: float) -> np.ndarray:
     """A 112 x 112 map warped onto the face's photo and blended (jet) at opacity ``alpha``."""
-    from cqa_core.explain.cams import overlay, warp_to_photo
+    from cqa_core.explain.render import overlay, warp_to_photo
 
     h, w = face.photo.shape[:2]
     heat = heat112 if (h, w) == heat112.shape else warp_to_photo(heat112, face.affine, (w, h))
@@ -174,3 +174,39 @@ def set_heatmap(fig, matrix: np.ndarray, title: str | None = None) -> None:
         fig.data[0].z = np.asarray(matrix, dtype=float).tolist()
         if title is not None:
             fig.layout.title.text = title
+
+
+def _viridis(t: float) -> str:
+    """A viridis-like colour for t in [0, 1] (five anchors, linear in between)."""
+    anchors = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]
+    t = min(max(t, 0.0), 1.0) * (len(anchors) - 1)
+    i = min(int(t), len(anchors) - 2)
+    f = t - i
+    r, g, b = (round(a + f * (c - a)) for a, c in zip(anchors[i], anchors[i + 1], strict=True))
+    return f"rgb({r},{g},{b})"
+
+
+def html_heatmap(matrix: np.ndarray, title: str, labels: list[str] | None = None, fmt: str = "{:.2g}",
+                 cls: str = "cqa-html-heatmap") -> str:
+    """An n x n matrix as an HTML table of coloured, numbered cells (no plotly: cheap to draw).
+
+    Used where a small matrix is on the first page a viewer sees: a plotly FigureWidget ships its
+    ~5 MB plotly.js bundle with the widget, per figure and per viewer.
+    """
+    m = np.asarray(matrix, dtype=float)
+    labels = labels or [f"b{i}" for i in range(m.shape[0])]
+    lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
+    span = hi - lo if hi > lo else 1.0
+    head = "".join(f"<th style='padding:2px 6px'>{html.escape(x)}</th>" for x in labels)
+    rows = []
+    for i, row in enumerate(m):
+        cells = []
+        for v in row:
+            t = (v - lo) / span
+            colour = "#000" if t > 0.6 else "#fff"
+            cells.append(f"<td class='cqa-cell' style='background:{_viridis(t)};color:{colour};padding:4px 8px;"
+                         f"text-align:center'>{html.escape(fmt.format(v))}</td>")
+        rows.append(f"<tr><th style='padding:2px 6px'>{html.escape(labels[i])}</th>{''.join(cells)}</tr>")
+    return (f"<div class='{cls}'><div style='font-weight:bold;margin:4px 0'>{html.escape(title)}</div>"
+            f"<table style='border-collapse:collapse;font-size:12px'><tr><th></th>{head}</tr>{''.join(rows)}</table></div>")
+

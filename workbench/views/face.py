@@ -11,7 +11,7 @@ from workbench.session import CAM_SOURCES, Face, Session
 from workbench.views.common import (
     Messages,
     caption,
-    draw_heatmap,
+    html_heatmap,
     image_widget,
     overlay_on,
     png,
@@ -51,14 +51,14 @@ class FaceExplorer:
         self.ig_delta = caption("", "cqa-ig-delta")
         self.branch_images = [image_widget(size, "cqa-branch-cam") for _ in range(b)]
         self.branch_titles = [caption(f"branch {i}", "cqa-branch-title") for i in range(b)]
-        self.relation = None  # built holding the first face's A (common.draw_heatmap)
-        self.rel_box = W.Box([])
-        self.rel_box.add_class("cqa-relation")
+        # an HTML table, not a plotly figure: this tab is the first page every viewer loads
+        self.relation = W.HTML("")
+        self.relation.add_class("cqa-relation")
         branches = W.HBox([W.VBox([t, im]) for t, im in zip(self.branch_titles, self.branch_images, strict=True)])
         self.widget = W.VBox([
             W.HBox([self.source, self.opacity]),
             self.info,
-            W.HBox([W.VBox([self.main_title, self.main_image, self.ig_delta]), self.rel_box]),
+            W.HBox([W.VBox([self.main_title, self.main_image, self.ig_delta]), self.relation]),
             branches,
         ])
         self.widget.add_class("cqa-face-tab")
@@ -91,7 +91,7 @@ class FaceExplorer:
         self.ig_delta.value = ig_text(self.session.analyse(self.face, self.other, methods=("ig",)).ig) \
             if src == "integrated gradients" and self.other else ""
         self.main_image.value = main
-        self.relation = draw_heatmap(self.rel_box, self.relation, fa.relation, "relation A (QAN)", fmt=".2g")
+        self.relation.value = html_heatmap(fa.relation, "relation A (QAN)")
         for i, (q, image) in enumerate(zip(fa.quality, branches, strict=True)):
             self.branch_titles[i].value = f"<b>branch {i}</b>&nbsp;&nbsp;q={q:.2f}"
             self.branch_images[i].value = image

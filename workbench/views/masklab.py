@@ -137,7 +137,7 @@ class MaskLab:
         """Apply the edit, re-run the model on the edited face, show deltas beside clean values."""
         if self.face is None:
             raise ValueError("select a face first")
-        from cqa_core.explain.cams import branch_overlays
+        from cqa_core.explain.render import branch_overlays
 
         clean = self.session.analyse(self.face)
         edited, alpha = self.edit(clean.aligned)

@@ -64,12 +64,13 @@ class QualityPanel:
             f"branch {i} q=<span class='cqa-q'>{q:.3f}</span>" for i, q in enumerate(fa.quality))
 
     def scan_gallery(self) -> None:
-        """Analyse every gallery face (cached) and show the k lowest on the chosen branch."""
+        """Score every gallery face (one batched call, cached) and show the k lowest on the chosen branch."""
         faces = self.gallery()
         if not faces:
             raise ValueError("no gallery faces to scan")
         i = int(self.branch.value)
-        scored = sorted(((float(self.session.analyse(f).quality[i]), f) for f in faces), key=lambda t: t[0])
+        scored = sorted(((float(s.quality[i]), f) for s, f in zip(self.session.summaries(faces), faces, strict=True)),
+                        key=lambda t: t[0])
         for slot, (title, image) in enumerate(zip(self.lowest_titles, self.lowest, strict=True)):
             if slot < len(scored):
                 q, f = scored[slot]

@@ -1,0 +1,43 @@
+"""Four viewers open ``cqa workbench`` at the same moment (issue 12, item 4).
+
+All four become interactive, one click each updates that viewer's CAMs, and the analysis
+service has run every gallery face once, not once per viewer. Timing is printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.data]
+ROOT = Path(__file__).resolve().parents[1]
+PEOPLE = 12
+
+
+def test_four_simultaneous_viewers_share_one_model_process(lfw_root):
+    from workbench.headless import CHROMIUM, memory, run_viewers, running_workbench
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
+    log = ROOT / "artifacts" / "test_dashboard_load.log"
+    with running_workbench(log, preheat=True, CQA_GALLERY_PEOPLE=str(PEOPLE)) as (url, service_url, pid):
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # the service warms the gallery at start-up
+            stats = json.loads(urllib.request.urlopen(service_url + "/stats", timeout=10).read())
+            if stats["computed"] >= PEOPLE and stats["pending"] == 0:
+                break
+            time.sleep(0.5)
+        views, _ = asyncio.run(run_viewers(url, 4, timeout=150))
+        stats = json.loads(urllib.request.urlopen(service_url + "/stats", timeout=10).read())
+        mem = memory(pid)
+    print(json.dumps({"views": views, "stats": stats, "memory": mem}, indent=1))
+    assert [("interactive_s" in v, "click_s" in v) for v in views] == [(True, True)] * 4, views
+    # every viewer clicked a different face (thumbnails 1..4); each of the 12 gallery faces ran once
+    assert stats["max_runs_per_face"] == 1, stats
+    assert stats["faces_run"] == PEOPLE == stats["computed"], stats
+    assert mem["kernels"] >= 4
