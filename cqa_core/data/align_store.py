@@ -105,11 +105,12 @@ class AlignmentStore:
     def align(self, photo: np.ndarray, digest: str, detector: Any = None) -> Any:
         """The MTCNN ``AlignedFace`` of ``photo`` (``detector`` None) from the store, or detected and stored.
 
-        Only the default MTCNN alignment is stored; any other detector is run as given.
+        Only the default MTCNN alignment of a photo is stored; any other detector is run as given,
+        and a 112 x 112 input (already aligned, e.g. a Mask lab edit) is taken as it is.
         """
-        from cqa_core.data.align import align_image
+        from cqa_core.data.align import SIZE, align_image
 
-        if detector is not None:
+        if detector is not None or photo.shape[:2] == (SIZE, SIZE):  # other detectors, or an aligned crop
             return align_image(photo, detector=detector, fallback="center")
         row = self.get(digest)
         if row is not None:
