@@ -94,10 +94,11 @@ def test_workbench_uses_a_service_running_elsewhere(tmp_path, monkeypatch):
     monkeypatch.setattr(serve, "Supervisor", FakeSupervisor)
     waited = []
     monkeypatch.setattr(serve, "wait_ready", lambda url, proc=None, timeout=0: waited.append(url))
-    assert main(["workbench", "--service", "http://gpu-box:8867/", "--port", "8899"]) == 0
+    assert main(["workbench", "--service", "http://gpu-box:8867/", "--port", "8899", "--pool", "3"]) == 0
     assert FakeSupervisor.made == [] and waited == ["http://gpu-box:8867"]  # none started here
     (cmd, cwd, env), = FakePopen.calls
     assert env["CQA_ANALYSIS_URL"] == "http://gpu-box:8867/"
+    assert "--VoilaConfiguration.default_pool_size=3" in cmd
 
 
 def test_workbench_bad_faces_folder_is_a_clear_error(tmp_path, capsys):

@@ -51,18 +51,22 @@ def kernel_env(faces: str | None = None, checkpoint: str | None = None, debug: b
     return env
 
 
-def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool = False) -> list[str]:
+def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool = False,
+                  pool: int | None = None) -> list[str]:
     """Voila on the dashboard notebook: our ``cqa`` template (lab + a plain loading note), sources stripped,
     no tracebacks, no browser.
 
     Voila reads ``voila.json`` from ``DASHBOARD_DIR`` only (not the caller's folder), so the
     command works from any working directory.
 
-    ``preheat`` keeps ``default_pool_size`` kernels (2, voila.json) that have already run the
-    dashboard waiting for the next visitors (Voila's ``preheat_kernel``). With the analysis service
-    a viewer kernel holds only widgets (~150 MB, no torch), so two idle ones are cheap; a lab that
-    arrives at once gets the two warm kernels and starts the rest, each in a few seconds.
-    ``voila.json`` also culls kernels idle for 15 minutes with no page connected.
+    ``preheat`` keeps ``default_pool_size`` kernels (10, voila.json) that have already run the
+    dashboard waiting for the next visitors (Voila's ``preheat_kernel``), refilled 60 s after use
+    (``VoilaKernelManager.fill_delay``: a shorter delay makes the refill compete with the pages
+    still loading; docs/benchmarks.md). With the analysis service a viewer kernel holds only
+    widgets (~130 MB RSS, no torch), so ten idle ones cost ~1.3 GB and a lab of ten that arrives
+    at once gets warm kernels.
+    ``voila.json`` also culls kernels idle for 15 minutes with no page connected. ``pool``
+    overrides the pool size (``cqa workbench --pool N``: a class of 30 wants more, a laptop fewer).
     """
     if not NOTEBOOK.is_file() or not VOILA_CONFIG.is_file():
         raise FileNotFoundError(f"the dashboard is missing from this install: {NOTEBOOK} / {VOILA_CONFIG.name}")
@@ -70,6 +74,7 @@ def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool =
         sys.executable, "-m", "voila", str(NOTEBOOK), f"--Voila.config_file_paths={DASHBOARD_DIR}",
         f"--port={port}", "--no-browser", "--template=cqa", "--strip_sources=True",
         f"--show_tracebacks={debug}", "--Voila.ip=127.0.0.1", f"--preheat_kernel={preheat}",
+        *([f"--VoilaConfiguration.default_pool_size={pool}"] if pool is not None else []),
     ]
 
 
@@ -148,7 +153,7 @@ class Supervisor:
 
 def serve(port: int = DEFAULT_PORT, faces: str | None = None, checkpoint: str | None = None,
           debug: bool = False, preheat: bool = True, service_url: str | None = None,
-          service_port: int | None = None) -> int:
+          service_port: int | None = None, pool: int | None = None) -> int:
     """Run the analysis service and Voila in the foreground (Ctrl-C stops both); works from any folder.
 
     ``service_url`` (or env ``CQA_ANALYSIS_URL``) uses a service that runs elsewhere (say, on a
@@ -173,7 +178,7 @@ def serve(port: int = DEFAULT_PORT, faces: str | None = None, checkpoint: str | 
                                 service_url)
         supervisor.start()
     env["CQA_ANALYSIS_URL"] = service_url
-    cmd = voila_command(port, debug, preheat)
+    cmd = voila_command(port, debug, preheat, pool)
     print(f"CQA-Face Workbench: http://localhost:{port}/  ({gallery_source(faces)}; Ctrl-C to stop)", flush=True)
     proc = subprocess.Popen(cmd, env=env)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # `kill` stops Voila and its kernels too

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--faces", default=os.environ.get("CQA_FACES"), help="gallery folder (env CQA_FACES)")
     p.add_argument("--checkpoint", default=os.environ.get("CQA_CHECKPOINT"), help="model weights (env CQA_CHECKPOINT)")
     p.add_argument("--port", type=int, default=8866, help="Voila port (default 8866)")
+    p.add_argument("--pool", type=int, default=None,
+                   help="preheated viewer kernels kept ready (default 10, voila.json; ~130 MB each)")
     p.add_argument("--no-preheat", dest="preheat", action="store_false",
                    help="start each visitor's kernel on request (slower first page, no idle kernel)")
     p.add_argument("--service", default=os.environ.get("CQA_ANALYSIS_URL"),
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     return serve(port=args.port, faces=args.faces, checkpoint=args.checkpoint, debug=getattr(args, "debug", False),
                  preheat=args.preheat, service_url=args.service,
-                 service_port=args.service_port)
+                 service_port=args.service_port, pool=args.pool)
 
 
 def find_face(args: argparse.Namespace) -> Path:
