@@ -101,8 +101,10 @@ def test_integrated_gradients_says_so_when_the_step_cap_is_hit(model, faces, cap
 def test_occlusion_sign_and_support_on_a_window_model():
     # Only pixels 32..79 x 32..79 reach the embedding (WindowStem). For an identical pair the
     # similarity is at its maximum 1, so greying out any window can only lower it: occlusion
-    # (= f(x) - f(x occluded)) is >= 0 everywhere, > 0 on the window, and exactly 0 on pixels whose
-    # every 16 x 16 occluding window misses the 32..79 square (rows / columns 0..15 and 96..111).
+    # (= f(x) - f(x occluded)) is >= 0 everywhere, > 0 on the window, and 0 on pixels whose every
+    # 16 x 16 occluding window misses the 32..79 square (rows / columns 0..15 and 96..111): 0 up to
+    # float noise, because f(x) and the occluded copies run in batches of different sizes and on
+    # some CPUs oneDNN sums them in another order (3.6e-7 seen here, 300x below the window's 1e-4).
     torch.manual_seed(0)
     window = torch.zeros(7, 7)
     window[2:5, 2:5] = 1
@@ -115,7 +117,7 @@ def test_occlusion_sign_and_support_on_a_window_model():
     assert res[40:72, 40:72].min() > 1e-4
     far = np.ones((112, 112), bool)
     far[16:96, 16:96] = False
-    assert np.abs(res[far]).max() == 0.0
+    assert np.abs(res[far]).max() <= 1e-6
 
 
 def test_no_hook_stays_registered_after_any_explainer(model, faces):

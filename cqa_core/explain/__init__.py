@@ -16,6 +16,8 @@ Names are imported on first use (PEP 562), so ``import cqa_core.explain.render``
 in torch: a dashboard kernel that shows a remote service's analyses stays small.
 """
 
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
@@ -33,6 +35,19 @@ _WHERE = {
 }
 _MODULE_OF = {name: mod for mod, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE_OF)
+
+
+class _Package(types.ModuleType):
+    """``diversity`` names both a submodule and its function; the package attribute stays the
+    function (as with eager imports), whichever is imported first. ``sys.modules`` keeps the module."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _MODULE_OF.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
