@@ -70,12 +70,12 @@ class ServiceClient:
         self._info: dict[str, Any] | None = None
 
     # ---- transport ---------------------------------------------------------------------------
-    def _request(self, path: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT_S) -> tuple[bytes, str]:
+    def _request(self, path: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT_S) -> bytes:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our own service URL
-            return resp.read(), resp.headers.get("Content-Type", "")
+            return resp.read()
 
     def _watch(self, rid: str, done: threading.Event) -> None:
         """Report the request's place in the queue until it is answered."""
@@ -83,7 +83,7 @@ class ServiceClient:
             return
         while not done.is_set():
             try:
-                q = json.loads(self._request(f"/queue?id={rid}", timeout=5)[0])
+                q = json.loads(self._request(f"/queue?id={rid}", timeout=5))
                 ahead = q.get("ahead", 0)
                 self.status(f"busy: {ahead} request{'s' if ahead != 1 else ''} ahead of you "
                             f"({q.get('pending', 0)} waiting in all); this updates by itself")
@@ -103,8 +103,7 @@ class ServiceClient:
         try:
             while True:
                 try:
-                    out = self._request(path, body)[0]
-                    return out
+                    return self._request(path, body)
                 except urllib.error.HTTPError as exc:
                     detail = _error_text(exc)
                     if exc.code == 503 and time.monotonic() < deadline:  # queue full: wait our turn
@@ -158,9 +157,6 @@ class ServiceClient:
         if checkpoint:
             self.call("/checkpoint", {"path": checkpoint})
         return checkpoint
-
-    def stats(self) -> dict[str, Any]:
-        return json.loads(self._request("/stats", timeout=10)[0])
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:

@@ -52,7 +52,6 @@ class Job:
     body: dict[str, Any]
     rid: str
     future: Future = field(default_factory=Future)
-    t0: float = field(default_factory=time.monotonic)
 
 
 def decode_face(ref: dict[str, Any] | None):
@@ -298,20 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s service %(levelname)s %(message)s")
     import uvicorn
 
-    from workbench.session import Session, gallery_paths
+    from workbench.session import gallery_align, gallery_paths
 
     service = AnalysisService(args.checkpoint, args.threads)
     log.info("model: %s (%s)", service.engine.label, service.engine.info()["description"])
     if args.warm:
-        probe = Session.__new__(Session)  # only for gallery_face's alignment rule, no backend
-        probe.align_mode = os.environ.get("CQA_ALIGN", "mtcnn")
-        faces = [probe.gallery_face(n, p) for n, p in gallery_paths(args.faces, args.people)]
-        if faces:
+        paths = [p for _, p in gallery_paths(args.faces, args.people)]
+        if paths:
             log.info("warm-up: aligning and analysing %d gallery faces (MTCNN runs once per photo, "
-                     "then its landmarks are kept on disk)", len(faces))
+                     "then its landmarks are kept on disk)", len(paths))
             by_align: dict[str, list[str]] = collections.defaultdict(list)
-            for f in faces:
-                by_align[f.align].append(str(f.source))
+            for p in paths:  # the alignment the viewers' Session.gallery_face will ask for
+                by_align[gallery_align(p, os.environ.get("CQA_ALIGN", "mtcnn"))].append(str(p))
             threading.Thread(target=lambda: [service.warm(ps, a) for a, ps in by_align.items()], daemon=True).start()
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

@@ -57,8 +57,17 @@ class Face:
 
     @property
     def detector(self) -> Any:
-        """The ``cqa_core.data.align`` detector for :attr:`align` (None = MTCNN)."""
-        return CenterDetector() if self.align == "center" else None
+        return detector_for(self.align)
+
+
+def detector_for(align: str) -> Any:
+    """The ``cqa_core.data.align`` detector of an alignment mode (None = MTCNN)."""
+    return CenterDetector() if align == "center" else None
+
+
+def gallery_align(path: str | os.PathLike, mode: str = "mtcnn") -> str:
+    """A gallery photo's alignment: ``mode`` ("center" on request), or "center" for an LFW-framed folder."""
+    return "center" if mode == "center" or lfw_framed(path) else "mtcnn"
 
 
 class FaceSummary(NamedTuple):
@@ -127,13 +136,12 @@ class Engine:
     def analyse(self, face: Any, other: Any = None, methods: tuple[str, ...] = ("gradcam",), align: str = "mtcnn",
                 other_align: str = "mtcnn", checkpoint: str | None = None):
         """``FaceAnalysis`` of a face (``source`` as ``analyse`` takes it) and optional partner."""
-        det, other_det = Face("", None, align).detector, Face("", None, other_align).detector
-        return self.analyser(self.model_for(checkpoint), face, other, methods=tuple(methods), detector=det,
-                             other_detector=other_det)
+        return self.analyser(self.model_for(checkpoint), face, other, methods=tuple(methods),
+                             detector=detector_for(align), other_detector=detector_for(other_align))
 
     def analyse_many(self, faces: list[Any], aligns: list[str], checkpoint: str | None = None) -> list:
         """Single-face analyses of many faces; the uncached ones run as one batch."""
-        dets = [Face("", None, a).detector for a in aligns]
+        dets = [detector_for(a) for a in aligns]
         return [r[0] for r in self.analyser.faces(self.model_for(checkpoint), faces, dets)]
 
     def mask_effect(self, face: Any, align: str, masked: np.ndarray, alpha: np.ndarray | None):
@@ -151,10 +159,9 @@ class Session:
             from workbench.client import ServiceClient
 
             self.backend: Any = ServiceClient(url)
-            info = self.backend.info()
         else:
             self.backend = Engine(checkpoint)
-            info = self.backend.info()
+        info = self.backend.info()
         self.remote = bool(url)
         self.label, self.untrained, self.branches, self.description = (
             info["label"], info["untrained"], int(info["branches"]), info["description"])
@@ -174,7 +181,7 @@ class Session:
 
     def gallery_face(self, name: str, path: str | os.PathLike) -> Face:
         """A gallery photo: MTCNN-aligned unless CQA_ALIGN=center or its folder says it is LFW-framed."""
-        return Face(name, str(path), "center" if self.align_mode == "center" or lfw_framed(path) else "mtcnn")
+        return Face(name, str(path), gallery_align(path, self.align_mode))
 
     def upload_face(self, data: bytes, name: str) -> Face:
         """Decode an upload (refused over :data:`MAX_UPLOAD_BYTES`); it is aligned with MTCNN."""
