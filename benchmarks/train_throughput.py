@@ -2,10 +2,12 @@
 
     PYTHONPATH=. python benchmarks/train_throughput.py --stem r100 --batch-size 128 --steps 30
     PYTHONPATH=. python benchmarks/train_throughput.py --stem light --batch-size 16 --steps 5 --device cpu
+    PYTHONPATH=. python benchmarks/train_throughput.py --stem light --batch-size 64 --steps 12 --device cpu --bf16-vs-fp32
 
 Each step is a full training step as the trainer runs it: uint8 batch on the device ->
-normalise + flip -> forward under bf16 autocast (CUDA only) -> margin head -> loss -> backward ->
-fused SGD. Images are synthetic 112 x 112 (no data loading: this measures the model).
+normalise + flip -> forward under bf16 autocast (CUDA; on CPU with ``--bf16-vs-fp32``, which
+instead times CQA-Face in fp32 NCHW against CQA-Face under CPU bf16 autocast + channels_last, as
+``TrainConfig(precision="bf16")`` trains) -> margin head -> loss -> backward -> fused SGD. Images are synthetic 112 x 112 (no data loading: this measures the model).
 FLOPs come from ``torch.utils.flop_counter`` (``cqa_core.profile.count_flops``: one forward,
 a multiply-add = 2), plus the head's (B, 512) x (512, K) product, times 3 for forward + backward.
 MFU = achieved FLOP/s / the GPU's dense bf16 peak (looked up by name; n/a on CPU / unknown GPUs).
@@ -66,11 +68,14 @@ class CQANet(nn.Module):
         return self.criterion(self.model(x), labels).total
 
 
-def make_step(net: nn.Module, device: torch.device, batch: int, num_classes: int, compile_: bool):
-    """A closure running one full training step of ``net`` on a fixed synthetic uint8 batch."""
+def make_step(net: nn.Module, device: torch.device, batch: int, num_classes: int, compile_: bool,
+              bf16: bool | None = None):
+    """A closure running one full training step of ``net`` on a fixed synthetic uint8 batch
+    (bf16 autocast + channels_last: None = on CUDA only)."""
     cuda = device.type == "cuda"
+    bf16 = cuda if bf16 is None else bf16
     net = net.to(device)
-    if cuda:
+    if bf16:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
                           fused=cuda or None, foreach=None if cuda else True)
@@ -82,9 +87,9 @@ def make_step(net: nn.Module, device: torch.device, batch: int, num_classes: int
     def step() -> None:
         x = normalize(images)  # (B, 3, 112, 112)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        if cuda:
+        if bf16:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = run(x, labels)
         loss.backward()
         opt.step()
@@ -106,11 +111,13 @@ def timed(step, device: torch.device, n: int) -> float:
 
 
 def measure(nets: dict[str, nn.Module], device: torch.device, batch: int, steps: int, warmup: int,
-            num_classes: int, compile_: bool, rounds: int = 3) -> dict[str, dict[str, Any]]:
+            num_classes: int, compile_: bool, rounds: int = 3,
+            bf16: dict[str, bool] | None = None) -> dict[str, dict[str, Any]]:
     """Images/s and MFU per model. Timed steps are split into ``rounds`` that alternate between
     the models (so a noisy, shared machine slows both alike); the median round counts."""
     flops = {k: 3 * (count_flops(n.model) + 2 * 512 * num_classes) for k, n in nets.items()}  # fwd+bwd / image
-    steps_fn = {k: make_step(n, device, batch, num_classes, compile_) for k, n in nets.items()}
+    bf16 = bf16 or {}
+    steps_fn = {k: make_step(n, device, batch, num_classes, compile_, bf16.get(k)) for k, n in nets.items()}
     cuda = device.type == "cuda"
     for fn in steps_fn.values():
         timed(fn, device, warmup)
@@ -149,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--device", default="auto", help="auto | cuda | cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--bf16-vs-fp32", action="store_true",
+                   help="time CQA-Face in fp32 against CQA-Face under bf16 autocast + channels_last (CPU bf16)")
     args = p.parse_args(argv)
+    if args.bf16_vs_fp32:
+        return precision_ratio(args)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     torch.manual_seed(0)
@@ -173,6 +184,26 @@ def main(argv: list[str] | None = None) -> int:
               f"{mfu:>8}{mem:>10}")
     print(f"CQA-Face / bare throughput: {ratio:.3f}")
     print(json.dumps(result))
+    return 0
+
+
+def precision_ratio(args: argparse.Namespace) -> int:
+    """CQA-Face fp32 (NCHW) vs bf16 autocast + channels_last, same init, same run, alternating rounds."""
+    device = torch.device("cpu" if args.device in ("auto", "cpu") else args.device)
+    torch.manual_seed(0)
+    fp32 = CQANet(args.stem, args.num_classes)
+    bf16 = CQANet(args.stem, args.num_classes)
+    bf16.load_state_dict(fp32.state_dict())
+    rows = measure({"fp32": fp32, "bf16": bf16}, device, args.batch_size, args.steps, args.warmup,
+                   args.num_classes, args.compile, bf16={"fp32": False, "bf16": True})
+    ratio = rows["bf16"]["images_per_s"] / rows["fp32"]["images_per_s"]
+    print(f"device: {device} ({torch.get_num_threads()} threads)   torch {torch.__version__}   stem {args.stem}   "
+          f"batch {args.batch_size}")
+    for k in ("fp32", "bf16"):
+        print(f"CQA-Face {args.stem} {k:<5}{rows[k]['images_per_s']:>10.1f} images/s{rows[k]['step_ms']:>10.1f} ms/step")
+    print(f"bf16 / fp32 throughput: {ratio:.3f}")
+    print(json.dumps({"device": str(device), "threads": torch.get_num_threads(), "stem": args.stem,
+                      "batch_size": args.batch_size, **rows, "bf16_over_fp32": ratio}))
     return 0
 
 

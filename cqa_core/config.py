@@ -170,12 +170,24 @@ class DistillConfig:
             ``.safetensors`` checkpoint, or an ``.onnx`` face embedder.
         cos_weight / rel_weight: weights of the two losses.
         batch_size: teacher batch when computing targets.
+        mixes: this many teacher-labelled mixes of two training people's faces join the training
+            set (``cqa_core.training.mixes``; computed once and cached beside the targets). They
+            carry no identity: the margin loss skips them, distillation / CAL / QAN use them.
+        mix_seed: which mixes (each is drawn from (mix_seed, index)).
     """
 
     teacher: str | None = None
     cos_weight: float = 5.0
     rel_weight: float = 10.0
     batch_size: int = 32
+    mixes: int = 0
+    mix_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mixes < 0:
+            raise ValueError(f"distill.mixes must be >= 0, got {self.mixes}")
+        if self.mixes and self.teacher is None:
+            raise ValueError("distill.mixes needs a teacher to label them (distill.teacher)")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -214,7 +226,8 @@ class TrainConfig:
         lr_milestones / lr_decay: multiply lr by lr_decay from each of these (1-based) epochs on.
         final_lr / final_lr_epoch: from that epoch on, lr is exactly final_lr (paper: 1e-4).
         grad_accum: micro-batches per optimiser step. grad_clip: max global grad norm (None: off).
-        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` (bf16 autocast on
+            CUDA or CPU; weights and optimiser state stay fp32) or ``fp32``.
         channels_last / compile: CUDA speed switches (compile = torch.compile on the model).
         device: ``auto`` (cuda if available, else cpu), ``cpu`` or ``cuda``.
         sync_bn: SyncBatchNorm under DDP on CUDA (CPU/gloo has none; ignored there).
@@ -224,7 +237,7 @@ class TrainConfig:
         out_dir: run directory (checkpoints/, metrics.jsonl, tb/, model.safetensors).
         save_every: checkpoint every N optimiser steps (0: only at epoch ends and the end).
         keep_last: checkpoints kept (plus the best by verification accuracy).
-        eval_every: verify every N steps (0: at epoch ends only); eval_pairs: None = off,
+        eval_every: verify every N steps and at the last one (0: at every epoch end); eval_pairs: None = off,
             ``auto`` = LFW pairsDevTest under shared_data_dir() (off if absent), or a path.
         eval_max_pairs: cap on verification pairs (None: all).
         log_every: metrics.jsonl / TensorBoard / progress-bar cadence, in steps.

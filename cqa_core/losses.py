@@ -102,6 +102,9 @@ def quality_loss(quality: torch.Tensor, maps: torch.Tensor, visibility: torch.Te
     return F.binary_cross_entropy(quality.float().clamp(1e-6, 1 - 1e-6), target)
 
 
+UNLABELLED = -100  # label of an image with no identity (a teacher-labelled mix); F.cross_entropy's ignore_index
+
+
 class LossTerms(NamedTuple):
     total: torch.Tensor  # L_Cls + lambda * L_div  (Eq. 9)
     cls: torch.Tensor  # CosFace / ArcFace cross-entropy (Eq. 8)
@@ -128,7 +131,12 @@ class CQACriterion(nn.Module):
         return maps.sum() * 0.0
 
     def forward(self, output: CQAOutput, labels: torch.Tensor) -> LossTerms:
-        logits = self.head(output.embedding, labels)  # (B, K)
-        cls = F.cross_entropy(logits, labels)
+        """Eq. 9 over the batch; rows labelled :data:`UNLABELLED` (teacher-labelled mixes) add no
+        margin loss (their logits use class 0's margin and are ignored), and L_Cls is the mean
+        over the labelled rows (0 when there are none)."""
+        labelled = labels != UNLABELLED  # (B,)
+        logits = self.head(output.embedding, torch.where(labelled, labels, 0))  # (B, K)
+        per_row = F.cross_entropy(logits, labels, ignore_index=UNLABELLED, reduction="none")  # (B,) 0 if ignored
+        cls = per_row.sum() / labelled.sum().clamp(min=1)
         div = self.diversity(output.attention_maps)
         return LossTerms(cls + self.config.lam * div, cls, div, logits)

@@ -18,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", required=True, help="dlib | PATH.safetensors | PATH.onnx")
     p.add_argument("--align", action="store_true",
                    help="DATASET holds raw photos: align them into the cache first (as data.align=True does)")
+    p.add_argument("--mixes", type=int, default=0, metavar="N",
+                   help="also make N teacher-labelled mixes of two people's faces (distill.mixes; "
+                   "DATASET/distill/<teacher>-mixes<N>-s<seed>.safetensors)")
+    p.add_argument("--mix-seed", type=int, default=0, help="seed of the mixes (default 0)")
     p.add_argument("--batch-size", type=int, default=32, help="faces per teacher call (default 32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -37,4 +41,9 @@ def run(args: argparse.Namespace) -> int:
         root = ensure_aligned(root, progress=not args.no_progress)
     out = compute_targets(root, args.teacher, args.batch_size, progress=not args.no_progress)
     print(out)
+    if args.mixes:
+        from cqa_core.training.mixes import compute_mixes
+
+        print(compute_mixes(root, args.teacher, args.mixes, args.mix_seed, args.batch_size,
+                            progress=not args.no_progress))
     return 0

@@ -129,30 +129,39 @@ class AugmentedFaces(torch.utils.data.Dataset):
     item's augmentation. Items are ``(image, label, extras)`` where extras holds
     ``visibility`` (112, 112) uint8 (V x 255, compact through the loader) and, with ``targets``
     (an (N, D) tensor of teacher embeddings in dataset order, see ``training.distill``),
-    ``target`` (D,) float32.
+    ``target`` (D,) float32. ``mixes`` (uint8 (M, 3, 112, 112) images, (M, D) targets; see
+    ``training.mixes``) are items ``len(base) ..``, with the label ``losses.UNLABELLED``.
     """
 
     def __init__(self, base: torch.utils.data.Dataset, config: AugmentConfig,
-                 targets: torch.Tensor | None = None, mask_root: str | None = None) -> None:
-        self.base, self.targets = base, targets
+                 targets: torch.Tensor | None = None, mask_root: str | None = None,
+                 mixes: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        self.base, self.targets, self.mixes = base, targets, mixes
         self.augment = Augmenter(config, mask_root) if config.enabled else None
         for attr in ("classes", "num_classes", "samples"):
             if hasattr(base, attr):
                 setattr(self, attr, getattr(base, attr))
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.base) + (0 if self.mixes is None else len(self.mixes[0]))
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
         index, key = item
-        img, label = self.base[index]  # (3, 112, 112) uint8
         extras: dict[str, torch.Tensor] = {}
+        if index >= len(self.base):  # a teacher-labelled mix: no identity
+            from cqa_core.losses import UNLABELLED
+
+            images, targets = self.mixes
+            img, label = images[index - len(self.base)], UNLABELLED  # (3, 112, 112) uint8
+            extras["target"] = targets[index - len(self.base)]  # (D,)
+        else:
+            img, label = self.base[index]  # (3, 112, 112) uint8
+            if self.targets is not None:
+                extras["target"] = self.targets[index]  # (D,)
         if self.augment is not None:
             hwc, vis = self.augment(img.permute(1, 2, 0).numpy(), np.random.default_rng(key))
             img = torch.from_numpy(hwc).permute(2, 0, 1).contiguous()  # (3, 112, 112)
             extras["visibility"] = torch.from_numpy(np.round(vis * 255).astype(np.uint8))  # (112, 112)
         else:
             extras["visibility"] = torch.full(img.shape[1:], 255, dtype=torch.uint8)  # (112, 112)
-        if self.targets is not None:
-            extras["target"] = self.targets[index]  # (D,)
         return img, label, extras

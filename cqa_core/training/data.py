@@ -78,12 +78,18 @@ def build_dataset(config: TrainConfig) -> Dataset:
         return dataset
     from cqa_core.data.augment import AugmentedFaces
 
-    targets = None
-    if config.distill.teacher is not None:
+    targets = mixed = None
+    d = config.distill
+    if d.teacher is not None:
         from cqa_core.training import distill
 
-        targets = distill.prepare(dataset, config.distill.teacher, config.distill.batch_size, config.progress)
-    return AugmentedFaces(dataset, config.augment, targets)
+        targets, mean = distill.prepare(dataset, d.teacher, d.batch_size, config.progress, with_mean=True)
+        if d.mixes:
+            from cqa_core.training import mixes
+
+            path = mixes.compute_mixes(dataset.root, d.teacher, d.mixes, d.mix_seed, d.batch_size, config.progress)
+            mixed = mixes.load_mixes(path, mean)
+    return AugmentedFaces(dataset, config.augment, targets, mixes=mixed)
 
 
 def needs_keys(config: TrainConfig) -> bool:

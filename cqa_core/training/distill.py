@@ -48,9 +48,11 @@ SAVE_EVERY = 1024
 
 # -- teachers --------------------------------------------------------------------------------
 class Face:
-    """One training face: the aligned crop, and where known its source photo and landmarks."""
+    """One training face: the aligned crop, and where known its source photo (a path, or the
+    pixels themselves) and its landmarks on that photo."""
 
-    def __init__(self, crop: np.ndarray, photo: Path | None = None, landmarks: np.ndarray | None = None) -> None:
+    def __init__(self, crop: np.ndarray, photo: Path | np.ndarray | None = None,
+                 landmarks: np.ndarray | None = None) -> None:
         self.crop, self.photo, self.landmarks = crop, photo, landmarks  # (112,112,3) uint8, -, (5, 2)
 
 
@@ -79,7 +81,7 @@ class DlibTeacher:
         from cqa_core.data.imageio import load_image
 
         if face.photo is not None and face.landmarks is not None:
-            img = load_image(face.photo)  # (H, W, 3)
+            img = face.photo if isinstance(face.photo, np.ndarray) else load_image(face.photo)  # (H, W, 3)
             lm = face.landmarks  # (5, 2) eyes, nose, mouth corners
         else:  # aligned crop only: pad it so dlib's chip (25% context) stays on the image
             img = np.pad(face.crop, ((40, 40), (40, 40), (0, 0)), mode="edge")
@@ -256,8 +258,10 @@ def compute_targets(root: str | Path, teacher_spec: str, batch_size: int = 32, p
     return out
 
 
-def load_targets(path: str | Path, samples: Sequence[tuple[str, int]], root: str | Path) -> torch.Tensor:
-    """Centred, L2-normalised teacher targets (N, D) in the order of a FaceFolder's ``samples``."""
+def load_targets(path: str | Path, samples: Sequence[tuple[str, int]], root: str | Path,
+                 with_mean: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Centred, L2-normalised teacher targets (N, D) in the order of a FaceFolder's ``samples``
+    (and, with ``with_mean``, the (D,) raw mean they were centred on)."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
@@ -270,15 +274,18 @@ def load_targets(path: str | Path, samples: Sequence[tuple[str, int]], root: str
         raise ValueError(f"{path} has no teacher embedding for {len(missing)} training images (e.g. {missing[0]}); "
                          "delete it and run `cqa distill-targets` again")
     emb = raw[[row[r] for r in rel]]  # (N, D)
-    return F.normalize(emb - emb.mean(dim=0), dim=1)  # (N, D)
+    mean = emb.mean(dim=0)  # (D,)
+    targets = F.normalize(emb - mean, dim=1)  # (N, D)
+    return (targets, mean) if with_mean else targets
 
 
-def prepare(dataset: Any, teacher_spec: str, batch_size: int = 32, progress: bool = True) -> torch.Tensor:
+def prepare(dataset: Any, teacher_spec: str, batch_size: int = 32, progress: bool = True,
+            with_mean: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Targets for a FaceFolder training set, computing and caching them on first use."""
     if not hasattr(dataset, "samples") or not hasattr(dataset, "root"):
         raise ValueError("distillation needs an identity-folder training set (data.format='folder')")
     path = compute_targets(dataset.root, teacher_spec, batch_size, progress)
-    return load_targets(path, dataset.samples, dataset.root)
+    return load_targets(path, dataset.samples, dataset.root, with_mean)
 
 
 # -- loss ------------------------------------------------------------------------------------

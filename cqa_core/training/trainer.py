@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from cqa_core.config import TrainConfig, to_dict
-from cqa_core.losses import CQACriterion
+from cqa_core.losses import UNLABELLED, CQACriterion
 from cqa_core.model import create_head, create_model
 from cqa_core.model.partial_fc import PartialFC, create_partial_fc
 from cqa_core.model.transfer import freeze_stem, init_from_checkpoint
@@ -62,10 +62,11 @@ class Trainer:
         self.dist = distributed.setup(c.device)
         self.device = self.dist.device
         self.out_dir = Path(c.out_dir)
+        # bf16 autocast: "auto" on CUDA only; an explicit "bf16" also on CPU (oneDNN bf16 kernels
+        # on AVX512-BF16 / AMX CPUs: 1.55x on this project's CPU, docs/benchmarks.md)
         self.amp = c.precision == "bf16" or (c.precision == "auto" and self.device.type == "cuda")
-        if self.amp and self.device.type != "cuda":
-            log.warning("bf16 autocast is used on CUDA only; training in fp32 on %s", self.device)
-            self.amp = False
+        # channels_last pays with CUDA or with CPU bf16; plain CPU fp32 keeps NCHW (and its bitwise tests)
+        self.channels_last = c.channels_last and (self.device.type == "cuda" or self.amp)
         seed_everything(c.seed)
         self.dataset = dataset if dataset is not None else self._build_dataset()
         self.num_classes = num_classes_of(self.dataset)
@@ -75,6 +76,8 @@ class Trainer:
         if c.freeze_stem:
             freeze_stem(model)  # no stem gradients; its BatchNorm stays in eval mode
         use_pfc = c.partial_fc == "on" or (c.partial_fc == "auto" and self.num_classes >= c.partial_fc_threshold)
+        if use_pfc and c.distill.mixes:
+            raise ValueError("distill.mixes (unlabelled images) needs the plain margin head: set partial_fc=off")
         if use_pfc and self.dist.enabled:  # sharded: each rank holds ceil(K / world_size) centres
             pfc = create_partial_fc(c.loss.head, c.model.embedding_size, self.num_classes, c.loss.scale,
                                     c.loss.margin, c.partial_fc_rate, c.seed, self.dist.rank, self.dist.world_size)
@@ -89,7 +92,7 @@ class Trainer:
             distill = DistillLoss(c.model.embedding_size, int(self.dataset.targets.shape[1]))
         self.net = TrainNet(model, CQACriterion(c.loss, head), pfc, distill,
                             (c.distill.cos_weight, c.distill.rel_weight)).to(self.device)
-        if c.channels_last and self.device.type == "cuda":
+        if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.model, self.head = model, head
         # what the checkpoint's head file holds: the margin head, and the distillation projection
@@ -170,7 +173,7 @@ class Trainer:
             x = torch.where(flip[:, None, None, None], x.flip(3), x)  # (B, 3, H, W)
             if vis is not None:
                 vis = torch.where(flip[:, None, None], vis.flip(2), vis)  # (B, H, W)
-        if self.config.channels_last and x.is_cuda:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, vis
 
@@ -183,7 +186,7 @@ class Trainer:
         if self.net.pfc is not None:
             self.net.pfc.step = self.step
         saved_buffers = [b.detach().clone() for b in self.net.buffers()]
-        stats = torch.zeros(8, device=self.device)  # loss, cls, div, quality, distill cos, rel, correct, n
+        stats = torch.zeros(9, device=self.device)  # loss, cls, div, quality, distill cos, rel, correct, n, labelled
         for a, batch in enumerate(micro_batches):
             images, labels = batch[0], batch[1]
             extras = batch[2] if len(batch) > 2 else {}  # visibility / target (augment, distill)
@@ -195,12 +198,13 @@ class Trainer:
             all_labels = distributed.all_gather_cat(labels) if self.net.pfc is not None else labels
             sync = a == accum - 1 or self.ddp is None  # all-reduce gradients on the last micro-batch only
             with contextlib.nullcontext() if sync else self.ddp.no_sync():
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                     terms, correct, aux = self.runner(x, labels, all_labels, vis, target)
                 (terms.total / accum).backward()
             stats += torch.cat([torch.stack([terms.total.detach().float(), terms.cls.detach().float(),
                                              terms.diversity.detach().float()]), aux.float(),
-                                torch.stack([correct.float(), torch.tensor(float(len(labels)), device=self.device)])])
+                                torch.stack([correct.float(), torch.tensor(float(len(labels)), device=self.device),
+                                             (labels != UNLABELLED).sum().float()])])
         distributed.all_reduce_sum(stats)
         params = [p for p in self.net.parameters() if p.grad is not None]
         norm = distributed.clip_grad_norm(params, c.grad_clip if c.grad_clip is not None else math.inf)
@@ -228,7 +232,7 @@ class Trainer:
             out["quality_loss"] = values[3] / parts
         if c.distill.teacher is not None:
             out["distill_cos"], out["distill_rel"] = values[4] / parts, values[5] / parts
-        return {**out, "train_acc": values[6] / max(values[7], 1), "grad_norm": float(norm),
+        return {**out, "train_acc": values[6] / max(values[8], 1), "grad_norm": float(norm),
                 "images": n * self.dist.world_size}
 
     # -- loop ----------------------------------------------------------------------------------
@@ -266,7 +270,9 @@ class Trainer:
                             bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.2g}")
                         self._emit("on_step", last)
                     at_epoch_end = self.position == 0
-                    if (c.eval_every and self.step % c.eval_every == 0) or at_epoch_end:
+                    if c.eval_every and (self.step % c.eval_every == 0 or self.step == total):
+                        self.evaluate()
+                    elif not c.eval_every and at_epoch_end:
                         self.evaluate()
                     if (c.save_every and self.step % c.save_every == 0) or at_epoch_end:
                         self.save_checkpoint()
