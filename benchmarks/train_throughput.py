@@ -7,7 +7,8 @@
 Each step is a full training step as the trainer runs it: uint8 batch on the device ->
 normalise + flip -> forward under bf16 autocast (CUDA; on CPU with ``--bf16-vs-fp32``, which
 instead times CQA-Face in fp32 NCHW against CQA-Face under CPU bf16 autocast + channels_last, as
-``TrainConfig(precision="bf16")`` trains) -> margin head -> loss -> backward -> fused SGD. Images are synthetic 112 x 112 (no data loading: this measures the model).
+``TrainConfig(precision="bf16")`` trains) -> margin head -> loss -> backward -> fused SGD.
+Images are synthetic 112 x 112 (no data loading: this measures the model).
 FLOPs come from ``torch.utils.flop_counter`` (``cqa_core.profile.count_flops``: one forward,
 a multiply-add = 2), plus the head's (B, 512) x (512, K) product, times 3 for forward + backward.
 MFU = achieved FLOP/s / the GPU's dense bf16 peak (looked up by name; n/a on CPU / unknown GPUs).

@@ -63,7 +63,7 @@ class Trainer:
         self.device = self.dist.device
         self.out_dir = Path(c.out_dir)
         # bf16 autocast: "auto" on CUDA only; an explicit "bf16" also on CPU (oneDNN bf16 kernels
-        # on AVX512-BF16 / AMX CPUs: 1.55x on this project's CPU, docs/benchmarks.md)
+        # on AVX512-BF16 / AMX CPUs: 2.09x the fp32 step on this project's CPU, docs/benchmarks.md)
         self.amp = c.precision == "bf16" or (c.precision == "auto" and self.device.type == "cuda")
         # channels_last pays with CUDA or with CPU bf16; plain CPU fp32 keeps NCHW (and its bitwise tests)
         self.channels_last = c.channels_last and (self.device.type == "cuda" or self.amp)
