@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cqa_core.config import AugmentConfig, DistillConfig, LossConfig
 from cqa_core.data.augment import AugmentedFaces
@@ -57,8 +58,6 @@ def photo_folder(tmp_path: Path, people: int = 3, each: int = 2) -> Path:
             img = np.full((160, 160, 3), 40 * p + 10 * k, np.uint8)
             for d in (src, root):
                 (d / str(p)).mkdir(parents=True, exist_ok=True)
-            from PIL import Image
-
             Image.fromarray(img).save(src / rel)
             Image.fromarray(img[:112, :112]).save(root / rel)
             rows.append({"path": rel, "out": rel, "method": "mtcnn", "a00": 1, "a01": 0, "a02": -20,
@@ -105,7 +104,6 @@ def test_compute_mixes_file_is_deterministic_and_resumes(tmp_path: Path, monkeyp
     assert again == path and teacher.calls == 10  # cached
 
     # an interrupted run (partial file after 8 of 12) resumes and gives the uninterrupted result
-    (root / "distill" / "mean-mixes12-s0.partial.safetensors").unlink(missing_ok=True)
     full = load_file(str(mixes.compute_mixes(root, "mean", n=12, batch_size=4, progress=False)))
     part = {k: v[:8].contiguous() for k, v in full.items()}
     from safetensors.torch import save_file
