@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="LFW pairs to use (default all 6,000)")
     ap.add_argument("--measure-default", action="store_true",
                     help="also measure the bundled default model the same way (reference_default_model.json)")
+    ap.add_argument("--no-train", action="store_true",
+                    help="train no missing (cell, seed) run: only measure (with --measure-default) and "
+                    "summarise the runs already in --results")
     args = ap.parse_args(argv)
     results = Path(args.results or (RESULTS if args.recipe == "paper" else RESULTS / args.recipe))
     if args.measure_default:
@@ -303,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         results.mkdir(parents=True, exist_ok=True)
         (results / "reference_default_model.json").write_text(json.dumps(ref, indent=1))
     todo = [(c, s) for s in args.seeds for c in args.cells if not (results / f"{c}_seed{s}.json").exists()]
+    if args.no_train:
+        todo = []
     print(f"{len(todo)} runs to do, results in {results}", flush=True)
     probe = Probe(limit=args.limit) if todo else None
     for i, (cell, seed) in enumerate(todo, 1):

@@ -75,6 +75,9 @@ class LossConfig:
             paper). With training degradations on (``AugmentConfig``), branch i's quality target
             is the visible share of its attention, sum(M_i V) / sum(M_i) (M_i detached, V the
             visibility map pooled to h x w), learnt with binary cross-entropy on S_hat_i.
+        cls_weight: weight of L_Cls in Eq. 9 (1 = the paper). Our addition for distillation:
+            below 1, the teacher's terms rather than the margin loss over the training identities
+            shape the embedding (``configs/default_cpu.py`` says what it measured).
     """
 
     head: Literal["cosface", "arcface"] = "cosface"
@@ -87,8 +90,11 @@ class LossConfig:
     cal_reduction: Literal["pixel", "map"] = "pixel"
     ld_margin: float | None = None
     quality_weight: float = 0.0
+    cls_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.cls_weight < 0:
+            raise ValueError(f"loss.cls_weight must be >= 0, got {self.cls_weight}")
         if self.diversity not in DIVERSITY:
             raise ValueError(f"unknown diversity loss {self.diversity!r}; choose cal, ld or none")
         if self.head not in ("cosface", "arcface"):

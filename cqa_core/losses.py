@@ -113,7 +113,8 @@ class LossTerms(NamedTuple):
 
 
 class CQACriterion(nn.Module):
-    """Eq. 9: L = L_Cls + lambda * L_CAL (or L_D, or nothing, per ``LossConfig.diversity``)."""
+    """Eq. 9: L = w * L_Cls + lambda * L_CAL (or L_D, or nothing, per ``LossConfig.diversity``);
+    w = ``LossConfig.cls_weight``, 1 in the paper."""
 
     def __init__(self, config: LossConfig, head: MarginHead) -> None:
         super().__init__()
@@ -139,4 +140,4 @@ class CQACriterion(nn.Module):
         per_row = F.cross_entropy(logits, labels, ignore_index=UNLABELLED, reduction="none")  # (B,) 0 if ignored
         cls = per_row.sum() / labelled.sum().clamp(min=1)
         div = self.diversity(output.attention_maps)
-        return LossTerms(cls + self.config.lam * div, cls, div, logits)
+        return LossTerms(self.config.cls_weight * cls + self.config.lam * div, cls, div, logits)

@@ -118,3 +118,16 @@ def test_run_one_trains_measures_and_resumes_by_file(face_folder: Path, tmp_path
     assert stored["steps"] == rec["steps"] == 2 and stored["branches"] == 2 and stored["div_loss"] == "cal"
     assert stored["config"]["model"]["branches"] == 2 and stored["config"]["seed"] == 1
     assert ablation.load_runs(results)[0]["cell"] == "cal_qan_b2"
+
+
+def test_no_train_summarises_what_is_there_and_trains_nothing(tmp_path: Path, monkeypatch) -> None:
+    def refuse(*a, **k):
+        raise AssertionError("--no-train must not train")
+
+    monkeypatch.setattr(ablation, "run_one", refuse)
+    run = {"cell": "cal", "seed": 0, "lfw": {"accuracy": 0.75}, "masked_m2n": {"accuracy": 0.7},
+           "diversity": {"mean_gaussian": 0.1}, "mask_quality": {"drop_looking": None, "drop_other": None}}
+    (tmp_path / "cal_seed0.json").write_text(json.dumps(run))
+    assert ablation.main(["--results", str(tmp_path), "--no-train"]) == 0  # every other (cell, seed) is missing
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary) == ["cal"] and summary["cal"]["lfw"]["mean"] == pytest.approx(0.75)

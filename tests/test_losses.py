@@ -102,6 +102,25 @@ def test_criterion_adds_lambda_times_cal():
     assert none.total.item() == pytest.approx(none.cls.item())
 
 
+def test_cls_weight_scales_only_the_margin_loss():
+    # identical maps: L_CAL = 0.8 (lambda 0.5 -> +0.4); margin 0.35 on logits of embedding [1, 1]
+    # against weights e0, e1: cos = 0.7071 each; the target logit loses s * m = 64 * 0.35 = 22.4,
+    # so CE = log(1 + exp(22.4)) = 22.4 + log1p(e^-22.4)
+    head = CosFace(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(2))
+    maps = torch.full((1, 2, 2, 2), 0.5)
+    out = CQAOutput(torch.tensor([[1.0, 1.0]]), torch.zeros(1, 1, 2, 2), maps, torch.zeros(1, 2, 1),
+                    torch.ones(1, 2), torch.zeros(1, 2, 2))
+    cls = 22.4 + math.log1p(math.exp(-22.4))
+    for w in (1.0, 0.25, 0.0):
+        terms = CQACriterion(LossConfig(cls_weight=w), head)(out, torch.tensor([0]))
+        assert terms.cls.item() == pytest.approx(cls, rel=1e-4)  # reported unweighted
+        assert terms.total.item() == pytest.approx(w * cls + 0.4, rel=1e-4)
+    with pytest.raises(ValueError, match="cls_weight"):
+        LossConfig(cls_weight=-1.0)
+
+
 def reference_cal(maps, sigma, t):
     """Eq. 2 written as loops, for the default per-location reduction."""
     total = 0.0
