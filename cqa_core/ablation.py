@@ -305,9 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         ref = {"model": "cqa_core/weights/default.safetensors", **measure(load_default(), Probe(limit=args.limit))}
         results.mkdir(parents=True, exist_ok=True)
         (results / "reference_default_model.json").write_text(json.dumps(ref, indent=1))
-    todo = [(c, s) for s in args.seeds for c in args.cells if not (results / f"{c}_seed{s}.json").exists()]
-    if args.no_train:
-        todo = []
+    todo = [] if args.no_train else [(c, s) for s in args.seeds for c in args.cells
+                                     if not (results / f"{c}_seed{s}.json").exists()]
     print(f"{len(todo)} runs to do, results in {results}", flush=True)
     probe = Probe(limit=args.limit) if todo else None
     for i, (cell, seed) in enumerate(todo, 1):

@@ -131,6 +131,10 @@ class CQACriterion(nn.Module):
             return ld_loss(maps, margin)
         return maps.sum() * 0.0
 
+    def combine(self, cls: torch.Tensor, div: torch.Tensor, logits: torch.Tensor) -> LossTerms:
+        """Eq. 9's total from its terms: ``cls_weight * cls + lambda * div``."""
+        return LossTerms(self.config.cls_weight * cls + self.config.lam * div, cls, div, logits)
+
     def forward(self, output: CQAOutput, labels: torch.Tensor) -> LossTerms:
         """Eq. 9 over the batch; rows labelled :data:`UNLABELLED` (teacher-labelled mixes) add no
         margin loss (their logits use class 0's margin and are ignored), and L_Cls is the mean
@@ -140,4 +144,4 @@ class CQACriterion(nn.Module):
         per_row = F.cross_entropy(logits, labels, ignore_index=UNLABELLED, reduction="none")  # (B,) 0 if ignored
         cls = per_row.sum() / labelled.sum().clamp(min=1)
         div = self.diversity(output.attention_maps)
-        return LossTerms(self.config.cls_weight * cls + self.config.lam * div, cls, div, logits)
+        return self.combine(cls, div, logits)

@@ -39,8 +39,7 @@ class TrainNet(nn.Module):
             logits, target_cls = self.pfc(out.embedding, labels, all_labels)  # (B, S), (B,)
             cls = F.cross_entropy(logits, target_cls)
             div = self.criterion.diversity(out.attention_maps)
-            c = self.criterion.config
-            terms = LossTerms(c.cls_weight * cls + c.lam * div, cls, div, logits)
+            terms = self.criterion.combine(cls, div, logits)
         zero = terms.total.new_zeros(())
         qual = cos = rel = zero
         total = terms.total
