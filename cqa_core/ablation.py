@@ -280,6 +280,13 @@ def format_reference(record: dict[str, Any]) -> str:
             f"{pct(q.get('overall_falls'))} |")
 
 
+def reference_name(path: str | Path) -> str:
+    """The name a measured checkpoint's record takes: its run folder (``runs/nocal_full/model.safetensors``
+    -> ``nocal_full``), or the file's stem when it lies elsewhere than a run's ``model.safetensors``."""
+    p = Path(path)
+    return p.name if p.is_dir() else (p.parent.name if p.stem == "model" and p.parent.name else p.stem)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cqa_core.ablation", description=__doc__.split("\n")[0])
     ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
@@ -294,17 +301,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="LFW pairs to use (default all 6,000)")
     ap.add_argument("--measure-default", action="store_true",
                     help="also measure the bundled default model the same way (reference_default_model.json)")
+    ap.add_argument("--measure-checkpoint", nargs="+", default=[], metavar="PATH",
+                    help="also measure these trained models the same way (reference_<run folder>.json; "
+                    "e.g. a no-CAL run of the full preset against the default model)")
     ap.add_argument("--no-train", action="store_true",
                     help="train no missing (cell, seed) run: only measure (with --measure-default) and "
                     "summarise the runs already in --results")
     args = ap.parse_args(argv)
     results = Path(args.results or (RESULTS if args.recipe == "paper" else RESULTS / args.recipe))
-    if args.measure_default:
+    references = {"default_model": None} if args.measure_default else {}
+    references.update({reference_name(p): p for p in args.measure_checkpoint})
+    if references:
+        from cqa_core.checkpoint import load_model, resolve
         from cqa_core.model import load_default
 
-        ref = {"model": "cqa_core/weights/default.safetensors", **measure(load_default(), Probe(limit=args.limit))}
+        probe = Probe(limit=args.limit)
         results.mkdir(parents=True, exist_ok=True)
-        (results / "reference_default_model.json").write_text(json.dumps(ref, indent=1))
+        for name, path in references.items():
+            model = load_default() if path is None else load_model(path)
+            label = "cqa_core/weights/default.safetensors" if path is None else str(resolve(path))
+            ref = {"model": label, **measure(model, probe)}
+            (results / f"reference_{name}.json").write_text(json.dumps(ref, indent=1))
+            print(format_reference(ref), flush=True)
     todo = [] if args.no_train else [(c, s) for s in args.seeds for c in args.cells
                                      if not (results / f"{c}_seed{s}.json").exists()]
     print(f"{len(todo)} runs to do, results in {results}", flush=True)

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-STEMS = ("r18", "r34", "r50", "r100", "light")
+STEMS = ("r18", "r34", "r50", "r100", "light", "light_wide")
 DIVERSITY = ("cal", "ld", "none")
 
 
@@ -21,7 +21,8 @@ class ModelConfig:
 
     Attributes:
         stem: backbone producing the feature map X: ``r18|r34|r50|r100`` (insightface iResNet)
-            or ``light`` (a < 3M-parameter stem for CPU training and the dashboard).
+            or ``light`` (a < 3M-parameter stem for CPU training and the dashboard; ``light_wide``
+            widens its last stage from 192 to 256 channels).
         branches: number of local branches b (paper: 4; ablation 2/4/8/16).
         embedding_size: width of the FC layer after the concatenated branch features (512).
         lanet_reduction: LANet's channel reduction r (first 1x1 conv maps C -> C // r).

@@ -131,3 +131,24 @@ def test_no_train_summarises_what_is_there_and_trains_nothing(tmp_path: Path, mo
     assert ablation.main(["--results", str(tmp_path), "--no-train"]) == 0  # every other (cell, seed) is missing
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary) == ["cal"] and summary["cal"]["lfw"]["mean"] == pytest.approx(0.75)
+
+
+def test_measure_checkpoint_measures_a_trained_model_under_its_run_name(tmp_path: Path, monkeypatch) -> None:
+    from cqa_core.checkpoint import save_model
+    from cqa_core.config import ModelConfig
+    from cqa_core.model import create_model
+
+    save_model(tmp_path / "nocal_full" / "model.safetensors", create_model(ModelConfig(stem="light", branches=2)))
+    seen = []
+    monkeypatch.setattr(ablation, "Probe", lambda limit=None: "probe")
+    monkeypatch.setattr(ablation, "measure", lambda model, probe: seen.append((model.config.branches, probe)) or {
+        "lfw": {"accuracy": 0.8}, "masked_m2n": {"accuracy": 0.7}, "diversity": {"mean_gaussian": 0.25},
+        "mask_quality": {"drop_looking": 0.1, "drop_other": 0.0}})
+    out = tmp_path / "results"
+    assert ablation.main(["--results", str(out), "--no-train", "--measure-checkpoint",
+                          str(tmp_path / "nocal_full" / "model.safetensors")]) == 0
+    assert seen == [(2, "probe")]  # the checkpoint's own config (b = 2), not the default model
+    ref = json.loads((out / "reference_nocal_full.json").read_text())
+    assert ref["diversity"]["mean_gaussian"] == 0.25 and ref["model"].endswith("nocal_full/model.safetensors")
+    assert ablation.reference_name(tmp_path / "nocal_full") == "nocal_full"
+    assert ablation.reference_name("weights/teacher_student.safetensors") == "teacher_student"

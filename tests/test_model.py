@@ -22,7 +22,7 @@ def test_iresnet100_counts_65_2m_parameters():
     assert n_params(IResNet("r100")) == pytest.approx(65.2e6, rel=0.01)
 
 
-@pytest.mark.parametrize("stem,channels", [("r18", 512), ("r34", 512), ("r50", 512), ("r100", 512), ("light", 192)])
+@pytest.mark.parametrize("stem,channels", [("r18", 512), ("r34", 512), ("r50", 512), ("r100", 512), ("light", 192), ("light_wide", 256)])
 def test_every_stem_forwards_batch_2_to_7x7(stem, channels):
     model = create_stem(stem).eval()
     with torch.no_grad():

@@ -24,9 +24,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<34}{'params (M)':>12}{'GFLOPs':>10}")
+    width = max(34, *(len(r["name"]) + 2 for r in rows["models"]))
+    print(f"{'model':<{width}}{'params (M)':>12}{'GFLOPs':>10}")
     for r in rows["models"]:
-        print(f"{r['name']:<34}{r['params'] / 1e6:>12.3f}{r['flops'] / 1e9:>10.3f}")
+        print(f"{r['name']:<{width}}{r['params'] / 1e6:>12.3f}{r['flops'] / 1e9:>10.3f}")
     o = rows["overhead_pct"]
     print(f"CQA overhead vs bare stem + FC-512: params {o['params']:+.1f}%, FLOPs {o['flops']:+.1f}%")
     s = rows["overhead_vs_stem_pct"]

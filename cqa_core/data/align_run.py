@@ -64,6 +64,18 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def mtcnn_rows(root: Path) -> list[tuple[dict[str, str], Path]]:
+    """An aligned folder's ``alignment.csv`` rows that MTCNN aligned, each with its source photo
+    (the folder's ``.complete.json`` names the source folder). [] without the table or marker."""
+    import json
+
+    marker = root / ".complete.json"
+    src = json.loads(marker.read_text()).get("src") if marker.exists() else None
+    if src is None:
+        return []
+    return [(r, Path(src) / r["path"]) for r in _read_csv(root / "alignment.csv") if r["method"] == "mtcnn"]
+
+
 def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:

@@ -8,7 +8,8 @@ insightface's flatten -> FC-512 -> BN head so the bare network can be counted an
 
 ``light`` is this project's CPU stem: the same blocks, a 32-wide stride-2 first conv, then three
 stages of widths 48/96/192 with 1/2/2 blocks: 192 x 7 x 7 at 112 x 112 input, 1.5M parameters,
-0.46 GFLOPs.
+0.46 GFLOPs. ``light_wide`` widens the last stage to 256 (256 x 7 x 7, 2.4M parameters, 0.55
+GFLOPs): the capacity lever of issue 11, for a student that fits its teacher only loosely.
 """
 
 from __future__ import annotations
@@ -87,12 +88,14 @@ class StemCNN(nn.Module):
 
 
 def create_stem(name: str) -> StemCNN:
-    """Build a stem by name: ``r18|r34|r50|r100|light``."""
+    """Build a stem by name: ``r18|r34|r50|r100|light|light_wide``."""
     if name in IRESNET_DEPTHS:
         return StemCNN((64, 64, 128, 256, 512), IRESNET_DEPTHS[name])
     if name == "light":
         return StemCNN((32, 48, 96, 192), (1, 2, 2), first_stride=2)
-    raise ValueError(f"unknown stem {name!r}; choose one of r18, r34, r50, r100, light")
+    if name == "light_wide":
+        return StemCNN((32, 48, 96, 256), (1, 2, 2), first_stride=2)
+    raise ValueError(f"unknown stem {name!r}; choose one of r18, r34, r50, r100, light, light_wide")
 
 
 class IResNet(nn.Module):

@@ -173,25 +173,12 @@ def targets_path(root: str | Path, teacher_name: str) -> Path:
 
 def _sources(root: Path) -> dict[str, tuple[Path, np.ndarray]]:
     """Aligned crop path -> (source photo, (5, 2) landmarks) from ``alignment.csv`` (MTCNN rows)."""
-    import csv
-
     import numpy as np
 
-    table = root / "alignment.csv"
-    marker = root / ".complete.json"
-    if not table.exists():
-        return {}
-    src = None
-    if marker.exists():
-        src = json.loads(marker.read_text()).get("src")
-    out = {}
-    with open(table, newline="") as f:
-        for r in csv.DictReader(f):
-            if r["method"] != "mtcnn" or src is None:
-                continue
-            lm = np.array([[float(r[f"lm{i}_x"]), float(r[f"lm{i}_y"])] for i in range(5)])  # (5, 2)
-            out[r["out"]] = (Path(src) / r["path"], lm)
-    return out
+    from cqa_core.data.align_run import mtcnn_rows
+
+    return {r["out"]: (photo, np.array([[float(r[f"lm{i}_x"]), float(r[f"lm{i}_y"])] for i in range(5)]))  # (5, 2)
+            for r, photo in mtcnn_rows(root)}
 
 
 def compute_targets(root: str | Path, teacher_spec: str, batch_size: int = 32, progress: bool = True) -> Path:

@@ -28,7 +28,6 @@ The result is one safetensors file beside the teacher targets,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,21 +79,17 @@ def mix(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _rows(root: Path) -> tuple[list[Path], list[np.ndarray], list[int]]:
     """Source photos, their photo -> aligned affines and identity indices (MTCNN rows only)."""
-    import csv
-
     import numpy as np
 
-    src = Path(json.loads((root / ".complete.json").read_text())["src"])
+    from cqa_core.data.align_run import mtcnn_rows
+
     classes: dict[str, int] = {}
     photos, affines, ids = [], [], []
-    with open(root / "alignment.csv", newline="") as f:
-        for r in csv.DictReader(f):
-            if r["method"] != "mtcnn":
-                continue
-            photos.append(src / r["path"])
-            affines.append(np.array([[float(r[k]) for k in ("a00", "a01", "a02")],
-                                     [float(r[k]) for k in ("a10", "a11", "a12")]]))  # (2, 3)
-            ids.append(classes.setdefault(Path(r["out"]).parent.name, len(classes)))
+    for r, photo in mtcnn_rows(root):
+        photos.append(photo)
+        affines.append(np.array([[float(r[k]) for k in ("a00", "a01", "a02")],
+                                 [float(r[k]) for k in ("a10", "a11", "a12")]]))  # (2, 3)
+        ids.append(classes.setdefault(Path(r["out"]).parent.name, len(classes)))
     if len(set(ids)) < 2:
         raise ValueError(f"{root}: mixes need MTCNN-aligned photos of at least two people (alignment.csv)")
     return photos, affines, ids
