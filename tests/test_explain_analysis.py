@@ -38,6 +38,9 @@ def test_single_face_fields(model):
     assert fa.cal_matrix.shape == (b, b) and 0 <= fa.cal <= 0.8
     assert set(fa.region_shares) == {"left_eye", "right_eye", "nose", "mouth"}
     assert fa.similarity is None and fa.other is None
+    # the dashboard's mean IoU is over branch pairs only: (sum - b ones on the diagonal) / (b^2 - b)
+    assert np.allclose(np.diag(fa.iou), 1.0)
+    assert fa.mean_iou == pytest.approx((fa.iou.sum() - b) / (b * b - b))
     ovs = fa.overlays()
     assert len(ovs) == b and ovs[0].image.dtype == np.uint8 and ovs[0].quality == pytest.approx(fa.quality[0])
 

@@ -30,6 +30,16 @@ def test_nested_keys_tuples_none_and_bools() -> None:
     assert c.grad_clip is None and c.compile is True and isinstance(c.lr, float)
 
 
+@pytest.mark.parametrize(("raw", "want"), [("false", False), ("OFF", False), ("no", False), ("true", True),
+                                         ("on", True), ("False", False), ("0", None)])
+def test_bools_take_shell_spellings(raw: str, want: bool | None) -> None:
+    if want is None:  # 0 / 1 stay ambiguous and are refused, as before
+        with pytest.raises(ValueError, match="does not fit"):
+            apply_overrides(TrainConfig(), [f"progress={raw}"])
+    else:
+        assert apply_overrides(TrainConfig(), [f"progress={raw}"]).progress is want
+
+
 def test_unknown_key_lists_valid_keys() -> None:
     with pytest.raises(ValueError, match="unknown config key 'bogus'.*Valid keys:.*max_steps.*data_root"):
         apply_overrides(TrainConfig(), ["bogus=1"])

@@ -87,6 +87,12 @@ class FaceAnalysis:
     maps_other: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (112, 112) of the other
     ig: IGCheck | None = None  # completeness of this face's "ig" map (None until "ig" is computed)
 
+    @property
+    def mean_iou(self) -> float:
+        """Mean top-20 % IoU over branch pairs i != j (the diagonal, a map against itself, is 1)."""
+        b = self.iou.shape[0]
+        return float(self.iou[~np.eye(b, dtype=bool)].mean()) if b > 1 else 0.0
+
     def overlays(self, on_photo: bool = True, alpha: float = 0.5) -> list:
         """Per-branch heatmap overlays (``render.BranchOverlay``) titled with their quality scores."""
         from cqa_core.explain.render import branch_overlays, crop_support

@@ -83,7 +83,12 @@ def _matches(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
 def _parse(raw: str, hint: Any) -> Any:
+    if hint is bool and raw.lower() in _BOOLS:
+        return _BOOLS[raw.lower()]  # progress=false, as shells and YAML write it
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):

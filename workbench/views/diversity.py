@@ -53,7 +53,7 @@ class DiversityPanel:
         fa = self.session.analyse(face)
         set_heatmap(self.matrix, fa.gaussian)
         self.summary.value = (f"<b>{face.name}</b>: CAL penalty {fa.cal:.3f} (0 = diverse), "
-                              f"mean top-20% IoU {float(fa.iou.mean()):.2f}, entropy "
+                              f"mean top-20% IoU {fa.mean_iou:.2f} (branch pairs; 0 = no overlap), entropy "
                               + ", ".join(f"{e:.2f}" for e in fa.entropy))
         if self.other_path.value.strip():
             self.refresh_other()
