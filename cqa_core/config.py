@@ -76,6 +76,11 @@ class LossConfig:
             paper). With training degradations on (``AugmentConfig``), branch i's quality target
             is the visible share of its attention, sum(M_i V) / sum(M_i) (M_i detached, V the
             visibility map pooled to h x w), learnt with binary cross-entropy on S_hat_i.
+        cal_peak_norm: our addition, off = the paper. Divide each map by its own maximum over
+            the h x w cells before Eq. 2, so CAL compares where the maps peak, not how bright they
+            are. Over the CPU preset's 56 epochs Eq. 2 on raw maps was met by spreading the
+            branches' levels (mean 0.14 to 0.53 at lambda 2) while their top-20% regions
+            overlapped more than without CAL (docs/benchmarks.md, "Branch maps").
         cls_weight: weight of L_Cls in Eq. 9 (1 = the paper). Our addition for distillation:
             below 1, the teacher's terms rather than the margin loss over the training identities
             shape the embedding. Measured on the CPU preset (docs/model_card.md, "What was
@@ -93,6 +98,7 @@ class LossConfig:
     cal_reduction: Literal["pixel", "map"] = "pixel"
     ld_margin: float | None = None
     quality_weight: float = 0.0
+    cal_peak_norm: bool = False
     cls_weight: float = 1.0
 
     def __post_init__(self) -> None:

@@ -125,6 +125,8 @@ class CQACriterion(nn.Module):
         c = self.config
         maps = maps.float()
         if c.diversity == "cal":
+            if c.cal_peak_norm:  # compare where maps peak, not their levels (LossConfig.cal_peak_norm)
+                maps = maps / maps.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)  # (B, b, h, w) peak 1
             return cal_loss(maps, c.sigma, c.t, c.cal_reduction)
         if c.diversity == "ld":
             margin = c.ld_margin if c.ld_margin is not None else c.t * (maps.shape[-2] * maps.shape[-1]) ** 0.5

@@ -102,6 +102,17 @@ def test_criterion_adds_lambda_times_cal():
     assert none.total.item() == pytest.approx(none.cls.item())
 
 
+def test_peak_norm_makes_cal_see_the_same_shape_at_two_levels():
+    # maps [[1, .5], [.5, .5]] * 0.3 and * 0.9: every cell differs by >= 0.15, exp(-0.0225 / 0.01)
+    # = 0.105 < t, so raw CAL is 0; divided by their peaks both are [[1, .5], [.5, .5]] -> 1 - t = 0.8
+    shape = torch.tensor([[1.0, 0.5], [0.5, 0.5]])
+    maps = torch.stack([0.3 * shape, 0.9 * shape])[None]  # (1, 2, 2, 2)
+    crit = CQACriterion(LossConfig(), CosFace(2, 2))
+    assert crit.diversity(maps).item() == pytest.approx(0.0, abs=1e-6)
+    peak = CQACriterion(LossConfig(cal_peak_norm=True), CosFace(2, 2))
+    assert peak.diversity(maps).item() == pytest.approx(1 - T, abs=1e-6)
+
+
 def test_cls_weight_scales_only_the_margin_loss():
     # identical maps: L_CAL = 0.8 (lambda 0.5 -> +0.4); margin 0.35 on logits of embedding [1, 1]
     # against weights e0, e1: cos = 0.7071 each; the target logit loses s * m = 64 * 0.35 = 22.4,
