@@ -7,7 +7,8 @@ count as dissimilar. This prints, per checkpoint, on the ablation probe's 300 LF
 
 * ``gauss``: the Gaussian similarity CAL acts on (t = 0; the ablation's "Gaussian sim." column);
 * ``iou20``: IoU of the top-20% locations of two maps (level-free: where each branch looks most);
-* ``corr``: Pearson correlation of two maps over the 7 x 7 cells (level- and scale-free);
+* ``corr``: Pearson correlation of two maps over the 7 x 7 cells (level- and scale-free;
+  ``cqa_core.explain.diversity.map_correlation``);
 * ``entropy`` / ``coverage`` (share of cells >= 0.5) and each branch's mean level.
 
 All pair numbers are means over faces and over branch pairs i != j.
@@ -22,16 +23,6 @@ import argparse
 import torch
 
 
-def map_correlation(maps: torch.Tensor) -> torch.Tensor:
-    """(P, b, h, w) maps -> (P,) mean Pearson correlation over branch pairs i != j."""
-    f = maps.flatten(2)  # (P, b, h*w)
-    f = f - f.mean(-1, keepdim=True)  # (P, b, h*w)
-    f = f / f.norm(dim=-1, keepdim=True).clamp_min(1e-9)  # (P, b, h*w) unit rows; a flat map stays 0
-    corr = torch.einsum("pin,pjn->pij", f, f)  # (P, b, b)
-    off = ~torch.eye(corr.shape[-1], dtype=torch.bool)  # (b, b)
-    return corr[:, off].mean(1)  # (P,)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+")
@@ -41,7 +32,7 @@ def main() -> None:
     from cqa_core.ablation import Probe
     from cqa_core.checkpoint import load_model
     from cqa_core.explain.common import as_batch
-    from cqa_core.explain.diversity import diversity_of_maps
+    from cqa_core.explain.diversity import diversity_of_maps, map_correlation
 
     probe = Probe(probe_faces=args.faces)
     print("| checkpoint | gauss | iou20 | corr | entropy | coverage | branch levels |")

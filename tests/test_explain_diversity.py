@@ -8,6 +8,7 @@ import torch
 
 from cqa_core.config import ModelConfig
 from cqa_core.explain import dataset_diversity, diversity, diversity_of_maps
+from cqa_core.explain.diversity import map_correlation
 from cqa_core.losses import cal_loss
 from cqa_core.model import create_model
 
@@ -59,3 +60,20 @@ def test_model_and_dataset_aggregation():
     np.testing.assert_allclose(agg.cal[:2], one.cal, atol=1e-6)
     s = agg.summary()
     assert s["faces"] == 5 and 0.0 <= s["cal"] <= 0.8
+
+
+def test_same_shape_at_two_levels_is_gaussian_dissimilar_but_fully_correlated():
+    shape = torch.zeros(2, 2)
+    shape[0, 0] = 1.0  # one bright cell
+    maps = torch.stack([0.2 + 0.1 * shape, 0.6 + 0.3 * shape])[None]  # (1, 2, 2, 2): same place, levels 0.2 / 0.6
+    # (M_i - M_j)^2 >= 0.16 on every cell, so exp(-d / 0.01) < 1e-6: CAL sees two different maps
+    assert diversity_of_maps(maps).mean_gaussian[0] == pytest.approx(0.0, abs=1e-6)
+    assert map_correlation(maps)[0] == pytest.approx(1.0)
+
+
+def test_disjoint_spots_anticorrelate_and_a_flat_map_counts_zero():
+    a, b, flat = torch.zeros(4), torch.zeros(4), torch.full((4,), 0.5)
+    a[0], b[3] = 1.0, 1.0
+    # a and b: centred (3/4, -1/4, -1/4, -1/4) and (-1/4, -1/4, -1/4, 3/4) -> dot -1/4 over norm^2 3/4 = -1/3
+    assert map_correlation(torch.stack([a, b]).view(1, 2, 2, 2))[0] == pytest.approx(-1 / 3)
+    assert map_correlation(torch.stack([a, flat]).view(1, 2, 2, 2))[0] == pytest.approx(0.0)

@@ -10,6 +10,8 @@ For one face with maps M (b, h, w):
   locations each; ties broken by position).
 * ``entropy[i]``: Shannon entropy of M_i / sum(M_i) divided by log(h w): 1 = uniform, 0 = one spot.
 * ``coverage[i]``: fraction of locations with M_i >= 0.5.
+* ``map_correlation``: mean Pearson correlation of M_i and M_j over i != j (level-free; not in
+  ``DiversityStats``, used by ``benchmarks/branch_maps.py``).
 
 No formula of Eq. 2 is repeated here: every Gaussian number comes from ``cqa_core.losses.cal_penalty_matrix``.
 """
@@ -76,6 +78,18 @@ def _off_diagonal_mean(mat: torch.Tensor) -> torch.Tensor:
         return mat.new_zeros(mat.shape[0])
     off = ~torch.eye(b, dtype=torch.bool, device=mat.device)  # (b, b)
     return mat[:, off].mean(dim=1)  # (B,)
+
+
+def map_correlation(maps: torch.Tensor) -> torch.Tensor:
+    """(B, b, h, w) maps -> (B,) mean Pearson correlation over branch pairs i != j.
+
+    Level- and scale-free, unlike Eq. 2's Gaussian: the same shape at two brightness levels
+    correlates 1, and a flat map counts 0 against any other.
+    """
+    f = maps.flatten(2)  # (B, b, h*w)
+    f = f - f.mean(-1, keepdim=True)  # (B, b, h*w)
+    f = f / f.norm(dim=-1, keepdim=True).clamp_min(1e-9)  # (B, b, h*w) unit rows; a flat map stays 0
+    return _off_diagonal_mean(torch.einsum("bin,bjn->bij", f, f))  # (B, b, b) -> (B,)
 
 
 def diversity_of_maps(maps: torch.Tensor | np.ndarray, sigma: float = 0.01, t: float = 0.2,
