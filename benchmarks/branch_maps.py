@@ -6,6 +6,7 @@ count as dissimilar. This prints, per checkpoint, on the ablation probe's 300 LF
 (``cqa_core.ablation.Probe``, MTCNN-aligned):
 
 * ``gauss``: the Gaussian similarity CAL acts on (t = 0; the ablation's "Gaussian sim." column);
+* ``gauss_pk``: the same on maps divided by their own peak (what ``loss.cal_peak_norm`` trains on);
 * ``iou20``: IoU of the top-20% locations of two maps (level-free: where each branch looks most);
 * ``corr``: Pearson correlation of two maps over the 7 x 7 cells (level- and scale-free;
   ``cqa_core.explain.diversity.map_correlation``);
@@ -33,17 +34,19 @@ def main() -> None:
     from cqa_core.checkpoint import load_model
     from cqa_core.explain.common import as_batch
     from cqa_core.explain.diversity import diversity_of_maps, map_correlation
+    from cqa_core.losses import peak_normalise
 
     probe = Probe(probe_faces=args.faces)
-    print("| checkpoint | gauss | iou20 | corr | entropy | coverage | branch levels |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("| checkpoint | gauss | gauss_pk | iou20 | corr | entropy | coverage | branch levels |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for path in args.checkpoints:
         model = load_model(path).eval()
         with torch.inference_mode():
             maps = model(as_batch(probe.faces, torch.device("cpu"))).attention_maps  # (P, b, 7, 7)
         s = diversity_of_maps(maps).summary()
+        gauss_pk = diversity_of_maps(peak_normalise(maps)).summary()["mean_gaussian"]
         levels = " / ".join(f"{v:.2f}" for v in maps.mean((0, 2, 3)).tolist())
-        print(f"| {path} | {s['mean_gaussian']:.3f} | {s['mean_iou']:.3f} | {map_correlation(maps).mean():.3f} "
+        print(f"| {path} | {s['mean_gaussian']:.3f} | {gauss_pk:.3f} | {s['mean_iou']:.3f} | {map_correlation(maps).mean():.3f} "
               f"| {s['entropy']:.3f} | {s['coverage']:.3f} | {levels} |")
 
 

@@ -76,6 +76,11 @@ def cal_loss(maps: torch.Tensor, sigma: float = 0.01, t: float = 0.2, reduction:
     return _mean_over_pairs(cal_penalty(maps[:, i], maps[:, j], sigma, t, reduction))  # (B, P) -> ()
 
 
+def peak_normalise(maps: torch.Tensor) -> torch.Tensor:
+    """Each map divided by its own maximum over the h x w cells (``LossConfig.cal_peak_norm``)."""
+    return maps / maps.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)  # (..., h, w) peak 1
+
+
 def ld_loss(maps: torch.Tensor, t: float = 0.2) -> torch.Tensor:
     """Diverse-learning loss L_D, Eq. 3 (batch mean): hinge on the Euclidean map distance."""
     i, j = _pairs(maps.shape[1], maps.device)
@@ -126,7 +131,7 @@ class CQACriterion(nn.Module):
         maps = maps.float()
         if c.diversity == "cal":
             if c.cal_peak_norm:  # compare where maps peak, not their levels (LossConfig.cal_peak_norm)
-                maps = maps / maps.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)  # (B, b, h, w) peak 1
+                maps = peak_normalise(maps)  # (B, b, h, w) peak 1
             return cal_loss(maps, c.sigma, c.t, c.cal_reduction)
         if c.diversity == "ld":
             margin = c.ld_margin if c.ld_margin is not None else c.t * (maps.shape[-2] * maps.shape[-1]) ** 0.5
