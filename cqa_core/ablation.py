@@ -332,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(todo)}] {cell} seed {seed}: LFW {100 * r['lfw']['accuracy']:.2f}%  masked "
               f"{100 * r['masked_m2n']['accuracy']:.2f}%  gauss {r['diversity']['mean_gaussian']:.3f}  "
               f"train {r['train_s']:.0f}s measure {r['measure_s']:.0f}s", flush=True)
-    summary = summarise(load_runs(results))
+    runs = load_runs(results)
+    if not runs:  # only references were measured: no grid to summarise, no empty summary.json
+        return 0
+    summary = summarise(runs)
     (results / "summary.json").write_text(json.dumps(summary, indent=1))
     print(format_table(summary))
     return 0

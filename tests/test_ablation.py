@@ -150,5 +150,6 @@ def test_measure_checkpoint_measures_a_trained_model_under_its_run_name(tmp_path
     assert seen == [(2, "probe")]  # the checkpoint's own config (b = 2), not the default model
     ref = json.loads((out / "reference_nocal_full.json").read_text())
     assert ref["diversity"]["mean_gaussian"] == 0.25 and ref["model"].endswith("nocal_full/model.safetensors")
+    assert not (out / "summary.json").exists()  # no grid runs in the folder: nothing to summarise
     assert ablation.reference_name(tmp_path / "nocal_full") == "nocal_full"
     assert ablation.reference_name("weights/teacher_student.safetensors") == "teacher_student"
