@@ -38,8 +38,10 @@ bench: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/align_speed.py --n 50
 	PYTHONPATH=. $(PY) benchmarks/train_throughput.py --stem light --batch-size 16 --steps 12 --warmup 2 --device cpu
 
+# style (ruff) and the layer contracts (import-linter, pyproject [tool.importlinter]; docs/architecture.md)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cqa_core workbench tests benchmarks
+	$(VENV)/bin/lint-imports
 
 # dist/cqa_face-*.whl (+ sdist) with the weights, the dashboard notebook and voila.json; see README "Install"
 wheel: $(STAMP)

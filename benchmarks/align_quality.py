@@ -17,6 +17,7 @@ import numpy as np
 from cqa_core.data.align import ALIGN_VERSION, umeyama
 from cqa_core.data.datasets import aligned_dir
 from cqa_core.data.template import ARCFACE_TEMPLATE
+from cqa_core.settings import LFW_DIR
 
 AFFINE = ("a00", "a01", "a02", "a10", "a11", "a12")
 
@@ -36,7 +37,7 @@ def row(label: str, err: np.ndarray) -> str:
 def main() -> None:
     print("| cache / fit | faces | both eyes <= 3 px % | both eyes <= 5 px % | median worse eye px "
           "| median worst nose/mouth px |\n|---|---:|---:|---:|---:|---:|")
-    for name in ("lfw-deepfunneled", "celeba299"):
+    for name in (LFW_DIR, "celeba299"):
         for version in sorted({1, ALIGN_VERSION}):
             path = aligned_dir(name, version) / "alignment.csv"
             if not path.exists():

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from cqa_core.data import shared_data_dir
+from cqa_core.data import lfw_dir
 from cqa_core.data.align import align_image, fit_template, get_detector, load_image, warp
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    root = shared_data_dir() / "lfw-deepfunneled"
+    root = lfw_dir()
     files = sorted(root.glob("*/*.jpg"))[:: 13233 // args.n][: args.n]
     imgs = [load_image(f) for f in files]
     det = get_detector()

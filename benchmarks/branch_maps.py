@@ -3,7 +3,7 @@
 CAL (Eq. 2) compares maps location by location through exp(-(M_i - M_j)^2 / sigma), sigma = 0.01:
 two maps with the same shape but different levels (one at 0.5 where the other is at 0.2) already
 count as dissimilar. This prints, per checkpoint, on the ablation probe's 300 LFW faces
-(``cqa_core.ablation.Probe``, MTCNN-aligned):
+(``cqa_core.evaluation.ablation.Probe``, MTCNN-aligned):
 
 * ``gauss``: the Gaussian similarity CAL acts on (t = 0; the ablation's "Gaussian sim." column);
 * ``gauss_pk``: the same on maps divided by their own peak (what ``loss.cal_peak_norm`` trains on);
@@ -30,10 +30,10 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=300)
     args = parser.parse_args()
 
-    from cqa_core.ablation import Probe
     from cqa_core.checkpoint import load_model
-    from cqa_core.explain.common import as_batch
+    from cqa_core.evaluation.ablation import Probe
     from cqa_core.explain.diversity import diversity_of_maps, map_correlation
+    from cqa_core.explain.tensors import as_batch
     from cqa_core.losses import peak_normalise
 
     probe = Probe(probe_faces=args.faces)

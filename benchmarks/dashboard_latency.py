@@ -29,6 +29,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cqa_core.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CAM = "img.cqa-branch-cam"
@@ -37,7 +39,7 @@ CAM = "img.cqa-branch-cam"
 def measure(url: str, clicks: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from workbench.headless import launch_chromium, wait_src_change
+    from tests.support.headless import launch_chromium, wait_src_change
 
     out: dict = {}
     with sync_playwright() as p:
@@ -71,7 +73,7 @@ def measure(url: str, clicks: int) -> dict:
 
 
 def main() -> int:
-    from workbench.headless import running_voila
+    from tests.support.headless import running_voila
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clicks", type=int, default=8)
@@ -80,7 +82,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds to let the preheated kernel get ready")
     args = ap.parse_args()
     log = ROOT / "artifacts" / "dashboard_latency_voila.log"
-    with running_voila(log, preheat=args.preheat, CQA_GALLERY_PEOPLE=str(args.people)) as url:
+    with running_voila(log, Settings(people=args.people), preheat=args.preheat) as url:
         if args.preheat:
             time.sleep(args.warmup)
         result = measure(url, args.clicks)

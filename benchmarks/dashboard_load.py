@@ -35,6 +35,8 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cqa_core.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -61,7 +63,7 @@ def summary(values: list[float]) -> dict:
 
 
 def main() -> int:
-    from workbench.headless import (
+    from tests.support.headless import (
         cpu_seconds,
         memory,
         run_viewers,
@@ -83,7 +85,7 @@ def main() -> int:
     if args.service:
         ctx = running_workbench(log, preheat=True, **env)
     else:
-        ctx = running_voila(log, preheat=True, **env)
+        ctx = running_voila(log, Settings(people=args.people), preheat=True)
     with ctx as handle:
         url, service_url, pid = handle if args.service else (handle, None, None)
         warm = wait_warm(service_url, args.people) if service_url else 0.0

@@ -11,6 +11,20 @@ face a; ties are broken at random and averaged over ``--draws`` orders (see
 prints a Markdown table: mean AUC +- standard error over pairs, and the paired difference to the
 random map. ``flat`` vs ``random`` is the check that ties carry no hidden order: they must agree
 within the standard error.
+
+Methods (each makes one (112, 112) map of face a for cos(e_a, e_b)):
+
+* ``gradcam``   hook-free similarity Grad-CAM on the stem output
+* ``ig``        integrated gradients, run until |delta| <= 1 % of the score gap (capped)
+* ``occlusion`` drop in similarity when a 16 x 16 grey window covers the pixel (stride 8)
+* ``attention`` the branch attention maps M_i, averaged with the QAN weights S_hat_i (not
+  pair-specific: what the model attends to in face a, whatever face b is)
+* ``random``    a random pixel order (a fresh one per pair): the chance level
+* ``flat``      all zeros: "no information"; with random tie-breaking it must score as ``random``
+
+and :func:`cqa_core.explain.faithfulness.curves` scores it (ties broken at random, averaged over
+``draws``). The table reports the mean AUC over pairs with its standard error, and the paired
+difference to ``random`` (negative deletion difference = deletes faster than chance).
 """
 
 from __future__ import annotations
@@ -19,18 +33,184 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from cqa_core.explain.faithfulness_bench import (
-    METHODS,
-    format_table,
-    lfw_dev_pairs,
-    resolve_align,
-    run,
-    summarize,
-)
+from cqa_core.checkpoint import load_default, resolve_model
+from cqa_core.data import lfw_dir
+from cqa_core.data.align import center_affine, load_image, warp
+from cqa_core.data.datasets import MARKER, aligned_dir
+from cqa_core.data.pairs import pair_paths, read_pairs
+from cqa_core.explain.attribution import integrated_gradients, occlusion
+from cqa_core.explain.cams import similarity_gradcam
+from cqa_core.explain.common import ExplainError
+from cqa_core.explain.faithfulness import curves, similarity_score
+from cqa_core.explain.tensors import as_batch, eval_mode, model_device, to_numpy, upsample
+from cqa_core.settings import LFW_DIR
+
+METHODS = ("gradcam", "ig", "occlusion", "attention", "random", "flat")
+
+
+class PairResult(NamedTuple):
+    """AUCs of one pair: method -> value, plus the clean similarity and IG's completeness."""
+
+    similarity: float  # cos(e_a, e_b)
+    deletion: dict[str, float]
+    insertion: dict[str, float]
+    ig_relative_delta: float | None  # |delta| / |gap| of the IG map (None without "ig")
+    ig_converged: bool | None
+
+
+class Row(NamedTuple):
+    """One method's line of the table (means over pairs, standard errors)."""
+
+    method: str
+    deletion: float
+    deletion_se: float
+    insertion: float
+    insertion_se: float
+    deletion_vs_random: float  # mean paired difference deletion(method) - deletion(random)
+    deletion_vs_random_se: float
+    insertion_vs_random: float
+    insertion_vs_random_se: float
+
+
+def attention_map(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Quality-weighted mean attention sum_i S_hat_i M_i / sum_i S_hat_i of (1, 3, H, W) -> (H, W)."""
+    with torch.no_grad():
+        out = model(x)
+    m = upsample(out.attention_maps, tuple(x.shape[-2:]))[0]  # (b, H, W)
+    q = out.quality[0]  # (b,)
+    return to_numpy((q[:, None, None] * m).sum(0) / q.sum())  # (H, W)
+
+
+def method_maps(model: torch.nn.Module, a, b, methods: Sequence[str] = METHODS,
+                rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], object | None]:
+    """(method -> (H, W) map of face a for cos(e_a, e_b), IG ``Attribution`` or None)."""
+    rng = rng or np.random.default_rng(0)
+    device = model_device(model)
+    xa, xb = as_batch(a, device)[:1], as_batch(b, device)[:1]  # (1, 3, H, W) each
+    size = tuple(xa.shape[-2:])
+    maps: dict[str, np.ndarray] = {}
+    ig = None
+    with eval_mode(model):
+        for m in methods:
+            if m == "gradcam":
+                maps[m] = similarity_gradcam(model, xa, xb).map_a[0]
+            elif m == "ig":
+                ig = integrated_gradients(model, xa, xb)
+                maps[m] = ig.map[0]
+            elif m == "occlusion":
+                maps[m] = occlusion(model, xa, xb).map[0]
+            elif m == "attention":
+                maps[m] = attention_map(model, xa)
+            elif m == "random":  # a random permutation of ranks: no ties, so one draw is exact
+                maps[m] = rng.permutation(size[0] * size[1]).reshape(size).astype(np.float32)
+            elif m == "flat":
+                maps[m] = np.zeros(size, np.float32)
+            else:
+                raise ExplainError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    return maps, ig
+
+
+def score_pair(model: torch.nn.Module, a, b, methods: Sequence[str] = METHODS, steps: int = 20, draws: int = 5,
+               baseline: str | float = "blur", seed: int = 0) -> PairResult:
+    """Deletion and insertion AUC of every method's map of face a (see the module docstring)."""
+    maps, ig = method_maps(model, a, b, methods, np.random.default_rng(seed))
+    device = model_device(model)
+    xa = as_batch(a, device)[:1]  # (1, 3, H, W)
+    score = similarity_score(model, b)
+    res = {k: curves(score, xa, m, baseline=baseline, steps=steps, draws=draws, seed=seed) for k, m in maps.items()}
+    sim = float(score(xa)[0])
+    rel = conv = None
+    if ig is not None:
+        rel = float(abs(ig.delta[0]) / max(abs(ig.gap[0]), 1e-12))
+        conv = bool(ig.converged[0])
+    return PairResult(sim, {k: c.deletion_auc for k, c in res.items()}, {k: c.insertion_auc for k, c in res.items()},
+                      rel, conv)
+
+
+def _mean_se(v: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of the mean (0 for a single value)."""
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
+def summarize(results: Sequence[PairResult]) -> list[Row]:
+    """One :class:`Row` per method, in the order of the first result."""
+    rows = []
+    names = list(results[0].deletion)
+    for k in names:
+        d = np.array([r.deletion[k] for r in results])  # (P,)
+        i = np.array([r.insertion[k] for r in results])  # (P,)
+        dr = d - np.array([r.deletion["random"] for r in results]) if "random" in names else np.full_like(d, np.nan)
+        ir = i - np.array([r.insertion["random"] for r in results]) if "random" in names else np.full_like(i, np.nan)
+        rows.append(Row(k, *_mean_se(d), *_mean_se(i), *_mean_se(dr), *_mean_se(ir)))
+    return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A Markdown table of :func:`summarize`'s rows (AUC mean +- standard error)."""
+    lines = ["| method | deletion AUC (lower = better) | insertion AUC (higher = better) | deletion - random | insertion - random |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.method} | {r.deletion:.3f} ± {r.deletion_se:.3f} | {r.insertion:.3f} ± {r.insertion_se:.3f} "
+                     f"| {r.deletion_vs_random:+.3f} ± {r.deletion_vs_random_se:.3f} "
+                     f"| {r.insertion_vs_random:+.3f} ± {r.insertion_vs_random_se:.3f} |")
+    return "\n".join(lines)
+
+
+def run(model: torch.nn.Module, pairs: Iterable[tuple[np.ndarray, np.ndarray]], progress: Callable[[int], None] | None = None,
+        **kwargs) -> list[PairResult]:
+    """:func:`score_pair` over (a, b) pairs of aligned faces; ``kwargs`` go to it."""
+    out = []
+    for n, (a, b) in enumerate(pairs):
+        out.append(score_pair(model, a, b, **kwargs))
+        if progress:
+            progress(n + 1)
+    return out
+
+
+def resolve_align(align: str = "auto") -> str:
+    """``"cache"`` or ``"center"`` for an ``align`` option (see :func:`lfw_dev_pairs`)."""
+    complete = (aligned_dir(LFW_DIR) / MARKER).exists()
+    if align == "cache" and not complete:
+        raise ExplainError(f"the aligned LFW cache {aligned_dir(LFW_DIR)} is not complete "
+                           "(run `cqa align` or use align='center')")
+    if align not in ("auto", "cache", "center"):
+        raise ExplainError(f"align must be 'auto', 'cache' or 'center', got {align!r}")
+    return ("cache" if complete else "center") if align == "auto" else align
+
+
+def lfw_dev_pairs(n: int, same: bool = True, align: str = "auto", data: str | Path | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first ``n`` same-person (or different-person) pairs of LFW View 1 ``pairsDevTest.txt``.
+
+    Args:
+        n: number of pairs.
+        same: same-person pairs (the similarity has something to lose) or different-person pairs.
+        align: ``"cache"``: the aligned crops of ``ensure_aligned`` (its ``.complete.json``
+            marker must exist; nothing is aligned here); ``"center"``: the fixed LFW centre
+            affine; ``"auto"``: the cache when complete, else centre.
+        data: the shared data root (default ``Settings.data_root``).
+
+    Returns:
+        (a, b) pairs of (112, 112, 3) uint8 RGB crops.
+    """
+    lfw = Path(data) / LFW_DIR if data else lfw_dir()
+    pairs = [p for p in read_pairs(lfw / "pairsDevTest.txt") if bool(p.same) == same][:n]
+    align = resolve_align(align)
+    cache = aligned_dir(lfw.name)
+    if align == "cache":
+        return [(load_image(p), load_image(q)) for p, q in pair_paths(pairs, cache)]
+
+    def centred(path: Path) -> np.ndarray:
+        img = load_image(path)
+        return warp(img, center_affine(img.shape[1], img.shape[0]))  # (112, 112, 3)
+
+    return [(centred(p), centred(q)) for p, q in pair_paths(pairs, lfw)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,8 +226,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="also write per-pair AUCs to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    from cqa_core.model import load_default, resolve_model
 
     model = resolve_model(args.checkpoint)[0] if args.checkpoint else load_default()
     model.eval()

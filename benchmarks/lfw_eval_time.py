@@ -16,7 +16,8 @@ import warnings
 import torch
 
 from cqa_core.data.verification import load_pairset
-from cqa_core.evaluate import embed, evaluate_pairs
+from cqa_core.evaluation.protocols import embed
+from cqa_core.metrics import evaluate_pairs
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

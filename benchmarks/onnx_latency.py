@@ -45,8 +45,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON too")
     args = parser.parse_args()
 
+    from cqa_core.checkpoint import resolve_model
     from cqa_core.export import export_onnx, onnx_session, parity, run_onnx
-    from cqa_core.model import resolve_model
 
     torch.set_num_threads(args.threads)
     model, label, _ = resolve_model(args.checkpoint, "cpu")

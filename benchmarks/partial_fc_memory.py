@@ -2,7 +2,7 @@
 
 K = 2,000,000 classes, D = 512, fp32, the trainer's sampling rate (``TrainConfig.partial_fc_rate``,
 0.3) and ``--per-rank-batch`` images per rank (global batch N = b x W). For each world size W the
-arithmetic of ``cqa_core.model.partial_fc``:
+arithmetic of ``cqa_core.training.partial_fc``:
 
 * L = ceil(K / W) centres per rank; weight, its dense gradient and SGD's momentum buffer are
   L x D x 4 bytes each (``memory_per_rank`` counts those three);
@@ -45,7 +45,7 @@ def rss_now() -> int:
 
 
 def arithmetic(k: int, d: int, w: int, b: int, rate: float) -> dict:
-    from cqa_core.model.partial_fc import memory_per_rank, shard_range
+    from cqa_core.training.partial_fc import memory_per_rank, shard_range
 
     rows = shard_range(k, 0, w)[1]
     n = b * w
@@ -61,7 +61,7 @@ def measure(k: int, d: int, w: int, b: int, rate: float, threads: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from cqa_core.model.partial_fc import create_partial_fc
+    from cqa_core.training.partial_fc import create_partial_fc
 
     torch.set_num_threads(threads)
     base = rss_now()

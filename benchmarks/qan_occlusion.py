@@ -33,12 +33,12 @@ def lfw_faces(n: int) -> np.ndarray:
     """
     from PIL import Image
 
-    from cqa_core.data import shared_data_dir
+    from cqa_core.data import lfw_dir
     from cqa_core.data.align_run import out_name
     from cqa_core.data.pairs import Pair, resolve_image
     from cqa_core.training.verify import aligned_pair_photos
 
-    src = (shared_data_dir() / "lfw-deepfunneled").resolve()
+    src = lfw_dir().resolve()
     people = sorted(p.name for p in src.iterdir() if p.is_dir())[:n]
     rels = [resolve_image(src, name, 1).relative_to(src).as_posix() for name in people]
     root = aligned_pair_photos(src, [Pair(name, 1, name, 1, True, 0) for name in people])
@@ -46,9 +46,9 @@ def lfw_faces(n: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from cqa_core.checkpoint import resolve_model
     from cqa_core.data.degrade import MASK_KINDS, apply_mask, blur, downscale
     from cqa_core.explain.quality import occlusion_probe, overall_quality, quality_report
-    from cqa_core.model.default import resolve_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="model (default: the bundled default model)")

@@ -3,6 +3,11 @@
 A model file is one ``.safetensors`` whose metadata holds ``{"format": "cqa-face",
 "model_config": <json>}``, so it can be rebuilt with no other file. A directory is accepted too
 and read through its ``model.safetensors``. Nothing here unpickles: loading a pickle is refused.
+
+The embedded default model (the light CQA-Face trained by this project on CelebA-299) ships in the
+package as ``cqa_core/weights/default.safetensors``: :func:`load_default` needs no path, and
+:func:`resolve_model` picks the model a command or the workbench uses (how it was trained and what
+it scores: ``docs/model_card.md``).
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from cqa_core.config import ModelConfig, model_config_from_dict, to_dict
 from cqa_core.model.cqa_face import CQAFace, create_model
 
 FORMAT = "cqa-face"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.safetensors"
 MODEL_FILE = "model.safetensors"
 
 
@@ -54,8 +62,6 @@ def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_model(path: str | os.PathLike, model: CQAFace, extra: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights and config to ``path`` (a ``.safetensors`` file), atomically."""
-    from safetensors.torch import save_file
-
     meta = {"format": FORMAT, "model_config": json.dumps(to_dict(model.config), sort_keys=True)}
     for key, value in (extra or {}).items():
         meta[key] = value if isinstance(value, str) else json.dumps(value)
@@ -75,8 +81,6 @@ def resolve(path: str | os.PathLike) -> Path:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata dict of a safetensors checkpoint, with a clear error for other files."""
-    from safetensors import safe_open
-
     p = resolve(path)
     try:
         with safe_open(str(p), framework="pt") as f:
@@ -90,8 +94,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> CQAFace:
     """Rebuild a CQA-Face model from a checkpoint, in eval mode."""
-    from safetensors.torch import load_file
-
     p = resolve(path)
     meta = read_metadata(p)
     if meta.get("format") != FORMAT or "model_config" not in meta:
@@ -114,3 +116,44 @@ def model_config_of(path: str | os.PathLike) -> ModelConfig:
     """The ModelConfig stored in a checkpoint, without loading its weights."""
     meta = read_metadata(path)
     return model_config_from_dict(json.loads(meta["model_config"]))
+
+
+def init_from_checkpoint(model: CQAFace, path: str | os.PathLike) -> CQAFace:
+    """Load a CQA-Face checkpoint's weights into ``model`` (for ``TrainConfig.init_from``).
+
+    Raises:
+        ValueError: the checkpoint was written for a different ModelConfig.
+    """
+    saved = model_config_of(path)
+    if saved != model.config:
+        diff = {k: (v, getattr(model.config, k)) for k, v in saved.__dict__.items() if v != getattr(model.config, k)}
+        raise ValueError(f"{path} holds a different model (checkpoint vs run: {diff}); set model.* to match")
+    model.load_state_dict(load_file(str(resolve(path)), device="cpu"), strict=True)
+    return model
+
+
+def load_default(device: str | torch.device = "cpu") -> CQAFace:
+    """The bundled default CQA-Face model, in eval mode on ``device``."""
+    if not DEFAULT_WEIGHTS.exists():
+        raise FileNotFoundError(f"the default weights are missing from this install: {DEFAULT_WEIGHTS}")
+    return load_model(DEFAULT_WEIGHTS, device)
+
+
+def resolve_model(checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                  allow_untrained: bool = False) -> tuple[CQAFace, str, bool]:
+    """The model a command or the workbench should use, and how to name it.
+
+    Order: ``checkpoint`` (``Settings.checkpoint``: the flag, else env ``CQA_CHECKPOINT``), else the
+    bundled default model, else (only with ``allow_untrained``) an untrained light model, seed 0.
+
+    Returns:
+        (model in eval mode, label, untrained flag).
+    """
+    if checkpoint:
+        return load_model(checkpoint, device), f"weights {Path(checkpoint).name}", False
+    if DEFAULT_WEIGHTS.exists():
+        return load_default(device), "default model", False
+    if not allow_untrained:
+        raise FileNotFoundError("no model: pass --checkpoint PATH or set CQA_CHECKPOINT (no default weights installed)")
+    torch.manual_seed(0)
+    return create_model(ModelConfig(stem="light", branches=4)).to(device).eval(), "untrained light model (seed 0)", True

@@ -1,7 +1,12 @@
 """``cqa`` command line: one sub-command per module in ``cqa_core.commands``.
 
 Each command module defines ``register(subparsers)`` (cheap: no torch import at module top)
-and the ``run(args) -> int`` function it sets as the parser default.
+and the ``run(args) -> int`` function it sets as the parser default. Other packages contribute
+commands through the entry-point group ``cqa.commands`` (a ``register`` function): ``cqa
+workbench`` comes from the workbench package this way, so ``cqa_core`` never imports it.
+
+Settings: ``main`` builds one ``Settings`` from the environment and the command's flags
+(``--checkpoint``, ``--faces``) and hands it to the command as ``args.settings``.
 
 Errors: every expected failure (bad or missing files, refused pickles, wrong checkpoints, a
 missing optional package, a preset that does not parse) is printed as one line
@@ -14,13 +19,20 @@ import argparse
 import importlib
 import pickle
 import sys
+from importlib.metadata import entry_points
+
+from cqa_core.settings import Settings
 
 # What a user can cause with inputs and environment: reported in one line, not as a traceback.
 EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError, EOFError, pickle.UnpicklingError)
 MAX_MESSAGE = 500
 
 COMMANDS = ("info", "align", "data", "eval", "audit", "train", "distill_targets", "explain", "export",
-            "import_backbone", "workbench")
+            "import_backbone")
+PLUGINS = "cqa.commands"
+"""Entry-point group of commands other packages contribute (``workbench = workbench.command:register``)."""
+SETTINGS_FLAGS = ("checkpoint", "faces")
+"""Command flags that are settings: given, they win over the environment."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,13 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"cqa_core.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"cqa_core.commands.{name}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"cqa_core.commands.{name}").register(sub)
+    for plugin in entry_points(group=PLUGINS):
+        plugin.load()(sub)
     return parser
 
 
@@ -42,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        args.settings = Settings.from_env(**{k: getattr(args, k, None) for k in SETTINGS_FLAGS})
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 STEMS = ("r18", "r34", "r50", "r100", "light", "light_wide")
 DIVERSITY = ("cal", "ld", "none")
+UNLABELLED = -100
+"""Label of a training image with no identity (a teacher-labelled mix): the margin loss ignores it
+(``F.cross_entropy``'s ``ignore_index``), distillation, CAL and the quality loss still use it."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ B is a dynamic axis (``batch``). ``onnx`` and ``onnxruntime`` are imported only 
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from cqa_core.checkpoint import atomic_write
 
 INPUT = "images"
 OUTPUTS = ("embedding", "attention_maps", "quality")
@@ -43,8 +46,6 @@ class ExportWrapper(nn.Module):
 
 
 def _require(module: str) -> Any:
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -63,8 +64,6 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = OPSET, c
     Returns:
         The path written.
     """
-    from cqa_core.checkpoint import atomic_write
-
     was_training = model.training
     device = next(model.parameters()).device
     wrapper = ExportWrapper(model.cpu().eval())

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cqa_core.config import LossConfig
+from cqa_core.config import UNLABELLED, LossConfig
 from cqa_core.model.cqa_face import CQAOutput
 from cqa_core.model.heads import MarginHead
 
@@ -107,7 +107,6 @@ def quality_loss(quality: torch.Tensor, maps: torch.Tensor, visibility: torch.Te
     return F.binary_cross_entropy(quality.float().clamp(1e-6, 1 - 1e-6), target)
 
 
-UNLABELLED = -100  # label of an image with no identity (a teacher-labelled mix); F.cross_entropy's ignore_index
 
 
 class LossTerms(NamedTuple):

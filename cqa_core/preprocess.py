@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:  # numpy is imported lazily: the bare GPU image runs training without it
@@ -31,8 +32,6 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """HWC uint8 RGB numpy image -> normalised (1, 3, H, W) float tensor."""
-    import numpy as np
-
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
     t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None]  # (1, 3, H, W)

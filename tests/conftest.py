@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-
-def _shared_data() -> Path:
-    env = os.environ.get("CQA_DATA")
-    return Path(env) if env else (Path(__file__).resolve().parents[1].parent / "shared" / "data")
+from cqa_core.data import shared_data_dir
+from cqa_core.settings import LFW_DIR
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Root of ../shared/data; skips the test when it is absent."""
-    root = _shared_data()
+    root = shared_data_dir()
     if not root.is_dir():
         pytest.skip(f"shared face data not found at {root} (set CQA_DATA)")
     return root
@@ -25,7 +22,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def lfw_root(shared_data: Path) -> Path:
     """The raw LFW deep-funneled folder (Name/Name_NNNN.jpg + pairs.txt)."""
-    root = shared_data / "lfw-deepfunneled"
+    root = shared_data / LFW_DIR
     if not (root / "pairs.txt").exists():
         pytest.skip(f"LFW not found at {root}")
     return root

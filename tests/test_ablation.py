@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from cqa_core import ablation
 from cqa_core.data.verification import PairSet
+from cqa_core.evaluation import ablation
 
 
 def _probe(seed: int = 0) -> SimpleNamespace:

@@ -199,7 +199,7 @@ def test_lfw_200_eyes_within_3px(lfw_root: Path) -> None:
 
 @pytest.mark.data
 def test_align_folder_resumes_and_records(lfw_root: Path, tmp_path: Path) -> None:
-    from cqa_core.data.align import align_folder
+    from cqa_core.data.align_run import align_folder
 
     src = tmp_path / "src"
     (src / "A").mkdir(parents=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cqa_core.data.align_store import AlignmentStore, CenterDetector, align_key
+from cqa_core.data.align import CenterDetector
+from cqa_core.data.align_store import AlignmentStore, align_key
 from cqa_core.explain.analysis import Analyser
 
 

@@ -12,8 +12,8 @@ from PIL import Image
 
 pytest.importorskip("pyarrow", reason="cqa audit needs pyarrow (the audit extra)")
 
-from cqa_core.audit import read_audit, run_audit  # noqa: E402
-from cqa_core.audit_source import face_image, open_source  # noqa: E402
+from cqa_core.evaluation.audit import read_audit, run_audit  # noqa: E402
+from cqa_core.evaluation.audit_source import face_image, open_source  # noqa: E402
 
 GREYS = [5 + 12 * k for k in range(11)]  # one uniform grey face per value
 

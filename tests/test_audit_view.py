@@ -13,8 +13,8 @@ from PIL import Image
 
 pytest.importorskip("pyarrow", reason="cqa audit needs pyarrow (the audit extra)")
 
-from cqa_core.audit import run_audit  # noqa: E402
-from cqa_core.audit_source import open_source  # noqa: E402
+from cqa_core.evaluation.audit import run_audit  # noqa: E402
+from cqa_core.evaluation.audit_source import open_source  # noqa: E402
 from workbench.views.audit import AuditBrowser  # noqa: E402
 from workbench.views.common import Messages  # noqa: E402
 

@@ -121,7 +121,7 @@ def test_no_face_is_specific(tmp_path: Path) -> None:
 
 
 def test_folder_run_survives_every_bad_file(tmp_path: Path, photo: np.ndarray) -> None:
-    from cqa_core.data.align import align_folder
+    from cqa_core.data.align_run import align_folder
 
     src = tmp_path / "src" / "person"
     src.mkdir(parents=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.headless import CHROMIUM, launch_chromium, running_voila, wait_src_change
+from cqa_core.settings import Settings
+from tests.support.headless import CHROMIUM, launch_chromium, running_voila, wait_src_change
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -29,10 +30,10 @@ PREHEAT = os.environ.get("CQA_TEST_PREHEAT", "1") == "1"  # as `cqa workbench` s
 @pytest.fixture()
 def voila_url():
     """A Voila server on a free port, killed (with its kernels) however the test ends."""
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing (apt-get install -y chromium)")
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (.ci/run installs Debian's: apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
-    with running_voila(ARTIFACTS / "voila.log", preheat=PREHEAT, CQA_GALLERY_PEOPLE="12") as url:
+    with running_voila(ARTIFACTS / "voila.log", Settings(people=12), preheat=PREHEAT) as url:
         yield url
 
 
@@ -83,7 +84,7 @@ def test_dashboard_in_browser(voila_url):
             assert all(src_of(page, "img.cqa-branch-cam", i).startswith("blob:") for i in range(B))
             titles = page.locator(".cqa-branch-title").all_inner_texts()
             assert len(titles) == B and all(re.search(rf"branch {i}\s+q=\d\.\d\d", t) for i, t in enumerate(titles))
-            from cqa_core.model import DEFAULT_WEIGHTS
+            from cqa_core.checkpoint import DEFAULT_WEIGHTS
 
             header = "model: default model" if DEFAULT_WEIGHTS.exists() else "untrained model"
             assert header in page.inner_text(".cqa-header")

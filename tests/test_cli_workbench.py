@@ -97,7 +97,7 @@ def test_workbench_uses_a_service_running_elsewhere(tmp_path, monkeypatch):
     assert main(["workbench", "--service", "http://gpu-box:8867/", "--port", "8899", "--pool", "3"]) == 0
     assert FakeSupervisor.made == [] and waited == ["http://gpu-box:8867"]  # none started here
     (cmd, cwd, env), = FakePopen.calls
-    assert env["CQA_ANALYSIS_URL"] == "http://gpu-box:8867/"
+    assert env["CQA_ANALYSIS_URL"] == "http://gpu-box:8867"
     assert "--VoilaConfiguration.default_pool_size=3" in cmd
 
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.faithfulness import run, summarize
+from cqa_core.checkpoint import DEFAULT_WEIGHTS, load_default
 from cqa_core.data.align import center_affine, load_image, warp
 from cqa_core.data.pairs import pair_paths, read_pairs
-from cqa_core.explain.faithfulness_bench import run, summarize
-from cqa_core.model import DEFAULT_WEIGHTS, load_default
 
 pytestmark = pytest.mark.data
 
@@ -69,19 +69,21 @@ def test_gradcam_and_ig_delete_faster_than_flat_and_random_maps(model, dev_pairs
 
 
 def test_resolve_model_order(tmp_path, monkeypatch):
-    import cqa_core.model.default as default
-    from cqa_core.checkpoint import save_model
+    import cqa_core.checkpoint as ckpt
+    from cqa_core.checkpoint import resolve_model, save_model
     from cqa_core.config import ModelConfig
-    from cqa_core.model import create_model, resolve_model
+    from cqa_core.model import create_model
+    from cqa_core.settings import Settings
 
     monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
-    assert resolve_model()[1:] == ("default model", False)
+    assert resolve_model(Settings.from_env().checkpoint)[1:] == ("default model", False)
     other = save_model(tmp_path / "b2.safetensors", create_model(ModelConfig(stem="light", branches=2)))
-    monkeypatch.setenv("CQA_CHECKPOINT", str(other))  # the environment beats the default
-    model, label, untrained = resolve_model()
+    monkeypatch.setenv("CQA_CHECKPOINT", str(other))  # the environment beats the default ...
+    model, label, untrained = resolve_model(Settings.from_env().checkpoint)
     assert model.config.branches == 2 and label == "weights b2.safetensors" and not untrained
+    assert resolve_model(Settings.from_env(checkpoint=None).checkpoint)[0].config.branches == 2
     monkeypatch.delenv("CQA_CHECKPOINT")
-    monkeypatch.setattr(default, "DEFAULT_WEIGHTS", tmp_path / "missing.safetensors")
+    monkeypatch.setattr(ckpt, "DEFAULT_WEIGHTS", tmp_path / "missing.safetensors")
     with pytest.raises(FileNotFoundError, match="no model"):
         resolve_model()
     assert resolve_model(allow_untrained=True)[2] is True  # only when the caller allows it

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cqa_core.edc import (
+from cqa_core.evaluation.edc import (
     discard_order,
     edc,
     edc_area,
@@ -18,7 +18,7 @@ from cqa_core.edc import (
     on_grid,
     pair_quality,
 )
-from cqa_core.evaluate import evaluate_scores
+from cqa_core.metrics import evaluate_scores
 
 
 def test_threshold_lets_through_at_most_floor_fmr_n_impostors() -> None:
@@ -104,7 +104,7 @@ class StubFaces(torch.nn.Module):
 
 
 def test_face_scores_by_hand() -> None:
-    from cqa_core.face_scores import score_faces
+    from cqa_core.evaluation.face_scores import score_faces
 
     faces = np.zeros((3, 112, 112, 3), np.uint8)
     faces[1] = 255  # pixel mean +1 after normalisation: embedding doubled

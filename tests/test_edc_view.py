@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cqa_core.edc import edc
+from cqa_core.evaluation.edc import edc
 from workbench.views.common import Messages
 from workbench.views.edc import EDCPanel
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cqa_core.evaluate import (
+from cqa_core.evaluation.protocols import embed
+from cqa_core.metrics import (
     best_threshold,
-    embed,
     evaluate_pairs,
     evaluate_scores,
     identification_rank1,
@@ -207,3 +207,11 @@ def test_cli_eval_other_protocols_read_the_negative_pairs(shared_data, tmp_path,
         r = json.loads(out.read_text())
         assert r["protocol"] == protocol and r["n_pairs"] == 20 and r["n_same"] == 10
         assert len(r["fold_accuracies"]) == 10 and set(r["tar_at_far"]) == {"0.1", "0.01", "0.001"}
+
+
+def test_cli_protocol_names_are_the_evaluation_protocols() -> None:
+    """``cqa eval`` lists the protocols without importing torch; the lists must not drift apart."""
+    from cqa_core.commands import eval as command
+    from cqa_core.evaluation import protocols
+
+    assert command.PROTOCOLS == protocols.PROTOCOLS and command.PAIR_PROTOCOLS == protocols.PAIR_PROTOCOLS

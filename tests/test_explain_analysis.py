@@ -155,7 +155,7 @@ def test_real_lfw_pair_with_mtcnn_and_a_synthetic_mask(model, shared_data):
 
 def test_cli_uses_the_default_model_without_checkpoint(tmp_path, monkeypatch):
     """Issue 15 item 6: no --checkpoint (and no $CQA_CHECKPOINT) -> the bundled default model."""
-    from cqa_core.model import DEFAULT_WEIGHTS, load_default
+    from cqa_core.checkpoint import DEFAULT_WEIGHTS, load_default
 
     if not DEFAULT_WEIGHTS.exists():
         pytest.skip(f"no bundled default weights at {DEFAULT_WEIGHTS}")

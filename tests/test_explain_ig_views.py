@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from cqa_core.explain import Analyser
-from cqa_core.explain.analysis import IGCheck
+from cqa_core.explain.result import IGCheck
 
 
 def face(seed: int) -> np.ndarray:
@@ -32,18 +32,17 @@ def test_analysis_carries_the_ig_delta_of_both_faces(calibrated_model):
 
 
 @pytest.fixture()
-def wb(tmp_path, monkeypatch):
+def wb(tmp_path):
     """A workbench on three synthetic 'people' and the default model."""
+    from cqa_core.settings import Settings
     from workbench.app import Workbench
 
-    monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
-    monkeypatch.delenv("CQA_DEBUG", raising=False)
     rng = np.random.default_rng(0)
     for i in range(3):
         d = tmp_path / "faces" / f"Person_{i}"
         d.mkdir(parents=True)
         Image.fromarray(rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(d / f"Person_{i}_0001.jpg")
-    return Workbench(faces_dir=str(tmp_path / "faces"))
+    return Workbench(Settings(faces=tmp_path / "faces"))
 
 
 def test_face_and_pair_views_show_the_ig_delta_beside_the_map(wb):

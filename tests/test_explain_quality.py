@@ -7,8 +7,9 @@ import torch
 from cqa_core.config import ModelConfig
 from cqa_core.data.template import ARCFACE_TEMPLATE
 from cqa_core.explain import mask_effect, quality_report, region_area, region_masks, region_shares
-from cqa_core.explain.common import ExplainError, as_batch
+from cqa_core.explain.common import ExplainError
 from cqa_core.explain.quality import attention_share
+from cqa_core.explain.tensors import as_batch
 from cqa_core.explain.toy import plant_attention
 from cqa_core.model import create_model
 

@@ -11,9 +11,9 @@ import torch
 pytest.importorskip("onnx", reason="onnx not installed (pip install 'cqa-face[export]')")
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install 'cqa-face[export]')")
 
+from cqa_core.checkpoint import DEFAULT_WEIGHTS, load_default  # noqa: E402
 from cqa_core.cli import main  # noqa: E402
 from cqa_core.export import OUTPUTS, export_onnx, onnx_session, parity, run_onnx  # noqa: E402
-from cqa_core.model import DEFAULT_WEIGHTS, load_default  # noqa: E402
 
 TOLERANCE = 1e-4  # max abs difference the issue asks for
 

@@ -14,14 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cqa_core.checkpoint import load_model
+from cqa_core.checkpoint import init_from_checkpoint, load_model
 from cqa_core.cli import main
 from cqa_core.config import ModelConfig
 from cqa_core.model import create_model, create_stem
 from cqa_core.model.transfer import (
     freeze_stem,
     import_insightface,
-    init_from_checkpoint,
     map_insightface_key,
     plan_import,
 )

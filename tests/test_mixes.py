@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cqa_core.config import AugmentConfig, DistillConfig, LossConfig
+from cqa_core.config import UNLABELLED, AugmentConfig, DistillConfig, LossConfig
 from cqa_core.data.augment import AugmentedFaces
 from cqa_core.data.template import ARCFACE_TEMPLATE
-from cqa_core.losses import UNLABELLED, CQACriterion
+from cqa_core.losses import CQACriterion
 from cqa_core.model import create_head
 from cqa_core.model.cqa_face import CQAOutput
 from cqa_core.training import mixes

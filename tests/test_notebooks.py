@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
+from cqa_core.data import lfw_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-LFW = Path(os.environ.get("CQA_DATA", ROOT.parent / "shared" / "data")) / "lfw-deepfunneled"
+LFW = lfw_dir()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -22,13 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from cqa_core.data import lfw_dir
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-LFW = Path(os.environ.get("CQA_DATA", ROOT.parent / "shared" / "data")) / "lfw-deepfunneled"
+LFW = lfw_dir()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
@@ -120,9 +122,10 @@ SMOKE = """
 import json, sys
 from pathlib import Path
 import workbench
+from cqa_core.settings import Settings
 from workbench.app import TAB_NAMES, Workbench
 
-w = Workbench(faces_dir=sys.argv[1])
+w = Workbench(Settings(faces=sys.argv[1]))
 errors = {"load": w.messages.last_error}
 for i, name in enumerate(TAB_NAMES):
     w.tabs.selected_index = i

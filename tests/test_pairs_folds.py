@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cqa_core.data.pairs import has_header, read_pairs, stratified_folds
-from cqa_core.evaluate import evaluate_scores
+from cqa_core.metrics import evaluate_scores
 
 
 def _interleaved(path: Path, n: int) -> Path:
@@ -98,7 +98,7 @@ def test_cli_eval_folds_on_headerless_list(tmp_path: Path) -> None:
 def test_eval_refold_rules(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from cqa_core.commands.eval import refold
+    from cqa_core.evaluation.protocols import refold
 
     lfw_folds = np.repeat(np.arange(10), 4)
     ps = SimpleNamespace(issame=np.tile([True, True, False, False], 10), folds=lfw_folds.copy())

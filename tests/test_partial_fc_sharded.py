@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cqa_core.model import create_head
-from cqa_core.model.partial_fc import PartialFC, memory_per_rank, shard_range
+from cqa_core.training.partial_fc import PartialFC, memory_per_rank, shard_range
 
 WORLD, B, D = 2, 3, 8
 LABELS = torch.tensor([0, 5, 10, 6, 3, 7])  # rank 0: rows 0-2, rank 1: rows 3-5
@@ -115,8 +115,8 @@ class _Net(torch.nn.Module):
 def _ddp_worker(rank: int, rdv: str, out: str) -> None:
     import torch.distributed as dist
 
-    from cqa_core.model.partial_fc import create_partial_fc
     from cqa_core.training.distributed import clip_grad_norm, ddp_ignore_rank_local
+    from cqa_core.training.partial_fc import create_partial_fc
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=WORLD)

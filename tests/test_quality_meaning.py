@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cqa_core.checkpoint import load_default
 from cqa_core.data.align import align_image, load_image
 from cqa_core.data.degrade import MASK_KINDS, apply_mask, blur
 from cqa_core.explain.quality import occlusion_probe, overall_quality, quality_report
-from cqa_core.model import load_default
 
 pytestmark = pytest.mark.data
 

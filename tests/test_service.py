@@ -17,7 +17,9 @@ import time
 import numpy as np
 import pytest
 
-from cqa_core.explain.result import FaceAnalysis, IGCheck, MaskEffect, decode, encode
+from cqa_core.explain.result import FaceAnalysis, IGCheck, MaskEffect
+from cqa_core.settings import AlignMode, Settings
+from workbench.service.wire import Face, decode, encode
 
 
 def _fa(b: int = 2, pair: bool = False) -> FaceAnalysis:
@@ -67,10 +69,10 @@ def test_wire_format_never_unpickles():
 
 @pytest.fixture(scope="module")
 def app():
-    from workbench.service import AnalysisService, create_app
+    from workbench.service.app import AnalysisService, create_app
+    from workbench.service.engine import Engine
 
-    os.environ.pop("CQA_CHECKPOINT", None)
-    service = AnalysisService(threads=1)
+    service = AnalysisService(Engine(Settings(torch_threads=1)))
     return service, create_app(service)
 
 
@@ -87,19 +89,19 @@ def photos(lfw_root):
 def test_service_answers_what_in_process_analysis_gives(app, photos):
     from starlette.testclient import TestClient
 
-    from workbench.session import Engine
+    from workbench.service.engine import Engine
 
     service, asgi = app
     client = TestClient(asgi)
-    local = Engine()
+    local = Engine(Settings(torch_threads=1))
     remote = decode(client.post("/analyse", json={"face": _ref(photos[0]), "methods": ["gradcam"]}).content)
-    mine = local.analyse(photos[0], align="center")
+    mine = local.analyse(Face("a", photos[0], AlignMode.CENTER))
     assert remote.align_method == mine.align_method == "center"
     np.testing.assert_allclose(remote.quality, mine.quality, atol=1e-4)
     np.testing.assert_allclose(remote.embedding, mine.embedding, atol=1e-3)
     pair = decode(client.post("/analyse", json={"face": _ref(photos[0]), "other": _ref(photos[1]),
                                                 "methods": ["gradcam"]}).content)
-    local_pair = local.analyse(photos[0], photos[1], align="center", other_align="center")
+    local_pair = local.analyse(Face("a", photos[0], "center"), Face("b", photos[1], "center"))
     assert abs(pair.similarity - local_pair.similarity) < 1e-3
     assert abs(pair.decomposition.sum() - pair.similarity) < 1e-4  # the exact split survives the wire
 
@@ -160,15 +162,17 @@ def test_a_kernel_client_imports_no_torch_and_survives_a_service_restart(photos)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    sup = Supervisor(service_command(port) + ["--no-warm"], {**os.environ, "CQA_TORCH_THREADS": "1"}, url)
+    sup = Supervisor(service_command(port, Settings()) + ["--no-warm"], {**os.environ, "CQA_TORCH_THREADS": "1"}, url)
     sup.start()
     try:
         # a viewer kernel's process: Session over the service, no torch imported, same numbers
         code = f"""
 import sys, json
+from cqa_core.settings import Settings
+from workbench.service.wire import Face
 from workbench.session import Session
-s = Session(url={url!r})
-f = s.gallery_face("A", {photos[0]!r})
+s = Session(Settings(service_url={url!r}))
+f = Face("A", {photos[0]!r})
 fa = s.analyse(f)
 print(json.dumps({{"torch": "torch" in sys.modules, "method": fa.align_method, "b": s.branches,
                    "q": [float(x) for x in fa.quality]}}))
@@ -177,14 +181,14 @@ print(json.dumps({{"torch": "torch" in sys.modules, "method": fa.align_method, "
                                         timeout=120).stdout.strip().splitlines()[-1])
         assert out == {"torch": False, "method": "mtcnn", "b": 4, "q": out["q"]} and len(out["q"]) == 4
 
-        from workbench.client import ServiceClient
+        from workbench.service.client import ServiceClient
 
         notes: list = []
         client = ServiceClient(url)
         client.status = notes.append
         first = sup.proc.pid
         os.kill(first, signal.SIGKILL)  # the service dies; the supervisor starts another
-        fa = client.analyse(photos[1], align="center")  # waits through the restart, says so
+        fa = client.analyse(Face("b", photos[1], "center"))  # waits through the restart, says so
         assert fa.align_method == "center" and sup.restarts == 1 and sup.proc.pid != first
         assert any(n and "restarting" in n for n in notes) and notes[-1] is None  # cleared when answered
         wait_ready(url, timeout=5)
@@ -194,8 +198,8 @@ print(json.dumps({{"torch": "torch" in sys.modules, "method": fa.align_method, "
 
 @pytest.mark.slow
 def test_a_dead_service_is_a_plain_error_not_a_hang(monkeypatch):
-    from workbench import client as client_mod
     from workbench.serve import free_port
+    from workbench.service import client as client_mod
 
     monkeypatch.setattr(client_mod, "RETRY_S", 2.0)
     c = client_mod.ServiceClient(f"http://127.0.0.1:{free_port()}")  # nothing listens there

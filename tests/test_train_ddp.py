@@ -53,7 +53,7 @@ def test_two_process_gloo_matches_one_process(face_folder: Path, tmp_path: Path)
     # the runs really trained: the head moved well away from its seeded initialisation
     from cqa_core.config import ModelConfig
     from cqa_core.model import create_head, create_model
-    from cqa_core.train import seed_everything
+    from cqa_core.training.net import seed_everything
 
     seed_everything(11)
     create_model(ModelConfig(stem="light"))

@@ -13,7 +13,7 @@ from cqa_core.training.data import build_dataset
 from cqa_core.training.trainer import Trainer
 from cqa_core.training.verify import PairVerifier
 
-pytest.importorskip("cqa_core.evaluate")
+pytest.importorskip("cqa_core.metrics")
 
 
 def pairs_from_folder(root: Path) -> PairVerifier:
@@ -60,8 +60,8 @@ def test_lfw_dev_test_pairs_align_what_they_need(lfw_root: Path, tmp_path: Path,
     crops of the 20 pairs it uses, evenly spaced over pairsDevTest (10 same, 10 different)."""
     import torch
 
+    from cqa_core.checkpoint import load_default
     from cqa_core.data.align_run import list_images
-    from cqa_core.model import load_default
 
     monkeypatch.setenv("CQA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CQA_DATA", str(lfw_root.parent))

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cqa_core.config import DataConfig, ModelConfig, TrainConfig
-from cqa_core.train import Trainer, TrainingDiverged
 from cqa_core.training.callbacks import Callback
 from cqa_core.training.data import build_dataset
+from cqa_core.training.trainer import Trainer, TrainingDiverged
 
 
 class PoisonedTrainer(Trainer):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cqa_core.model import create_head
-from cqa_core.model.partial_fc import PartialFC
+from cqa_core.training.partial_fc import PartialFC
 
 
 def test_rate_one_equals_full_head() -> None:

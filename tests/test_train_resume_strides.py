@@ -77,7 +77,7 @@ def test_match_param_layout_moves_only_mismatched() -> None:
 
 
 def test_resuming_sharded_partial_fc_centres_is_refused(tmp_path: Path) -> None:
-    from cqa_core.model.partial_fc import PartialFC
+    from cqa_core.training.partial_fc import PartialFC
 
     model, head, opt = _setup()
     path = ckpt_state.save_training_state(tmp_path, 1, model, head, opt, {"epoch": 0})

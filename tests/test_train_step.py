@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,10 @@ import pytest
 import torch
 
 from cqa_core.config import DataConfig, ModelConfig, TrainConfig
+from cqa_core.data import shared_data_dir
 from cqa_core.training.trainer import Trainer
 
-SHARED = Path(os.environ.get("CQA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED = shared_data_dir()
 CELEBA = SHARED / "celeba299"
 
 

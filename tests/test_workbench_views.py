@@ -24,9 +24,10 @@ def gallery(tmp_path, monkeypatch):
 
 @pytest.fixture()
 def wb(gallery):
+    from cqa_core.settings import Settings
     from workbench.app import Workbench
 
-    return Workbench(faces_dir=str(gallery))
+    return Workbench(Settings(faces=gallery))
 
 
 def upload(wb, name: str, data: bytes) -> None:
@@ -44,7 +45,7 @@ def test_first_face_is_shown_with_b_titled_cams(wb):
     assert all(bytes(im.value).startswith(b"\x89PNG") for im in fe.branch_images)
     assert "embedding norm" in fe.info.value
     assert wb.messages.widget.value == ""
-    from cqa_core.model import DEFAULT_WEIGHTS
+    from cqa_core.checkpoint import DEFAULT_WEIGHTS
 
     # the bundled default model when its weights are installed, else the flagged untrained one
     assert ("model: default model" if DEFAULT_WEIGHTS.exists() else "untrained model") in wb.widget.children[0].children[0].value
@@ -140,17 +141,20 @@ def test_good_upload_becomes_the_current_face(wb):
     assert wb.current.name == "upload: mine.png" and "upload: mine.png" in wb.second.options
 
 
-def test_debug_mode_shows_the_traceback(wb, monkeypatch):
-    monkeypatch.setenv("CQA_DEBUG", "1")
+def test_debug_mode_shows_the_traceback(gallery):
+    from cqa_core.settings import Settings
+    from workbench.app import Workbench
+
+    wb = Workbench(Settings(faces=gallery, debug=True))
     upload(wb, "corrupt.jpg", b"junk")
     assert "Traceback" in wb.messages.widget.value
 
 
 def test_no_gallery_leaves_the_upload_box(tmp_path, monkeypatch):
+    from cqa_core.settings import Settings
     from workbench.app import Workbench
 
-    monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
-    wb = Workbench(faces_dir=str(tmp_path / "empty"))
+    wb = Workbench(Settings(faces=tmp_path / "empty"))
     assert wb.current is None and "upload" in wb.messages.widget.value
 
 
@@ -215,14 +219,3 @@ def test_second_checkpoint_side_by_side(wb, tmp_path):
     panel.other_path.value = str(tmp_path / "missing.safetensors")
     panel.compare.click()
     assert "missing.safetensors" in wb.messages.widget.value
-
-
-def test_simple_edit_fallback_changes_only_the_edited_area():
-    from workbench.views.masklab import simple_edit
-
-    face = np.full((112, 112, 3), 128, np.uint8)
-    for kind in ("lower-face mask", "occluder", "blur"):
-        edited, alpha = simple_edit(face, kind, 0.5, 56, 48)
-        assert edited.shape == face.shape and alpha.shape == (112, 112)
-        changed = np.abs(edited.astype(int) - face).max(axis=2) > 0
-        assert not (changed & (alpha == 0)).any()

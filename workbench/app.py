@@ -1,7 +1,7 @@
 """The dashboard: header, gallery + upload + second face on the left, five tabs, one message area.
 
     from workbench.app import Workbench
-    Workbench().widget          # last line of a notebook cell, or of dashboard.ipynb for Voila
+    Workbench(Settings.from_env()).widget   # last line of a notebook cell, or of dashboard.ipynb for Voila
 
 Clicking a thumbnail re-renders the visible tab at once and marks the others stale; a stale tab
 re-renders, in place, when it is opened (so a click costs one tab's work, not five). A tab's
@@ -11,15 +11,17 @@ widgets join the page the first time it is opened.
 from __future__ import annotations
 
 import html
-import os
 import threading
 import time
 from pathlib import Path
 
 import ipywidgets as W
 
+from cqa_core.data.imageio import load_image
+from cqa_core.explain.render import overall_quality
+from cqa_core.settings import Settings
 from workbench.loading import HIDE_NOTICE, ready
-from workbench.session import Face, Session, gallery_paths
+from workbench.session import Face, Session
 from workbench.views.common import Messages, png
 from workbench.views.diversity import DiversityPanel
 from workbench.views.face import FaceExplorer
@@ -34,12 +36,13 @@ THUMBS = 24
 class Workbench:
     """The whole dashboard as one widget tree (``self.widget``)."""
 
-    def __init__(self, session: Session | None = None, faces_dir: str | None = None, people: int | None = None) -> None:
-        self.messages = Messages()
+    def __init__(self, settings: Settings | None = None, session: Session | None = None) -> None:
+        """``settings``: the dashboard's (``Settings.from_env()`` when None); ``session``: one already made."""
+        self.session = session or Session(settings)
+        self.settings = self.session.settings
+        self.messages = Messages(debug=self.settings.debug)
         self._lock = threading.RLock()
-        self.session = session or Session()
-        people = people or int(os.environ.get("CQA_GALLERY_PEOPLE", "60"))
-        self.faces: dict[str, Face] = {n: self.session.gallery_face(n, p) for n, p in gallery_paths(faces_dir, people)}
+        self.faces: dict[str, Face] = {f.name: f for f in self.session.gallery()}
         self.current: Face | None = None
         self.other: Face | None = None
         self.timings: list[tuple[str, float]] = []
@@ -48,7 +51,8 @@ class Workbench:
         # a tab's view is built and attached when the tab is first opened: plotly cannot lay out a
         # figure first drawn inside a hidden tab, and the page has far fewer widgets to build at load
         self.factories = [lambda: FaceExplorer(s, m), lambda: PairInspector(s, m),
-                          lambda: DiversityPanel(s, m, gallery), lambda: QualityPanel(s, m, gallery),
+                          lambda: DiversityPanel(s, m, gallery),
+                          lambda: QualityPanel(s, m, gallery, edc_results=self.settings.edc_results),
                           lambda: MaskLab(s, m)]
         self.built: dict[int, object] = {}
         self.stale = set(range(len(self.factories)))
@@ -93,8 +97,6 @@ class Workbench:
 
     def _show_quality(self, name: str) -> None:
         """The current face's overall quality (``explain.quality.overall_quality``) in the header."""
-        from cqa_core.explain.render import overall_quality
-
         fa = self.session.analyse(self.current)
         q = float(overall_quality(fa.quality, fa.attention))
         branches = " ".join(f"{v:.2f}" for v in fa.quality)
@@ -122,8 +124,6 @@ class Workbench:
                       layout=W.Layout(width="250px"))
 
     def _thumb(self, name: str, face: Face) -> W.VBox:
-        from cqa_core.data.imageio import load_image
-
         if not hasattr(self, "_thumb_style"):  # one Layout / style shared by every thumbnail: fewer widget
             self._thumb_style = (W.Layout(width="74px", height="24px", min_height="24px", padding="0"),  # models
                                  W.Layout(min_height="92px", overflow="visible"), W.ButtonStyle())    # per page
@@ -164,7 +164,7 @@ class Workbench:
             self.messages.clear()
         if self.session.remote and not getattr(self, "_ready", False):
             self._ready = True
-            ready()  # this viewer no longer counts as loading ahead of others
+            ready(self.session.backend)  # this viewer no longer counts as loading ahead of others
 
     def view(self, i: int):
         """The view of tab ``i``, built and attached on first use."""

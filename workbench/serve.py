@@ -2,7 +2,8 @@
 
 ``cqa workbench`` starts ``workbench.service`` on a free port, waits until it answers, restarts it
 whenever it exits, and runs Voila with ``CQA_ANALYSIS_URL`` pointing at it, so each viewer's
-kernel holds only widgets. Settings go to the kernels as env vars.
+kernel holds only widgets. The ``Settings`` built by the CLI reach the service as its flags and
+the kernels as ``CQA_*`` variables (``Settings.to_env``), where the dashboard notebook rebuilds them.
 
 The notebook and its Voila settings are package data in ``workbench/dashboard/`` (``dashboard.ipynb``,
 ``voila.json``), so an installed wheel serves from any folder; ``notebooks/dashboard.ipynb`` is a
@@ -19,7 +20,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
+
+from cqa_core.settings import ENV, Settings
 
 DEFAULT_PORT = 8866
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
@@ -34,19 +38,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def kernel_env(faces: str | None = None, checkpoint: str | None = None, debug: bool = False,
-               base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment Voila (and so the dashboard kernel) runs with."""
-    env = dict(os.environ if base is None else base)
-    if faces:
-        env["CQA_FACES"] = str(Path(faces).expanduser().resolve())
-    if checkpoint:
-        env["CQA_CHECKPOINT"] = str(Path(checkpoint).expanduser().resolve())
-    if debug:
-        env["CQA_DEBUG"] = "1"
+def kernel_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment Voila (and so each dashboard kernel) runs with: ``settings`` as CQA_* variables."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in ENV.values()}
+    env.update(settings.to_env())
     # our Voila template (workbench/dashboard/voila/templates/cqa: lab + a plain loading note)
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(DASHBOARD_DIR), env.get("JUPYTER_PATH", "")) if p)
-    env.setdefault("CQA_TORCH_THREADS", "1")
+    env["CQA_TORCH_THREADS"] = "1"  # an in-process kernel (no service): one face at a time on a shared CPU
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
@@ -78,30 +76,19 @@ def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool =
     ]
 
 
-def gallery_source(faces: str | None) -> str:
-    """Where the gallery will come from, in words."""
-    from cqa_core.data import shared_data_dir
-
-    if faces:
-        return f"faces from {faces}"
-    lfw = shared_data_dir() / "lfw-deepfunneled"
-    return f"the first 60 people of {lfw}" if lfw.is_dir() else "no gallery (upload box only)"
-
-
-def service_command(port: int, checkpoint: str | None = None, faces: str | None = None) -> list[str]:
-    """The analysis service (``workbench.service``) on ``port``: one model process for all viewers."""
-    cmd = [sys.executable, "-m", "workbench.service", f"--port={port}"]
-    if checkpoint:
-        cmd.append(f"--checkpoint={checkpoint}")
-    if faces:
-        cmd.append(f"--faces={faces}")
+def service_command(port: int, settings: Settings) -> list[str]:
+    """The analysis service (``python -m workbench.service``) on ``port`` with ``settings`` as its flags."""
+    cmd = [sys.executable, "-m", "workbench.service", f"--port={port}", f"--people={settings.people}",
+           f"--align={settings.align.value}"]
+    if settings.checkpoint:
+        cmd.append(f"--checkpoint={settings.checkpoint}")
+    if settings.faces:
+        cmd.append(f"--faces={settings.faces}")
     return cmd
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
     """Block until ``url``/health answers (or the process died / time ran out: RuntimeError)."""
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -151,36 +138,37 @@ class Supervisor:
                 self.proc.kill()
 
 
-def serve(port: int = DEFAULT_PORT, faces: str | None = None, checkpoint: str | None = None,
-          debug: bool = False, preheat: bool = True, service_url: str | None = None,
-          service_port: int | None = None, pool: int | None = None) -> int:
+def checked(settings: Settings) -> Settings:
+    """``settings`` with the gallery folder and checkpoint made absolute, or a plain error if missing."""
+    if settings.faces and not settings.faces.is_dir():
+        raise FileNotFoundError(f"--faces {settings.faces}: no such folder")
+    if settings.checkpoint and not Path(settings.checkpoint).exists():
+        raise FileNotFoundError(f"--checkpoint {settings.checkpoint}: no such file")
+    return settings.replace(faces=settings.faces and settings.faces.resolve(),
+                            checkpoint=settings.checkpoint and str(Path(settings.checkpoint).resolve()))
+
+
+def serve(settings: Settings, port: int = DEFAULT_PORT, preheat: bool = True, service_port: int | None = None,
+          pool: int | None = None) -> int:
     """Run the analysis service and Voila in the foreground (Ctrl-C stops both); works from any folder.
 
-    ``service_url`` (or env ``CQA_ANALYSIS_URL``) uses a service that runs elsewhere (say, on a
-    GPU box) instead of starting one here.
+    ``settings.service_url`` uses a service that runs elsewhere (say, on a GPU box) instead of
+    starting one here.
     """
-    faces = faces or os.environ.get("CQA_FACES")
-    if faces and not Path(faces).expanduser().is_dir():
-        raise FileNotFoundError(f"--faces {faces}: no such folder")
-    if checkpoint and not Path(checkpoint).expanduser().exists():
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file")
-    env = kernel_env(faces, checkpoint, debug)
-    service_url = service_url or os.environ.get("CQA_ANALYSIS_URL")
+    settings = checked(settings)
     supervisor = None
-    if service_url:
-        wait_ready(service_url.rstrip("/"), timeout=30)
+    if settings.service_url:
+        wait_ready(settings.service_url, timeout=30)
     else:
         sport = service_port or free_port()
-        service_url = f"http://127.0.0.1:{sport}"
-        print(f"CQA-Face Workbench: starting the analysis service on {service_url} (model, aligner, cache)",
-              flush=True)
-        supervisor = Supervisor(service_command(sport, env.get("CQA_CHECKPOINT"), env.get("CQA_FACES")), env,
-                                service_url)
+        url = f"http://127.0.0.1:{sport}"
+        print(f"CQA-Face Workbench: starting the analysis service on {url} (model, aligner, cache)", flush=True)
+        supervisor = Supervisor(service_command(sport, settings), kernel_env(settings), url)
         supervisor.start()
-    env["CQA_ANALYSIS_URL"] = service_url
-    cmd = voila_command(port, debug, preheat, pool)
-    print(f"CQA-Face Workbench: http://localhost:{port}/  ({gallery_source(faces)}; Ctrl-C to stop)", flush=True)
-    proc = subprocess.Popen(cmd, env=env)
+        settings = settings.replace(service_url=url)
+    cmd = voila_command(port, settings.debug, preheat, pool)
+    print(f"CQA-Face Workbench: http://localhost:{port}/  ({settings.describe_gallery()}; Ctrl-C to stop)", flush=True)
+    proc = subprocess.Popen(cmd, env=kernel_env(settings))
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # `kill` stops Voila and its kernels too
     try:
         return proc.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
 
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.data.align_run import align_folder
 
     summary = align_folder(args.src, args.dst, fallback=None if args.fallback == "none" else args.fallback,

@@ -1,7 +1,7 @@
 """``cqa audit DATASET --out audit.parquet``: per-face quality of a whole folder or RecordIO.
 
 Runs as one process or, for data-parallel inference, under ``torchrun`` (one shard of the chunks
-per process); a killed run resumes from its finished chunks. See :mod:`cqa_core.audit`.
+per process); a killed run resumes from its finished chunks. See :mod:`cqa_core.evaluation.audit`.
 """
 
 from __future__ import annotations
@@ -29,16 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cqa_core.audit import pyarrow, run_audit
-    from cqa_core.audit_source import open_source
-    from cqa_core.model import resolve_model
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
+    from cqa_core.checkpoint import resolve_model
+    from cqa_core.evaluation.audit import pyarrow, run_audit
+    from cqa_core.evaluation.audit_source import open_source
     from cqa_core.training.distributed import teardown
 
     if args.batch_size < 1 or args.workers < 0:
         raise ValueError("--batch-size must be >= 1 and --workers >= 0")
     pyarrow()
     src = open_source(args.dataset)
-    model, label, _ = resolve_model(args.checkpoint, "cpu")
+    model, label, _ = resolve_model(args.settings.checkpoint, "cpu")
     try:
         summary = run_audit(src, args.out, model, label, chunk=args.chunk, batch_size=args.batch_size,
                             workers=args.workers, device=args.device, restart=args.restart,

@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.data.fetch import fetch_lfw
 
     out = fetch_lfw(args.dest, base_url=args.base_url)
@@ -33,6 +34,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_pack(args: argparse.Namespace) -> int:
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.data.recordio import write_face_folder
 
     n = write_face_folder(args.src, args.prefix)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.training.distill import compute_targets
 
     root = Path(args.dataset).expanduser()

@@ -1,10 +1,17 @@
-"""``cqa eval``: verification / masked / cross-quality / identification / EDC numbers for a model."""
+"""``cqa eval``: verification / masked / cross-quality / identification / EDC numbers for a model.
+
+Parses the flags into ``evaluation.protocols.Options``, calls ``evaluate`` and prints its rows.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-PAIR_PROTOCOLS = ("verify", "masked-m2n", "masked-m2m", "cross-quality")
+from cqa_core.settings import AlignMode
+
+PAIR_PROTOCOLS = ("verify", "masked-m2n", "masked-m2m", "cross-quality")  # = evaluation.protocols' (tested)
 PROTOCOLS = (*PAIR_PROTOCOLS, "identify", "edc")
 
 
@@ -22,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="use N pairs (identities for identify), spread evenly")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--align", choices=("mtcnn", "center"), default="mtcnn",
+    p.add_argument("--align", choices=[m.value for m in AlignMode], default="mtcnn",
                    help="raw photos: MTCNN (cached with ensure_aligned for lfw) or the fixed centre crop")
     p.add_argument("--mask", default="random", help="mask kind for masked-* protocols (default random per pair)")
     p.add_argument("--degrade", default="downscale", help="cross-quality: blur|downscale|noise|occlude|jpeg|mask|random")
@@ -38,139 +45,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_eval_model(path: str | None, device: str):
-    """The model to evaluate: --checkpoint, $CQA_CHECKPOINT, or cqa_core.model.load_default()."""
-    from cqa_core.model import resolve_model
-
-    model, label, _ = resolve_model(path, device)
-    return model, str(path) if path else label
-
-
-def refold(ps, spec: str, folds: int | None):
-    """Set ``ps.folds`` to ``folds`` folds where the data defines none of its own.
-
-    Headerless ``pairs:`` lists get stratified folds over the pairs actually evaluated (after
-    ``--limit``); ``bin:`` sets get ``folds`` consecutive blocks. ``lfw``, ``celeba299`` and
-    pair lists with a header keep their folds; asking for others there is an error.
-    """
-    import numpy as np
-
-    from cqa_core.data.pairs import DEFAULT_FOLDS, has_header, stratified_folds
-    from cqa_core.evaluate import default_folds
-
-    k = DEFAULT_FOLDS if folds is None else folds
-    if k < 1:
-        raise ValueError(f"--folds must be >= 1, got {k}")
-    if spec.startswith("pairs:") and not has_header(spec.split(":", 2)[2]):
-        ps.folds = np.asarray(stratified_folds(ps.issame, k))  # (N,)
-    elif spec.startswith("bin:"):
-        ps.folds = default_folds(len(ps.issame), k)  # (N,)
-    elif folds is not None:
-        raise ValueError(f"--folds is for pair lists without a header and bin: sets; {spec} keeps its "
-                         f"own {len(set(ps.folds.tolist()))} folds")
-    return ps
-
-
-def _second_side(images, index, protocol: str, args: argparse.Namespace, offset: int = 0):
-    import numpy as np
-
-    from cqa_core.data.degrade import degrade, masked_side
-
-    if protocol != "cross-quality":
-        return masked_side(images, index, args.mask, offset)
-    out = np.empty((len(index), 112, 112, 3), np.uint8)
-    for k, i in enumerate(index):
-        out[k] = degrade(images[i], args.degrade, args.severity, seed=k + offset)
-    return out
-
-
-def pair_sides(ps, protocol: str, args: argparse.Namespace, fn):
-    """``fn`` (images (M, 112, 112, 3) -> per-image rows) applied to both sides of every pair.
-
-    Clean sides reuse one pass over ``ps.images``; degraded sides (mask, cross-quality) are built
-    per pair with the same seeds as the accuracy protocols. Returns (side 1, side 2), each with N rows.
-    """
-    import numpy as np
-
-    rows = fn(ps.images)
-    pick = (lambda r, i: r[i]) if isinstance(rows, np.ndarray) else (lambda r, i: r.take(i))
-    s1, s2 = pick(rows, ps.index1), pick(rows, ps.index2)
-    if protocol in ("masked-m2n", "masked-m2m", "cross-quality"):
-        s2 = fn(_second_side(ps.images, ps.index2, protocol, args))
-    if protocol == "masked-m2m":
-        s1 = fn(_second_side(ps.images, ps.index1, protocol, args, len(ps.index1)))
-    return s1, s2
-
-
 def run(args: argparse.Namespace) -> int:
-    import time
+    import torch  # the protocols need torch; `cqa --help` does not
 
-    import torch
+    from cqa_core.checkpoint import resolve_model
+    from cqa_core.evaluation.protocols import Options, evaluate
 
-    from cqa_core.evaluate import embed, evaluate_pairs, identification_rank1, split_gallery
-
-    if args.protocol == "edc" and not 0 < args.edc_max_discard < 1:
-        raise ValueError(f"--edc-max-discard must be in (0, 1), got {args.edc_max_discard}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    t0 = time.perf_counter()
-    model, model_name = load_eval_model(args.checkpoint, device)
-    emb_kw = dict(batch_size=args.batch_size, flip=args.flip, device=device)
-    timing: dict[str, float] = {}
-    result: dict = {"data": args.data, "protocol": args.protocol, "checkpoint": model_name, "flip": args.flip}
-    if args.protocol == "identify":
-        from cqa_core.data.verification import load_identities
-
-        images, labels = load_identities(args.data, args.limit)
-        timing["load_s"] = time.perf_counter() - t0
-        emb = embed(model, images, **emb_kw)
-        gal, probe = split_gallery(labels, per_id=1)
-        rank1 = identification_rank1(emb[gal], labels[gal], emb[probe], labels[probe])
-        result.update(rank1=rank1, identities=int(len(set(labels.tolist()))), gallery=len(gal), probes=len(probe))
-        rows = [("rank-1", f"{100 * rank1:.2f}%"), ("identities", str(result["identities"])), ("probes", str(len(probe)))]
-    else:
-        from cqa_core.data.verification import load_pairset
-
-        ps = refold(load_pairset(args.data, limit=args.limit, align=args.align), args.data, args.folds)
-        timing["load_s"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        if args.protocol == "edc":
-            from cqa_core.commands.eval_edc import edc_result
-
-            result_edc, rows = edc_result(model, ps, args, emb_kw, pair_sides)
-            timing["embed_s"] = time.perf_counter() - t1
-            result.update(result_edc)
-            return _report(args, result, rows, timing, t0, model_name, device)
-        e1, e2 = pair_sides(ps, args.protocol, args, lambda im: embed(model, im, **emb_kw))  # (N, D) each
-        timing["embed_s"] = time.perf_counter() - t1
-        r = evaluate_pairs(e1, e2, ps.issame, ps.folds)
-        result.update(r.to_dict(roc=args.roc), images=int(len(ps.images)))
-        if args.protocol.startswith("masked"):
-            result["mask"] = args.mask
-        if args.protocol == "cross-quality":
-            result.update(degrade=args.degrade, severity=args.severity)
-        rows = [("accuracy", f"{100 * r.accuracy:.2f}% +- {100 * r.accuracy_std:.2f}"),
-                ("best threshold (cos)", f"{r.best_threshold:.4f}"), ("AUC", f"{r.auc:.4f}")]
-        rows += [(f"TAR @ FAR={far:g}", f"{100 * v:.2f}%") for far, v in r.tar_at_far.items()]
-        rows += [("pairs (same)", f"{r.n_pairs} ({r.n_same})"), ("images", str(len(ps.images)))]
-    return _report(args, result, rows, timing, t0, model_name, device)
-
-
-def _report(args: argparse.Namespace, result: dict, rows: list, timing: dict, t0: float, model_name: str,
-            device: str) -> int:
-    """Print the table and write the JSON."""
-    import json
-    import time
-
-    timing["total_s"] = time.perf_counter() - t0
-    result["timing"] = {k: round(v, 2) for k, v in timing.items()}
-    result["device"] = device
-    print(f"cqa eval  data={args.data}  protocol={args.protocol}  model={model_name}  flip={args.flip}")
+    model, label, _ = resolve_model(args.settings.checkpoint, device)
+    name = args.settings.checkpoint or label
+    opts = Options(flip=args.flip, limit=args.limit, batch_size=args.batch_size, device=device,
+                   align=AlignMode.parse(args.align), mask=args.mask, degrade=args.degrade, severity=args.severity,
+                   roc=args.roc, folds=args.folds, edc_pairs=args.edc_pairs, edc_max_discard=args.edc_max_discard)
+    result, rows = evaluate(model, args.data, args.protocol, opts)
+    result = {**result, "checkpoint": name}
+    print(f"cqa eval  data={args.data}  protocol={args.protocol}  model={name}  flip={args.flip}")
     for k, v in rows:
         print(f"  {k:<22}{v:>22}")
-    print(f"  {'time':<22}{timing['total_s']:>21.1f}s")
+    print(f"  {'time':<22}{result['timing']['total_s']:>21.1f}s")
     if args.json_out:
-        from pathlib import Path
-
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json_out}")

@@ -8,6 +8,8 @@ random batch and the largest difference is printed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,15 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import importlib.util
-    from pathlib import Path
 
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
     import torch
 
+    from cqa_core.checkpoint import resolve_model
     from cqa_core.export import OUTPUTS, export_onnx, onnx_session, parity
-    from cqa_core.model import resolve_model
 
-    model, label, _ = resolve_model(args.checkpoint, "cpu")
+    model, label, _ = resolve_model(args.settings.checkpoint, "cpu")
     out = export_onnx(model, args.onnx, opset=args.opset, check=args.verify)
     b, emb = model.config.branches, model.config.embedding_size
     print(f"{label} -> {out} ({Path(out).stat().st_size / 1e6:.1f} MB, opset {args.opset})")

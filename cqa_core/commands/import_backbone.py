@@ -9,6 +9,8 @@ CQA-Face checkpoint (stem imported, branches / QAN / FC seeded fresh) to fine-tu
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,9 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
 
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.checkpoint import save_model
     from cqa_core.config import ModelConfig
     from cqa_core.model.transfer import import_insightface, read_insightface_state

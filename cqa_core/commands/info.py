@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
 
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.config import ModelConfig
     from cqa_core.profile import compare
 

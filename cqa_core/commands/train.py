@@ -8,6 +8,8 @@ checkpoint in the run's out_dir; with a path, from that checkpoint (or run) dire
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 from pathlib import Path
 
@@ -32,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace):
     """Preset + overrides -> TrainConfig."""
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.config import TrainConfig
     from cqa_core.training.overrides import apply_overrides, load_preset
 
@@ -45,9 +48,8 @@ def resolve_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import logging
 
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.config import to_dict
 
     config = resolve_config(args)
@@ -70,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m cqa_core.commands.train ...`` = ``cqa train ...``."""
-    from cqa_core.cli import main as cli_main
+    from cqa_core.cli import (
+        main as cli_main,  # the cli imports every command module: a cycle at the top
+    )
 
     return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 

@@ -11,10 +11,11 @@ they decode to RGB like any other photo.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "shared_data_dir", "repo_root"]
+from cqa_core.settings import LFW_DIR, Settings
+
+__all__ = ["cache_dir", "lfw_dir", "shared_data_dir", "repo_root"]
 
 
 def repo_root() -> Path:
@@ -25,20 +26,19 @@ def repo_root() -> Path:
 def shared_data_dir() -> Path:
     """Root of the shared face data (LFW, CelebA subset, masks, fixtures).
 
-    Env ``CQA_DATA`` wins; otherwise ``<repo_root>/../shared/data``.
+    ``Settings.data_root``: env ``CQA_DATA``, else ``<repo_root>/../shared/data``.
     """
-    env = os.environ.get("CQA_DATA")
-    if env:
-        return Path(env).expanduser()
-    return (repo_root().parent / "shared" / "data").resolve()
+    return Settings.from_env().data_root
+
+
+def lfw_dir() -> Path:
+    """LFW deep-funneled under :func:`shared_data_dir`."""
+    return shared_data_dir() / LFW_DIR
 
 
 def cache_dir() -> Path:
     """Where derived data (aligned crops, downloads) is cached.
 
-    Env ``CQA_CACHE`` wins; otherwise ``~/.cache/cqa-face``. The directory is not created here.
+    ``Settings.cache_root``: env ``CQA_CACHE``, else ``~/.cache/cqa-face``. The directory is not created here.
     """
-    env = os.environ.get("CQA_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "cqa-face"
+    return Settings.from_env().cache_root

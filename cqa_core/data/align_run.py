@@ -24,10 +24,30 @@ written to a temporary name then renamed, so an interrupted run leaves no half f
 from __future__ import annotations
 
 import csv
+import json
+import multiprocessing as mp
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from cqa_core.data.align import (
+    ALIGN_VERSION,
+    AlignedFace,
+    ImageError,
+    NoFaceError,
+    align_image,
+    center_affine,
+    fit_template,
+    load_image,
+    warp,
+)
+from cqa_core.data.imageio import is_image_file
 
 ALIGN_FIELDS = (
     ["path", "out", "method", "score", "src_w", "src_h"]
@@ -40,8 +60,6 @@ _OUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 def list_images(src: Path) -> list[str]:
     """Relative POSIX paths of every image file under ``src``, sorted."""
-    from cqa_core.data.imageio import is_image_file
-
     out = []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames.sort()
@@ -67,8 +85,6 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 def mtcnn_rows(root: Path) -> list[tuple[dict[str, str], Path]]:
     """An aligned folder's ``alignment.csv`` rows that MTCNN aligned, each with its source photo
     (the folder's ``.complete.json`` names the source folder). [] without the table or marker."""
-    import json
-
     marker = root / ".complete.json"
     src = json.loads(marker.read_text()).get("src") if marker.exists() else None
     if src is None:
@@ -86,8 +102,6 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> Non
 
 
 def _worker_init() -> None:
-    import torch
-
     torch.set_num_threads(1)
 
 
@@ -105,10 +119,6 @@ def align_one(src: str, dst: str, rel: str, fallback: str | None,
 
 def refit(img: Any, known: dict[str, str]) -> Any:
     """Re-warp a photo from an ``alignment.csv`` row's landmarks with the current fit."""
-    import numpy as np
-
-    from cqa_core.data.align import AlignedFace, align_image, center_affine, fit_template, warp
-
     h, w = img.shape[:2]
     if known["method"] == "mtcnn":
         pts = np.array([[float(known[f"lm{i}_{c}"]) for c in "xy"] for i in range(5)])  # (5, 2)
@@ -122,10 +132,6 @@ def refit(img: Any, known: dict[str, str]) -> Any:
 
 def _align_one(src: str, dst: str, rel: str, fallback: str | None,
                known: dict[str, str] | None) -> tuple[str, dict[str, Any]]:
-    from PIL import Image
-
-    from cqa_core.data.align import ImageError, NoFaceError, align_image, load_image
-
     try:
         img = load_image(Path(src, rel))
         try:
@@ -185,8 +191,6 @@ def align_folder(
         Summary dict: total, done_before, aligned (this run), by method counts, misses, errors,
         seconds and faces_per_s (this run), and the CSV paths.
     """
-    from tqdm import tqdm
-
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"source folder not found: {src}")
@@ -212,15 +216,11 @@ def align_folder(
         bar = tqdm(total=len(jobs), desc=f"align {src.name}", unit="img", disable=not progress)
         threads = None
         if workers <= 1 or len(jobs) < 8:
-            import torch
-
             threads = torch.get_num_threads()  # restored below: callers keep their setting
             torch.set_num_threads(1)
             results = map(_align_star, jobs)
             pool = None
         else:
-            import multiprocessing as mp
-
             pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init)
             results = pool.imap_unordered(_align_star, jobs, chunksize=8)
         try:
@@ -242,8 +242,6 @@ def align_folder(
             if pool is not None:
                 pool.terminate()
             if threads is not None:
-                import torch
-
                 torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
     _write_csv(align_csv, ALIGN_FIELDS, sorted(rows.values(), key=lambda r: r["path"]))
@@ -252,7 +250,6 @@ def align_folder(
     for r in rows.values():
         methods[r["method"]] = methods.get(r["method"], 0) + 1
     actions = [r["action"] for r in misses.values()]
-    from cqa_core.data.align import ALIGN_VERSION
 
     return {
         "src": str(src), "dst": str(dst), "align_version": ALIGN_VERSION, "total": len(rels), "done_before": len(rels) - len(todo),

@@ -23,26 +23,12 @@ from typing import Any
 import numpy as np
 
 from cqa_core.data import cache_dir
+from cqa_core.data.align import ALIGN_VERSION, SIZE, align_image
 from cqa_core.data.align_run import ALIGN_FIELDS, face_row, refit
-
-
-class CenterDetector:
-    """A 'detector' that never finds a face, so ``align_image`` uses its fixed LFW centre affine.
-
-    For folders of LFW deep-funneled photos, which are all framed alike: ~1 ms per photo
-    instead of MTCNN's ~0.5 s on a CPU. Not for other photos, whose faces sit elsewhere.
-    """
-
-    cache_key = "center"
-
-    def detect(self, img: np.ndarray, landmarks: bool = True):
-        return None, None, None
 
 
 def align_key(detector: Any) -> str:
     """What goes into a cache key for an alignment: the detector's kind and settings."""
-    from cqa_core.data.align import ALIGN_VERSION
-
     if detector is None:
         return f"mtcnn-v{ALIGN_VERSION}"
     key = getattr(detector, "cache_key", None)
@@ -55,10 +41,11 @@ def align_key(detector: Any) -> str:
 class AlignmentStore:
     """photo sha1 -> landmarks / affine / method, appended to one ``alignment.csv``."""
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
-        from cqa_core.data.align import ALIGN_VERSION
-
-        self.root = Path(root) if root else cache_dir() / f"aligned-v{ALIGN_VERSION}" / "by-hash"
+    def __init__(self, root: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> None:
+        """``root``: the store's folder; else ``<cache>/aligned-v<ALIGN_VERSION>/by-hash`` (``cache``
+        default: ``Settings.cache_root``)."""
+        base = Path(cache) if cache is not None else cache_dir()
+        self.root = Path(root) if root else base / f"aligned-v{ALIGN_VERSION}" / "by-hash"
         self.path = self.root / "alignment.csv"
         self._rows: dict[str, dict[str, str]] = {}
         self._read_size = 0
@@ -108,8 +95,6 @@ class AlignmentStore:
         Only the default MTCNN alignment of a photo is stored; any other detector is run as given,
         and a 112 x 112 input (already aligned, e.g. a Mask lab edit) is taken as it is.
         """
-        from cqa_core.data.align import SIZE, align_image
-
         if detector is not None or photo.shape[:2] == (SIZE, SIZE):  # other detectors, or an aligned crop
             return align_image(photo, detector=detector, fallback="center")
         row = self.get(digest)

@@ -25,7 +25,8 @@ import math
 import numpy as np
 import torch
 
-from cqa_core.config import AugmentConfig
+from cqa_core.config import UNLABELLED, AugmentConfig
+from cqa_core.data import degrade
 
 SIZE = 112
 
@@ -36,7 +37,7 @@ def blur_visibility(sigma: float) -> float:
 
 
 def _jitter(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    import cv2
+    import cv2  # optional: OpenCV, the data extra
 
     angle = rng.uniform(-cfg.jitter_degrees, cfg.jitter_degrees)
     scale = 1.0 + rng.uniform(-cfg.jitter_scale, cfg.jitter_scale)
@@ -58,7 +59,7 @@ def _color(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.
 
 def occluder_shape(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
     """A random occluder's coverage (size, size) float32 in {0, 1}: a rectangle or a hand-like blob."""
-    import cv2
+    import cv2  # optional: OpenCV, the data extra
 
     cover = np.zeros((size, size), np.uint8)
     if rng.random() < 0.5:  # rectangle, 20-50% of the side each way
@@ -95,8 +96,6 @@ class Augmenter:
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """-> (degraded (112, 112, 3) uint8, visibility (112, 112) float32 in [0, 1])."""
-        from cqa_core.data import degrade
-
         c = self.config
         vis = np.ones(img.shape[:2], np.float32)  # (112, 112)
         if rng.random() < c.p_jitter:
@@ -130,7 +129,7 @@ class AugmentedFaces(torch.utils.data.Dataset):
     ``visibility`` (112, 112) uint8 (V x 255, compact through the loader) and, with ``targets``
     (an (N, D) tensor of teacher embeddings in dataset order, see ``training.distill``),
     ``target`` (D,) float32. ``mixes`` (uint8 (M, 3, 112, 112) images, (M, D) targets; see
-    ``training.mixes``) are items ``len(base) ..``, with the label ``losses.UNLABELLED``.
+    ``training.mixes``) are items ``len(base) ..``, with the label ``config.UNLABELLED``.
     """
 
     def __init__(self, base: torch.utils.data.Dataset, config: AugmentConfig,
@@ -149,7 +148,6 @@ class AugmentedFaces(torch.utils.data.Dataset):
         index, key = item
         extras: dict[str, torch.Tensor] = {}
         if index >= len(self.base):  # a teacher-labelled mix: no identity
-            from cqa_core.losses import UNLABELLED
 
             images, targets = self.mixes
             img, label = images[index - len(self.base)], UNLABELLED  # (3, 112, 112) uint8

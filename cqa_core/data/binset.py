@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
+from cqa_core.data.imageio import decode_image
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -100,14 +103,12 @@ def load_bin(path: str | os.PathLike, size: int = 112) -> tuple[np.ndarray, np.n
         images (2N, size, size, 3) uint8 RGB (resized with area interpolation if stored at
         another size) and issame (N,) bool; pair k = images 2k, 2k+1.
     """
-    from cqa_core.data.imageio import decode_image
-
     raw, issame = load_bin_raw(path)
     out = np.empty((len(raw), size, size, 3), np.uint8)  # (2N, size, size, 3)
     for i, b in enumerate(raw):
         img = decode_image(b, name=f"{Path(path).name}[{i}]")  # (h, w, 3) RGB
         if img.shape[:2] != (size, size):
-            import cv2
+            import cv2  # optional: OpenCV, the data extra
 
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
         out[i] = img
@@ -126,8 +127,6 @@ def write_bin(path: str | os.PathLike, images: list[Any], issame: list[bool], as
             instead of plain bytes.
         quality: JPEG quality for arrays that need encoding.
     """
-    from PIL import Image
-
     if len(images) != 2 * len(issame):
         raise ValueError(f"{len(images)} images for {len(issame)} pairs")
     bins: list[Any] = []

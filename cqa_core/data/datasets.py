@@ -8,6 +8,9 @@ training device; the CPU side only decodes, so a core keeps up with a GPU.
 
 from __future__ import annotations
 
+import csv
+import fcntl
+import io
 import json
 import os
 from collections.abc import Callable
@@ -15,8 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image
 
 from cqa_core.data import cache_dir
+from cqa_core.data.align import ALIGN_VERSION
+from cqa_core.data.align_run import align_folder
 from cqa_core.data.imageio import is_image_file
 
 DECODERS = ("cv2", "torchvision", "pil")
@@ -31,7 +38,7 @@ def decode_chw(data: bytes, decoder: str = "cv2") -> torch.Tensor:
             "torchvision" (``torchvision.io.decode_image``) or "pil".
     """
     if decoder == "cv2":
-        import cv2
+        import cv2  # optional: OpenCV, the data extra
 
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) BGR
         if arr is None:
@@ -39,15 +46,9 @@ def decode_chw(data: bytes, decoder: str = "cv2") -> torch.Tensor:
         arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)  # (H, W, 3) RGB (SIMD, faster than [..., ::-1])
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()  # (3, H, W)
     if decoder == "torchvision":
-        from torchvision.io import ImageReadMode, decode_image
-
         buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)  # (n,)
         return decode_image(buf, mode=ImageReadMode.RGB)  # (3, H, W)
     if decoder == "pil":
-        import io
-
-        from PIL import Image
-
         arr = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))  # (H, W, 3)
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # (3, H, W)
     raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
@@ -127,8 +128,6 @@ def random_flip(img: torch.Tensor, p: float = 0.5) -> torch.Tensor:
 
 
 def _fallback_paths(root: Path) -> set[str]:
-    import csv
-
     miss = root / "misses.csv"
     if not miss.exists():
         return set()
@@ -146,16 +145,12 @@ def aligned_dir(name: str, version: int | None = None) -> Path:
     in ``cache_dir()/aligned-v<N>/<name>``. None means the current
     :data:`~cqa_core.data.align.ALIGN_VERSION`.
     """
-    from cqa_core.data.align import ALIGN_VERSION
-
     v = ALIGN_VERSION if version is None else version
     return cache_dir() / ("aligned" if v == 1 else f"aligned-v{v}") / name
 
 
 def _earlier_landmarks(src: Path, name: str) -> Path | None:
     """The newest earlier-version cache of the same source whose landmarks can be reused."""
-    from cqa_core.data.align import ALIGN_VERSION
-
     for v in range(ALIGN_VERSION - 1, 0, -1):
         old = aligned_dir(name, v)
         try:
@@ -184,7 +179,6 @@ def ensure_aligned(src_root: str | os.PathLike, name: str | None = None, workers
         return dst
     if not src.is_dir():
         raise FileNotFoundError(f"source folder not found: {src}")
-    from cqa_core.data.align_run import align_folder
 
     dst.mkdir(parents=True, exist_ok=True)
     with _FolderLock(dst / ".lock"):  # a second caller waits, then finds the marker
@@ -207,8 +201,6 @@ class _FolderLock:
     def __enter__(self) -> _FolderLock:
         self.f = open(self.path, "a")
         try:
-            import fcntl
-
             fcntl.flock(self.f, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover - Windows
             pass

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import configparser
 import functools
+import io
 import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from cqa_core.data import shared_data_dir
 from cqa_core.data.template import ARCFACE_TEMPLATE
 
 MASK_KINDS = ("surgical", "surgical_blue", "surgical_green", "N95", "KN95", "cloth", "gas")
@@ -68,15 +71,12 @@ def face_anchor_points(landmarks: np.ndarray = ARCFACE_TEMPLATE) -> np.ndarray:
 def _mask_root(mask_root: str | os.PathLike | None) -> Path:
     if mask_root is not None:
         return Path(mask_root)
-    from cqa_core.data import shared_data_dir
 
     return shared_data_dir() / "masks"
 
 
 @functools.lru_cache(maxsize=32)
 def _load_template(root: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
     cfg = configparser.ConfigParser()
     cfg_path = Path(root) / "masks.cfg"
     if not cfg.read(cfg_path):
@@ -102,7 +102,7 @@ def apply_mask(image112: np.ndarray, kind: str = "surgical", seed: int = 0,
     Returns:
         (masked (112, 112, 3) uint8 RGB, coverage alpha (112, 112) float32 in [0, 1]).
     """
-    import cv2
+    import cv2  # optional: OpenCV, the data extra
 
     img = _check(image112)
     rng = np.random.default_rng(seed)
@@ -140,7 +140,7 @@ def _check(img: np.ndarray) -> np.ndarray:
 
 def blur(img: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur with standard deviation ``sigma`` px (kernel 6 sigma + 1)."""
-    import cv2
+    import cv2  # optional: OpenCV, the data extra
 
     k = int(2 * round(3 * sigma) + 1)
     return cv2.GaussianBlur(_check(img), (k, k), sigmaX=sigma, borderType=cv2.BORDER_REFLECT101)
@@ -148,7 +148,7 @@ def blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 def downscale(img: np.ndarray, factor: float) -> np.ndarray:
     """Low resolution: shrink by ``factor`` (area) and enlarge back (bilinear) to the same size."""
-    import cv2
+    import cv2  # optional: OpenCV, the data extra
 
     h, w = _check(img).shape[:2]
     small = cv2.resize(img, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
@@ -179,10 +179,6 @@ def occlude(img: np.ndarray, box: tuple[int, int, int, int] | None = None, seed:
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     """Re-encode as JPEG at ``quality`` (1..100) and decode."""
-    import io
-
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(_check(img)).save(buf, format="JPEG", quality=int(quality))
     return np.asarray(Image.open(buf).convert("RGB")).copy()

@@ -17,9 +17,13 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
+from tqdm import tqdm
+
+from cqa_core.settings import LFW_DIR, Settings
+
 LFW_URL = "http://vis-www.cs.umass.edu/lfw/"
 LFW_FILES = {  # file name -> md5 (official, as recorded by torchvision.datasets.LFWPairs)
-    "lfw-deepfunneled.tgz": "68331da3eb755a505a502b5aacb3c201",
+    f"{LFW_DIR}.tgz": "68331da3eb755a505a502b5aacb3c201",
     "pairs.txt": "9f1ba174e4e1c508ff7cdf10ac338a7d",
     "pairsDevTrain.txt": "4f27cbf15b2da4a85c1907eb4181ad21",
     "pairsDevTest.txt": "5132f7440eb68cf58910c8a45a2ac10b",
@@ -50,8 +54,6 @@ def download(url: str, dest: str | os.PathLike, md5: str | None = None, progress
         ChecksumError: the finished file's MD5 differs (the ``.part`` is deleted).
         urllib.error.URLError / HTTPError: network failures (the ``.part`` is kept for resuming).
     """
-    from tqdm import tqdm
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and (md5 is None or md5sum(dest) == md5):
@@ -107,15 +109,14 @@ def fetch_lfw(dest: str | os.PathLike | None = None, base_url: str | None = None
         files: ``{file name: md5}`` to fetch (default :data:`LFW_FILES`); exactly one ``.tgz``.
         progress: tqdm bars.
     """
-    from cqa_core.data import cache_dir
-
-    dest = Path(dest) if dest is not None else cache_dir() / "raw"
-    base = (base_url or os.environ.get("CQA_LFW_URL") or LFW_URL).rstrip("/") + "/"
+    settings = Settings.from_env()
+    dest = Path(dest) if dest is not None else settings.cache_root / "raw"
+    base = (base_url or settings.lfw_url or LFW_URL).rstrip("/") + "/"
     files = files or LFW_FILES
     downloads = dest / "downloads"
     got = {name: download(base + name, downloads / name, md5, progress) for name, md5 in files.items()}
     archive = next(p for n, p in got.items() if n.endswith((".tgz", ".tar.gz", ".tar")))
-    out = dest / "lfw-deepfunneled"
+    out = dest / LFW_DIR
     if not (out / ".extracted").exists():
         tmp = dest / ".extract.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 40_000_000
 """Largest image accepted, in pixels (40 MP)."""
@@ -49,8 +50,6 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 def _to_rgb_array(img) -> np.ndarray:
     """A loaded PIL image of any mode -> HxWx3 uint8 RGB numpy array."""
-    from PIL import Image
-
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         a = np.asarray(img, dtype=np.uint16)  # (H, W) 16-bit
@@ -87,8 +86,6 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     Raises:
         NotAnImageError, CorruptImageError, ImageTooLargeError.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if not data:
         raise NotAnImageError(f"{name}: empty file, not an image")
     old_limit = Image.MAX_IMAGE_PIXELS

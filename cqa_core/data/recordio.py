@@ -27,6 +27,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from cqa_core.data.datasets import FaceFolder, decode_chw
+
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _HEADER = struct.Struct("<IfQQ")
@@ -264,8 +266,6 @@ class RecordIODataset(torch.utils.data.Dataset):
         return len(self.keys)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        from cqa_core.data.datasets import decode_chw
-
         header, img = unpack(self.reader.read(int(self.keys[index])))
         return decode_chw(img, self.decoder), self._label(header)  # (3, H, W) uint8 RGB
 
@@ -275,8 +275,6 @@ def write_face_folder(root: str | os.PathLike, path_prefix: str | os.PathLike) -
 
     Files are copied byte for byte (no re-encoding); identity records follow the images.
     """
-    from cqa_core.data.datasets import FaceFolder
-
     ds = FaceFolder(root)
     n = len(ds)
     with RecordWriter(path_prefix) as w:

@@ -13,6 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
+from cqa_core.data import lfw_dir, shared_data_dir
+from cqa_core.data.align import align_image, center_affine, load_image, warp
+from cqa_core.data.binset import load_bin
+from cqa_core.data.datasets import FaceFolder, ensure_aligned
+from cqa_core.data.pairs import read_pairs, resolve_image, unique_images
+from cqa_core.metrics import default_folds
 
 
 @dataclass
@@ -43,10 +51,6 @@ def subsample(n: int, limit: int | None) -> np.ndarray:
 
 
 def _load_aligned(paths: list[Path], raw: bool, align: str) -> np.ndarray:
-    from tqdm import tqdm
-
-    from cqa_core.data.align import align_image, center_affine, load_image, warp
-
     out = np.empty((len(paths), 112, 112, 3), np.uint8)
     for i, p in enumerate(tqdm(paths, desc="load faces", unit="img", leave=False)):
         img = load_image(p)
@@ -64,8 +68,6 @@ def _load_aligned(paths: list[Path], raw: bool, align: str) -> np.ndarray:
 def from_pair_list(name: str, pairs_file: Path, root: Path, raw: bool, align: str = "mtcnn",
                    limit: int | None = None) -> PairSet:
     """A :class:`PairSet` from an LFW-format pair list whose images live under ``root``."""
-    from cqa_core.data.pairs import read_pairs, resolve_image, unique_images
-
     pairs = read_pairs(pairs_file)
     pairs = [pairs[i] for i in subsample(len(pairs), limit)]
     uniq = unique_images(pairs)
@@ -106,21 +108,15 @@ def make_pairs(labels: np.ndarray, folds: int = 10, per_fold: int = 300, seed: i
 
 def load_pairset(spec: str, limit: int | None = None, align: str = "mtcnn") -> PairSet:
     """Resolve a ``--data`` spec to a :class:`PairSet` (see the module docstring)."""
-    from cqa_core.data import shared_data_dir
-
     if spec == "lfw":
-        root = shared_data_dir() / "lfw-deepfunneled"
+        root = lfw_dir()
         if align == "center":
             return from_pair_list(spec, root / "pairs.txt", root, raw=True, align="center", limit=limit)
-        from cqa_core.data.datasets import ensure_aligned
 
         return from_pair_list(spec, root / "pairs.txt", ensure_aligned(root), raw=False, limit=limit)
     if spec.startswith("bin:"):
-        from cqa_core.data.binset import load_bin
-
         images, issame = load_bin(spec[4:])
         keep = subsample(len(issame), limit)
-        from cqa_core.evaluate import default_folds
 
         return PairSet(spec, images, 2 * keep, 2 * keep + 1, issame[keep], default_folds(len(keep)))
     if spec.startswith("pairs:"):
@@ -142,11 +138,8 @@ def load_pairset(spec: str, limit: int | None = None, align: str = "mtcnn") -> P
 def load_identities(spec: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Aligned images (M, 112, 112, 3) and labels (M,) of identities with >= 2 images;
     ``limit`` keeps that many identities (evenly spread). Specs: lfw, celeba299, or a folder."""
-    from cqa_core.data import shared_data_dir
-    from cqa_core.data.datasets import FaceFolder, ensure_aligned
-
     if spec in ("lfw", "celeba299"):
-        root = ensure_aligned(shared_data_dir() / ("lfw-deepfunneled" if spec == "lfw" else "celeba299"))
+        root = ensure_aligned(lfw_dir() if spec == "lfw" else shared_data_dir() / "celeba299")
     else:
         root = Path(spec.removeprefix("folder:"))
     ds = FaceFolder(root, min_images=2)

@@ -9,6 +9,8 @@ Modules (each reads top to bottom; heavy libraries are imported inside functions
 * ``quality``       QAN scores, relation matrix, region shares, effect of a synthetic mask
 * ``faithfulness``  deletion / insertion curves and AUC of any map against the pair similarity
 * ``analysis``      ``analyse(model, image, other)`` -> ``FaceAnalysis``, cached
+* ``common``        ``ExplainError`` (torch-free)
+* ``tensors``       input batches, upsampling, min-max scaling, cosine, eval mode (torch)
 * ``result``        ``FaceAnalysis`` / ``MaskEffect`` and their wire format (numpy only)
 * ``render``        maps onto photos, overlays, overall quality (numpy + OpenCV only)
 
@@ -27,7 +29,7 @@ _WHERE = {
                     "occlusion"),
     "cams": ("attention_cams", "gradcam_from_features", "similarity_gradcam"),
     "render": ("branch_overlays", "crop_support", "overlay", "warp_to_photo"),
-    "result": ("ExplainError",),
+    "common": ("ExplainError",),
     "decomposition": ("decompose", "decompose_outputs", "folded_head", "leave_one_out_rerun"),
     "diversity": ("DiversityStats", "dataset_diversity", "diversity", "diversity_of_maps"),
     "faithfulness": ("Curves", "compare_maps", "curves", "similarity_score"),

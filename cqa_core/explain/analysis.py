@@ -13,25 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 
+from cqa_core.data import align
+from cqa_core.data.align_store import align_key
+from cqa_core.data.imageio import decode_image
+from cqa_core.explain import attribution
 from cqa_core.explain.cams import gradcam_from_features, warp_to_photo
-from cqa_core.explain.common import (
-    as_batch,
-    eval_mode,
-    model_device,
-    to_numpy,
-    upsample,
-)
+from cqa_core.explain.common import ExplainError
 from cqa_core.explain.decomposition import decompose_outputs
 from cqa_core.explain.diversity import diversity_of_maps
 from cqa_core.explain.quality import region_shares
-from cqa_core.explain.result import ExplainError, FaceAnalysis, IGCheck  # noqa: F401 - re-exported
+from cqa_core.explain.result import FaceAnalysis, IGCheck, Photo
+from cqa_core.explain.tensors import as_batch, eval_mode, model_device, to_numpy, upsample
 
 PAIR_METHODS = ("gradcam", "ig", "occlusion")  # plus any pytorch-grad-cam class name, e.g. "GradCAMPlusPlus"
 MIN_SIDE = 16
@@ -42,13 +41,6 @@ class AnalysisError(ExplainError):
 
 
 # ---------------------------------------------------------------- inputs
-
-
-class Photo(NamedTuple):
-    """Pixels whose digest the caller already knows (e.g. the sha1 of the file bytes they came from)."""
-
-    pixels: np.ndarray  # (H, W, 3) uint8 RGB
-    digest: str
 
 
 def _load(image: Any) -> tuple[np.ndarray, str, Any]:
@@ -62,7 +54,6 @@ def _load(image: Any) -> tuple[np.ndarray, str, Any]:
         path = Path(image).expanduser()
         if not path.is_file():
             raise AnalysisError(f"image file not found: {path}")
-        from cqa_core.data.imageio import decode_image
 
         data = path.read_bytes()
         return decode_image(data, name=str(path)), hashlib.sha1(data).hexdigest(), None
@@ -84,7 +75,6 @@ def _align(photo: np.ndarray, digest: str, aligned: Any, detector: Any, store: A
     h, w = photo.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise AnalysisError(f"image is too small to hold a face ({w}x{h} pixels; need at least {MIN_SIDE})")
-    from cqa_core.data import align
 
     try:
         if store is not None:
@@ -98,8 +88,6 @@ def _align(photo: np.ndarray, digest: str, aligned: Any, detector: Any, store: A
 
 
 def _align_key(aligned: Any, detector: Any) -> str:
-    from cqa_core.data.align_store import align_key
-
     return "identity" if aligned is not None else align_key(detector)
 
 
@@ -145,8 +133,6 @@ def _pair_maps(model: torch.nn.Module, a: np.ndarray, b: np.ndarray, feats: torc
     ``feats`` (2, C, h, w) are the stem outputs of a and b, reused by the hook-free Grad-CAM.
     The second value is the IG completeness check of a and b (None when "ig" is not asked for).
     """
-    from cqa_core.explain import attribution
-
     x, y = np.stack([a, b]), np.stack([b, a])  # (2, 112, 112, 3) each
     out: dict[str, np.ndarray] = {}
     checks = None
@@ -179,8 +165,6 @@ class Analyser:
     """
 
     def __init__(self, maxsize: int = 64, store: Any = None) -> None:
-        from collections import Counter
-
         self.maxsize = maxsize
         self.store = store
         self.computed = 0
@@ -276,7 +260,7 @@ def analyse(model: torch.nn.Module, image: Any, other: Any = None, methods: tupl
         methods: pair maps to compute for both faces: "gradcam" (hook-free), "ig", "occlusion" or
             a pytorch-grad-cam class name ("GradCAMPlusPlus", "ScoreCAM", ...).
         detector: face detector for ``cqa_core.data.align.align_image`` (None = its default, MTCNN;
-            ``cqa_core.data.align_store.CenterDetector()`` = the fixed LFW centre affine). It is part
+            ``cqa_core.data.align.CenterDetector()`` = the fixed LFW centre affine). It is part
             of the cache key.
         other_detector: the second face's detector ("same" = ``detector``).
 

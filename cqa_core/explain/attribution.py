@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cqa_core.explain.common import (
-    ExplainError,
+from cqa_core.explain.common import ExplainError
+from cqa_core.explain.tensors import (
     as_batch,
     cosine,
     in_eval_mode,
@@ -78,7 +78,7 @@ def library_cam(model: nn.Module, images_a, images_b, method: str = "GradCAM", *
     Returns:
         (B, H, W) float32 maps in [0, 1] (pytorch-grad-cam's own min-max scaling and resize).
     """
-    import pytorch_grad_cam
+    import pytorch_grad_cam  # optional: grad-cam, the explain extra
 
     cls = getattr(pytorch_grad_cam, method, None)
     if cls is None:
@@ -119,7 +119,7 @@ IG_ATOL = 1e-4  # ... or this, when the gap itself is ~0 (1 % of nothing cannot 
 def _ig_once(model: nn.Module, xa: torch.Tensor, ref: torch.Tensor, steps: int, baseline: float,
              internal_batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """One captum IG run -> (attributions (B, 3, H, W), convergence delta (B,))."""
-    from captum.attr import IntegratedGradients
+    from captum.attr import IntegratedGradients  # optional: captum, the explain extra
 
     ig = IntegratedGradients(_similarity_fn(model))
     return ig.attribute(xa, baselines=baseline, additional_forward_args=(ref,), n_steps=steps,
@@ -185,7 +185,7 @@ def integrated_gradients(model: nn.Module, images_a, images_b, steps: int | None
 def occlusion(model: nn.Module, images_a, images_b, window: int = 16, stride: int = 8, baseline: float = 0.0,
               per_eval: int = 64) -> Attribution:
     """captum Occlusion of cos(e_a, e_b): drop in similarity when a window of face a is greyed out."""
-    from captum.attr import Occlusion
+    from captum.attr import Occlusion  # optional: captum, the explain extra
 
     device = model_device(model)
     xa, xb = as_batch(images_a, device), as_batch(images_b, device)  # (B, 3, H, W)

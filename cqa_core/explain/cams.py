@@ -17,8 +17,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from cqa_core.explain.common import (
-    ExplainError,
+from cqa_core.explain.common import ExplainError
+from cqa_core.explain.render import (  # noqa: F401 - re-exported: cams is where callers look
+    BranchOverlay,
+    branch_overlays,
+    crop_support,
+    overlay,
+    warp_to_photo,
+)
+from cqa_core.explain.tensors import (
     as_batch,
     cosine,
     in_eval_mode,
@@ -26,13 +33,6 @@ from cqa_core.explain.common import (
     model_device,
     to_numpy,
     upsample,
-)
-from cqa_core.explain.render import (  # noqa: F401 - re-exported: cams is where callers look
-    BranchOverlay,
-    branch_overlays,
-    crop_support,
-    overlay,
-    warp_to_photo,
 )
 from cqa_core.preprocess import INPUT_SIZE
 

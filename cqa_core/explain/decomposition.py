@@ -26,7 +26,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from cqa_core.explain.common import ExplainError, as_batch, in_eval_mode, model_device, to_numpy
+from cqa_core.explain.common import ExplainError
+from cqa_core.explain.tensors import as_batch, in_eval_mode, model_device, to_numpy
 
 
 def folded_head(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from cqa_core.explain.common import as_batch, in_eval_mode, model_device, to_numpy
+from cqa_core.explain.tensors import as_batch, in_eval_mode, model_device, to_numpy
 from cqa_core.losses import cal_penalty_matrix
 
 
@@ -122,8 +123,6 @@ def dataset_diversity(model: torch.nn.Module, images: Iterable, batch_size: int 
 
     Faces are batched ``batch_size`` at a time; the result holds every face (call ``.summary()``).
     """
-    from tqdm.auto import tqdm
-
     parts: list[DiversityStats] = []
     batch: list = []
 

@@ -27,14 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cqa_core.explain.common import (
-    ExplainError,
-    as_batch,
-    cosine,
-    eval_mode,
-    in_eval_mode,
-    model_device,
-)
+from cqa_core.explain.common import ExplainError
+from cqa_core.explain.tensors import as_batch, cosine, eval_mode, in_eval_mode, model_device
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # (N, 3, H, W) -> (N,)
 

@@ -26,17 +26,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from cqa_core.data.degrade import apply_mask
 from cqa_core.data.template import ARCFACE_TEMPLATE, SIZE
-from cqa_core.explain.common import (
-    ExplainError,
-    as_batch,
-    in_eval_mode,
-    model_device,
-    to_numpy,
-    upsample,
-)
+from cqa_core.explain.common import ExplainError
 from cqa_core.explain.render import overall_quality  # noqa: F401 - re-exported
 from cqa_core.explain.result import MaskEffect
+from cqa_core.explain.tensors import as_batch, in_eval_mode, model_device, to_numpy, upsample
 
 REGIONS = ("left_eye", "right_eye", "nose", "mouth")
 
@@ -119,10 +114,6 @@ def mask_effect(model: torch.nn.Module, image112: np.ndarray, masked: np.ndarray
     if image112.shape != (SIZE, SIZE, 3) or image112.dtype != np.uint8:
         raise ExplainError(f"mask_effect needs an aligned 112x112x3 uint8 face, got {image112.shape} {image112.dtype}")
     if masked is None:
-        try:
-            from cqa_core.data.degrade import apply_mask
-        except ImportError as exc:
-            raise ExplainError("cqa_core.data.degrade is not available; pass the masked image yourself") from exc
         masked, alpha = apply_mask(image112, kind=kind, seed=seed)
     masked = np.asarray(masked)
     if masked.shape != image112.shape or masked.dtype != np.uint8:

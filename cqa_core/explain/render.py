@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cqa_core.data.template import SIZE
-from cqa_core.explain.result import ExplainError
+from cqa_core.explain.common import ExplainError
 
 
 def warp_to_photo(maps: np.ndarray, affine: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
@@ -25,7 +25,7 @@ def warp_to_photo(maps: np.ndarray, affine: np.ndarray, photo_size: tuple[int, i
     Returns:
         (..., height, width) float32 maps; photo pixels outside the aligned crop are 0.
     """
-    import cv2
+    import cv2  # optional: OpenCV, the data extra
 
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (2, 3) or not np.isfinite(affine).all():
@@ -51,7 +51,7 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, support: np
     ``support`` (H, W) in [0, 1] scales the opacity per pixel: pass :func:`crop_support` so photo
     pixels outside the aligned crop (where the model saw nothing) stay untinted.
     """
-    import cv2
+    import cv2  # optional: OpenCV, the data extra
 
     if image.shape[:2] != heat.shape:
         raise ExplainError(f"heatmap {heat.shape} does not match image {image.shape[:2]}")

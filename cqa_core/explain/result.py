@@ -1,28 +1,25 @@
-"""What an analysis returns, and its wire format: numpy only, no torch.
+"""What an analysis takes and returns: numpy only, no torch.
 
-``FaceAnalysis`` (one face, or a pair), ``IGCheck`` and ``MaskEffect`` are plain containers of
-numpy arrays. :func:`encode` / :func:`decode` turn them into bytes and back: an ``.npz`` archive
-(``numpy.savez``, read with ``allow_pickle=False``, so decoding never runs code) whose arrays are
-named by their field path (``other.attention``, ``maps.gradcam``, ``region_shares.nose``) plus a
-``__meta__`` entry holding the scalars as JSON. The analysis service (``workbench.service``) sends
-them to dashboard kernels that never import torch.
+``Photo`` (pixels whose digest is known), ``FaceAnalysis`` (one face, or a pair), ``IGCheck`` and
+``MaskEffect`` are plain containers of numpy arrays, so a dashboard kernel that shows analyses made
+by the analysis service never imports torch. Their wire format is ``workbench.service.wire``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import json
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-WIRE_VERSION = 1
+from cqa_core.explain.render import branch_overlays, crop_support, warp_to_photo
 
 
-class ExplainError(ValueError):
-    """An input the explanation engine cannot use (the message says why, in plain words)."""
+class Photo(NamedTuple):
+    """Pixels whose digest the caller already knows (e.g. the sha1 of the file bytes they came from)."""
+
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB
+    digest: str
 
 
 class IGCheck(NamedTuple):
@@ -95,8 +92,6 @@ class FaceAnalysis:
 
     def overlays(self, on_photo: bool = True, alpha: float = 0.5) -> list:
         """Per-branch heatmap overlays (``render.BranchOverlay``) titled with their quality scores."""
-        from cqa_core.explain.render import branch_overlays, crop_support
-
         if on_photo:
             support = None if self.align_method == "identity" else crop_support(self.affine, self.photo.shape[1::-1])
             return branch_overlays(self.photo, self.attention_photo, self.quality, alpha, support)
@@ -104,77 +99,5 @@ class FaceAnalysis:
 
     def map_on_photo(self, method: str) -> np.ndarray:
         """A pair map (112, 112) of this face warped onto the photo -> (H, W)."""
-        from cqa_core.explain.render import warp_to_photo
-
         h, w = self.photo.shape[:2]
         return warp_to_photo(self.maps[method], self.affine, (w, h))
-
-
-# ---------------------------------------------------------------- wire format
-
-_SCALARS = ("align_method", "embedding_norm", "cal", "similarity")
-_DICTS = ("region_shares", "maps", "maps_other")
-
-
-def _flatten(fa: FaceAnalysis, prefix: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    for f in dataclasses.fields(fa):
-        v, key = getattr(fa, f.name), prefix + f.name
-        if f.name in _SCALARS:
-            meta[key] = v
-        elif f.name in _DICTS:
-            meta[key] = sorted(v)
-            arrays.update({f"{key}.{k}": np.asarray(a) for k, a in v.items()})
-        elif f.name == "ig":
-            meta[key] = None if v is None else list(v)
-        elif f.name == "other":
-            meta[key] = v is not None
-            if v is not None:
-                _flatten(v, key + ".", arrays, meta)
-        elif v is not None:
-            arrays[key] = np.asarray(v)
-
-
-def _unflatten(arrays: dict[str, np.ndarray], meta: dict[str, Any], prefix: str) -> FaceAnalysis:
-    kw: dict[str, Any] = {}
-    for f in dataclasses.fields(FaceAnalysis):
-        key = prefix + f.name
-        if f.name in _SCALARS:
-            kw[f.name] = meta[key]
-        elif f.name in _DICTS:
-            kw[f.name] = {k: arrays[f"{key}.{k}"] for k in meta[key]}
-        elif f.name == "ig":
-            kw[f.name] = None if meta[key] is None else IGCheck(*meta[key])
-        elif f.name == "other":
-            kw[f.name] = _unflatten(arrays, meta, key + ".") if meta[key] else None
-        else:
-            kw[f.name] = arrays.get(key)
-    return FaceAnalysis(**kw)
-
-
-def encode(obj: FaceAnalysis | MaskEffect) -> bytes:
-    """A FaceAnalysis or MaskEffect -> bytes (an .npz archive; see the module docstring)."""
-    arrays: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {"version": WIRE_VERSION, "type": type(obj).__name__}
-    if isinstance(obj, FaceAnalysis):
-        _flatten(obj, "", arrays, meta)
-    elif isinstance(obj, MaskEffect):
-        meta["similarity"] = float(obj.similarity)
-        arrays.update({k: np.asarray(v) for k, v in obj._asdict().items() if k != "similarity"})
-    else:
-        raise TypeError(f"cannot encode a {type(obj).__name__}")
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def decode(data: bytes) -> FaceAnalysis | MaskEffect:
-    """Bytes from :func:`encode` -> the object (never unpickles)."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(arrays.pop("__meta__").tobytes())
-    if meta.get("version") != WIRE_VERSION:
-        raise ValueError(f"analysis wire format {meta.get('version')} is not {WIRE_VERSION}: update cqa-face on both sides")
-    if meta["type"] == "MaskEffect":
-        return MaskEffect(**{k: arrays[k] for k in MaskEffect._fields if k != "similarity"}, similarity=meta["similarity"])
-    return _unflatten(arrays, meta, "")

@@ -2,10 +2,8 @@
 
 from cqa_core.model.backbones import IResNet, create_stem
 from cqa_core.model.cqa_face import CQAFace, CQAOutput, create_model
-from cqa_core.model.default import DEFAULT_WEIGHTS, load_default, resolve_model
 from cqa_core.model.heads import ArcFace, CosFace, create_head
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "ArcFace", "CQAFace", "CQAOutput", "CosFace", "IResNet",
-    "create_head", "create_model", "create_stem", "load_default", "resolve_model",
+    "ArcFace", "CQAFace", "CQAOutput", "CosFace", "IResNet", "create_head", "create_model", "create_stem",
 ]

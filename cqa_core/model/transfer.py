@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from cqa_core.config import ModelConfig
@@ -131,8 +132,6 @@ def read_insightface_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"backbone file not found: {p}")
     try:
         if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             obj = load_file(str(p), device="cpu")
         else:
             with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise next to the error
@@ -192,22 +191,4 @@ def freeze_stem(model: CQAFace) -> CQAFace:
     if not getattr(model.stem, "_cqa_frozen", False):
         model.stem.register_forward_pre_hook(_stay_in_eval)
         model.stem._cqa_frozen = True
-    return model
-
-
-def init_from_checkpoint(model: CQAFace, path: str | os.PathLike) -> CQAFace:
-    """Load a CQA-Face checkpoint's weights into ``model`` (for ``TrainConfig.init_from``).
-
-    Raises:
-        ValueError: the checkpoint was written for a different ModelConfig.
-    """
-    from safetensors.torch import load_file
-
-    from cqa_core.checkpoint import model_config_of, resolve
-
-    saved = model_config_of(path)
-    if saved != model.config:
-        diff = {k: (v, getattr(model.config, k)) for k, v in saved.__dict__.items() if v != getattr(model.config, k)}
-        raise ValueError(f"{path} holds a different model (checkpoint vs run: {diff}); set model.* to match")
-    model.load_state_dict(load_file(str(resolve(path)), device="cpu"), strict=True)
     return model

@@ -74,7 +74,9 @@ class TensorBoardLogger(Callback):
     def __init__(self, log_dir: Path) -> None:
         self.writer = None
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import (
+                SummaryWriter,  # optional: the train extra (tensorboard)
+            )
         except ImportError:
             log.warning("tensorboard not installed: no TensorBoard events (metrics.jsonl still written)")
             return

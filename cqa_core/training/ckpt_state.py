@@ -20,7 +20,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from cqa_core.checkpoint import atomic_write, save_model
 
@@ -60,10 +62,6 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             tensors[f"rng.cuda.{i}"] = s
     py = random.getstate()
     meta: dict[str, Any] = {"python": [py[0], list(py[1]), py[2]], "numpy": None}
-    try:
-        import numpy as np
-    except ImportError:  # numpy is optional (the bare GPU image)
-        return tensors, meta
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     meta["numpy"] = [kind, keys.tolist(), pos, has_gauss, gauss]
     return tensors, meta
@@ -75,8 +73,6 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Non
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
     if meta.get("numpy") is not None:
-        import numpy as np
-
         kind, keys, pos, has_gauss, gauss = meta["numpy"]
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     version, state, gauss_next = meta["python"]
@@ -88,8 +84,6 @@ def save_training_state(
     optimizer: torch.optim.Optimizer, state: dict[str, Any],
 ) -> Path:
     """Write one complete checkpoint directory atomically and return its path."""
-    from safetensors.torch import save_file
-
     final = ckpt_root / f"step_{step:08d}"
     tmp = ckpt_root / f".step_{step:08d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -111,8 +105,6 @@ def save_training_state(
 def load_training_state(path: Path, model: torch.nn.Module, head: torch.nn.Module,
                         optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore weights, head, optimiser and RNG from a checkpoint dir; return its state.json."""
-    from safetensors.torch import load_file
-
     if any(getattr(p, "rank_local", False) for p in head.parameters()):
         raise NotImplementedError(
             "resuming a run with sharded Partial FC centres is not supported yet: checkpoints hold "

@@ -22,6 +22,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cqa_core.config import TrainConfig
+from cqa_core.data.augment import AugmentedFaces
+from cqa_core.data.datasets import FaceFolder, ensure_aligned
+from cqa_core.data.recordio import RecordIODataset
+from cqa_core.training import distill, mixes
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -76,17 +80,12 @@ def build_dataset(config: TrainConfig) -> Dataset:
     dataset = _base_dataset(config)
     if not needs_keys(config):
         return dataset
-    from cqa_core.data.augment import AugmentedFaces
 
     targets = mixed = None
     d = config.distill
     if d.teacher is not None:
-        from cqa_core.training import distill
-
         targets, mean = distill.prepare(dataset, d.teacher, d.batch_size, config.progress, with_mean=True)
         if d.mixes:
-            from cqa_core.training import mixes
-
             path = mixes.compute_mixes(dataset.root, d.teacher, d.mixes, d.mix_seed, d.batch_size, config.progress)
             mixed = mixes.load_mixes(path, mean)
     return AugmentedFaces(dataset, config.augment, targets, mixes=mixed)
@@ -102,16 +101,11 @@ def _base_dataset(config: TrainConfig) -> Dataset:
     data = config.data
     root = Path(data.root).expanduser()
     if data.format == "recordio":
-        from cqa_core.data.recordio import RecordIODataset
-
         return RecordIODataset(str(root), decoder=_decoder())
     if data.align:
-        from cqa_core.data.datasets import ensure_aligned  # aligns once into the cache
-
         root = Path(ensure_aligned(root))
     if not root.is_dir():
         raise FileNotFoundError(f"training data folder not found: {root} (set data_root=...)")
-    from cqa_core.data.datasets import FaceFolder
 
     return FaceFolder(root, decoder=_decoder())
 

@@ -35,9 +35,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
+
+from cqa_core.checkpoint import atomic_write, load_model
+from cqa_core.data.align_run import mtcnn_rows
+from cqa_core.data.datasets import FaceFolder
+from cqa_core.data.imageio import load_image
+from cqa_core.data.template import ARCFACE_TEMPLATE
+from cqa_core.preprocess import normalize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,7 +74,7 @@ class DlibTeacher:
 
     def __init__(self) -> None:
         try:
-            import dlib
+            import dlib  # optional: the distill extra
         except ImportError as exc:
             raise RuntimeError("the dlib teacher needs the distill extra: pip install 'cqa-face[distill]'") from exc
         spec = importlib.util.find_spec("face_recognition_models")
@@ -76,16 +87,11 @@ class DlibTeacher:
 
     def chip(self, face: Face) -> np.ndarray:
         """dlib's aligned 150 x 150 chip of ``face`` (from the photo when known)."""
-        import numpy as np
-
-        from cqa_core.data.imageio import load_image
-
         if face.photo is not None and face.landmarks is not None:
             img = face.photo if isinstance(face.photo, np.ndarray) else load_image(face.photo)  # (H, W, 3)
             lm = face.landmarks  # (5, 2) eyes, nose, mouth corners
         else:  # aligned crop only: pad it so dlib's chip (25% context) stays on the image
             img = np.pad(face.crop, ((40, 40), (40, 40), (0, 0)), mode="edge")
-            from cqa_core.data.template import ARCFACE_TEMPLATE
 
             lm = ARCFACE_TEMPLATE + 40.0
         centre = lm.mean(axis=0)  # (2,)
@@ -96,8 +102,6 @@ class DlibTeacher:
         return self.dlib.get_face_chip(img, shape, size=150, padding=0.25)  # (150, 150, 3)
 
     def __call__(self, faces: Sequence[Face]) -> np.ndarray:
-        import numpy as np
-
         chips = [self.chip(f) for f in faces]
         return np.asarray(self.net.compute_face_descriptor(chips), np.float32)  # (n, 128)
 
@@ -106,17 +110,11 @@ class CheckpointTeacher:
     """A CQA-Face checkpoint: flip-summed embeddings of the aligned crops."""
 
     def __init__(self, path: str | Path) -> None:
-        from cqa_core.checkpoint import load_model
-
         self.model = load_model(path).eval()
         self.name, self.dim = f"ckpt-{Path(path).stem}-{_file_hash(path)}", self.model.config.embedding_size
 
     @torch.no_grad()
     def __call__(self, faces: Sequence[Face]) -> np.ndarray:
-        import numpy as np
-
-        from cqa_core.preprocess import normalize
-
         x = normalize(torch.from_numpy(np.stack([f.crop for f in faces])).permute(0, 3, 1, 2))  # (n, 3, 112, 112)
         e = self.model(x).embedding + self.model(x.flip(3)).embedding  # (n, D)
         return e.numpy().astype(np.float32)
@@ -127,7 +125,7 @@ class OnnxTeacher:
 
     def __init__(self, path: str | Path) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional: the export extra
         except ImportError as exc:
             raise RuntimeError("an ONNX teacher needs onnxruntime: pip install onnxruntime") from exc
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -136,8 +134,6 @@ class OnnxTeacher:
         self.dim = None  # known after the first batch
 
     def __call__(self, faces: Sequence[Face]) -> np.ndarray:
-        import numpy as np
-
         x = np.stack([f.crop for f in faces]).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0  # (n, 3, 112, 112)
         e = np.asarray(self.session.run(None, {self.input: x})[0], np.float32)  # (n, D)
         self.dim = e.shape[1]
@@ -173,10 +169,6 @@ def targets_path(root: str | Path, teacher_name: str) -> Path:
 
 def _sources(root: Path) -> dict[str, tuple[Path, np.ndarray]]:
     """Aligned crop path -> (source photo, (5, 2) landmarks) from ``alignment.csv`` (MTCNN rows)."""
-    import numpy as np
-
-    from cqa_core.data.align_run import mtcnn_rows
-
     return {r["out"]: (photo, np.array([[float(r[f"lm{i}_x"]), float(r[f"lm{i}_y"])] for i in range(5)]))  # (5, 2)
             for r, photo in mtcnn_rows(root)}
 
@@ -186,12 +178,6 @@ def compute_targets(root: str | Path, teacher_spec: str, batch_size: int = 32, p
 
     Cached: a finished file is reused; an interrupted run resumes from its partial file.
     """
-    import numpy as np
-    from safetensors.torch import load_file, save_file
-
-    from cqa_core.checkpoint import atomic_write
-    from cqa_core.data.datasets import FaceFolder
-
     root = Path(root)
     teacher = make_teacher(teacher_spec)
     out = targets_path(root, teacher.name)
@@ -202,8 +188,6 @@ def compute_targets(root: str | Path, teacher_spec: str, batch_size: int = 32, p
     partial = out.with_suffix(".partial.safetensors")
     done: dict[str, np.ndarray] = {}
     if partial.exists():
-        from safetensors import safe_open
-
         with safe_open(str(partial), "pt") as f:
             paths = json.loads(f.metadata()["paths"])
         done = dict(zip(paths, load_file(str(partial))["embeddings"].numpy(), strict=True))
@@ -211,8 +195,6 @@ def compute_targets(root: str | Path, teacher_spec: str, batch_size: int = 32, p
     todo = [i for i, r in enumerate(rel) if r not in done]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(rel), initial=len(rel) - len(todo), desc=f"teacher {teacher.name}", unit="face")
 
     def write(path: Path, items: dict[str, np.ndarray]) -> None:
@@ -249,8 +231,6 @@ def load_targets(path: str | Path, samples: Sequence[tuple[str, int]], root: str
                  with_mean: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Centred, L2-normalised teacher targets (N, D) in the order of a FaceFolder's ``samples``
     (and, with ``with_mean``, the (D,) raw mean they were centred on)."""
-    from safetensors import safe_open
-
     with safe_open(str(path), "pt") as f:
         paths = json.loads(f.metadata()["paths"])
         raw = f.get_tensor("embeddings").float()  # (M, D)

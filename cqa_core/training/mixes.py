@@ -17,7 +17,7 @@ same 5-point template, then
 
 The teacher embeds the mix through its own chip (so its target is the teacher's reading of that
 new face), and the student sees the central 112 x 112 crop, exactly as it sees a training crop.
-Mixes carry no identity: the margin loss ignores them (label ``losses.UNLABELLED``); distillation, CAL
+Mixes carry no identity: the margin loss ignores them (label ``config.UNLABELLED``); distillation, CAL
 and the QAN supervision use them. Each mix is drawn from its own key (seed, index), so a run is
 resumable and the same set comes out for any batch size.
 
@@ -31,7 +31,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from cqa_core.checkpoint import atomic_write
+from cqa_core.data.align import warp
+from cqa_core.data.align_run import mtcnn_rows
+from cqa_core.data.imageio import load_image
+from cqa_core.data.template import ARCFACE_TEMPLATE, SIZE
+from cqa_core.training.distill import Face, make_teacher
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,11 +56,6 @@ def mixes_path(root: str | Path, teacher_name: str, n: int, seed: int) -> Path:
 
 def canvas(photo: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """The photo warped like its aligned crop, with CONTEXT px around it: (112 + 2 CONTEXT)^2 x 3."""
-    import numpy as np
-
-    from cqa_core.data.align import warp
-    from cqa_core.data.template import SIZE
-
     shifted = np.asarray(affine, np.float64).copy()  # (2, 3) photo -> aligned
     shifted[:, 2] += CONTEXT
     return warp(photo, shifted, SIZE + 2 * CONTEXT)  # (192, 192, 3)
@@ -58,10 +63,6 @@ def canvas(photo: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 def mix(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One new face from two template-aligned canvases (H, W, 3) uint8: a blend or an eye/mouth cut."""
-    import numpy as np
-
-    from cqa_core.data.template import ARCFACE_TEMPLATE
-
     x, y = a.astype(np.float32), b.astype(np.float32)  # (H, W, 3) each
     if rng.random() < 0.5:
         lam = rng.uniform(0.35, 0.65)
@@ -79,10 +80,6 @@ def mix(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _rows(root: Path) -> tuple[list[Path], list[np.ndarray], list[int]]:
     """Source photos, their photo -> aligned affines and identity indices (MTCNN rows only)."""
-    import numpy as np
-
-    from cqa_core.data.align_run import mtcnn_rows
-
     classes: dict[str, int] = {}
     photos, affines, ids = [], [], []
     for r, photo in mtcnn_rows(root):
@@ -101,14 +98,6 @@ def compute_mixes(root: str | Path, teacher_spec: str, n: int, seed: int = 0, ba
 
     Cached: a finished file is reused; an interrupted run resumes from its partial file.
     """
-    import numpy as np
-    from safetensors.torch import load_file, save_file
-
-    from cqa_core.checkpoint import atomic_write
-    from cqa_core.data.imageio import load_image
-    from cqa_core.data.template import ARCFACE_TEMPLATE, SIZE
-    from cqa_core.training.distill import Face, make_teacher
-
     root = Path(root)
     if n < 1:
         raise ValueError(f"the number of mixes must be >= 1, got {n}")
@@ -124,8 +113,6 @@ def compute_mixes(root: str | Path, teacher_spec: str, n: int, seed: int = 0, ba
         images, embeddings = list(done["images"].numpy()), list(done["embeddings"].numpy())
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=n, initial=len(images), desc=f"mixes {teacher.name}", unit="face")
 
     def write(path: Path) -> None:
@@ -165,8 +152,6 @@ def compute_mixes(root: str | Path, teacher_spec: str, n: int, seed: int = 0, ba
 
 def load_mixes(path: str | Path, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (N, 3, 112, 112) uint8, targets (N, D) centred on the photos' ``mean`` and L2-normalised)."""
-    from safetensors.torch import load_file
-
     data = load_file(str(path))
     images = data["images"].permute(0, 3, 1, 2).contiguous()  # (N, 3, 112, 112)
     targets = torch.nn.functional.normalize(data["embeddings"].float() - mean, dim=1)  # (N, D)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cqa_core.losses import CQACriterion, LossTerms, quality_loss
-from cqa_core.model.partial_fc import PartialFC
 from cqa_core.training.distill import DistillLoss
+from cqa_core.training.partial_fc import PartialFC
 
 
 class TrainNet(nn.Module):
@@ -58,8 +59,6 @@ def seed_everything(seed: int) -> None:
     """Seed python, numpy (when installed) and torch."""
     random.seed(seed)
     try:
-        import numpy as np
-
         np.random.seed(seed % 2**32)
     except ImportError:  # the bare GPU image has torch, safetensors and tqdm only
         pass

@@ -26,12 +26,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from cqa_core.config import TrainConfig, to_dict
-from cqa_core.losses import UNLABELLED, CQACriterion
+from cqa_core.checkpoint import init_from_checkpoint, save_model
+from cqa_core.config import UNLABELLED, TrainConfig, to_dict
+from cqa_core.losses import CQACriterion
 from cqa_core.model import create_head, create_model
-from cqa_core.model.partial_fc import PartialFC, create_partial_fc
-from cqa_core.model.transfer import freeze_stem, init_from_checkpoint
+from cqa_core.model.transfer import freeze_stem
 from cqa_core.preprocess import normalize
 from cqa_core.training import ckpt_state, distributed
 from cqa_core.training.callbacks import Callback, JSONLLogger, TensorBoardLogger
@@ -42,7 +43,9 @@ from cqa_core.training.data import (
     needs_keys,
     num_classes_of,
 )
+from cqa_core.training.distill import DistillLoss
 from cqa_core.training.net import TrainNet, seed_everything
+from cqa_core.training.partial_fc import PartialFC, create_partial_fc
 from cqa_core.training.schedule import lr_at
 from cqa_core.training.verify import PairVerifier
 
@@ -87,8 +90,6 @@ class Trainer:
             pfc = PartialFC(head, c.partial_fc_rate, c.seed) if use_pfc else None
         distill = None
         if c.distill.teacher is not None:
-            from cqa_core.training.distill import DistillLoss
-
             distill = DistillLoss(c.model.embedding_size, int(self.dataset.targets.shape[1]))
         self.net = TrainNet(model, CQACriterion(c.loss, head), pfc, distill,
                             (c.distill.cos_weight, c.distill.rel_weight)).to(self.device)
@@ -324,7 +325,6 @@ class Trainer:
     def _progress(self, total: int) -> Any:
         if not (self.config.progress and self.dist.is_main):
             return None
-        from tqdm.auto import tqdm
 
         return tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
 
@@ -336,8 +336,6 @@ class Trainer:
 
     def _finish(self) -> None:
         if self.dist.is_main and all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            from cqa_core.checkpoint import save_model
-
             save_model(self.out_dir / "model.safetensors", self.model, extra={"step": self.step})
         self._emit("on_train_end")
         distributed.barrier()

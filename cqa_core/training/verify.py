@@ -1,6 +1,6 @@
 """Periodic verification during training: LFW View-1 pairs (pairsDevTest) -> accuracy.
 
-``eval_pairs="auto"`` reads ``shared_data_dir()/lfw-deepfunneled/pairsDevTest.txt`` and scores
+``eval_pairs="auto"`` reads ``lfw_dir()/pairsDevTest.txt`` and scores
 pairs with ``cqa_core.evaluate``. Only the photos the (possibly ``eval_max_pairs``-capped) pairs
 use are aligned (pairsDevTest: 1,549 of LFW's 13,233 photos), into the same cache folder a full
 ``ensure_aligned`` run fills, so that run later skips them; a complete cache is used as it is.
@@ -12,11 +12,19 @@ Embeddings are the sum of the image's and its mirror's (insightface's flip test)
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from cqa_core.config import TrainConfig
+from cqa_core.data import lfw_dir
+from cqa_core.data.align_run import align_folder, out_name
+from cqa_core.data.datasets import MARKER, _earlier_landmarks, _FolderLock, aligned_dir
+from cqa_core.data.pairs import pair_paths, read_pairs, resolve_image, unique_images
+from cqa_core.metrics import evaluate_pairs
 from cqa_core.preprocess import normalize
 
 log = logging.getLogger(__name__)
@@ -24,9 +32,6 @@ log = logging.getLogger(__name__)
 
 def _needed(src: Path, dst: Path, pairs: list) -> list[str]:
     """Relative paths (``Name/Name_0001.jpg``) of the pairs' photos that have no crop in ``dst``."""
-    from cqa_core.data.align_run import out_name
-    from cqa_core.data.pairs import resolve_image, unique_images
-
     rels = [resolve_image(src, n, i).relative_to(src).as_posix() for n, i in unique_images(pairs)]
     return [r for r in rels if not (dst / out_name(r)).exists()]
 
@@ -40,11 +45,6 @@ def aligned_pair_photos(src: Path, pairs: list, allow_align: bool = True, worker
     of symlinks to them, writing into the cache folder itself (same relative paths, same
     ``alignment.csv``), under the same lock as ``ensure_aligned``.
     """
-    import tempfile
-
-    from cqa_core.data.align_run import align_folder
-    from cqa_core.data.datasets import MARKER, _earlier_landmarks, _FolderLock, aligned_dir
-
     src = src.expanduser().resolve()
     dst = aligned_dir(src.name)
     if (dst / MARKER).exists() or not _needed(src, dst, pairs):
@@ -82,15 +82,8 @@ class PairVerifier:
         """
         if config.eval_pairs is None:
             return None
-        try:
-            from cqa_core.data import shared_data_dir
-            from cqa_core.data.pairs import read_pairs
-            from cqa_core.evaluate import evaluate_pairs  # noqa: F401  (fail early if absent)
-        except ImportError as exc:
-            log.warning("verification off: data layer not available (%s)", exc)
-            return None
         pairs_file = (
-            Path(shared_data_dir()) / "lfw-deepfunneled" / "pairsDevTest.txt"
+            lfw_dir() / "pairsDevTest.txt"
             if config.eval_pairs == "auto" else Path(config.eval_pairs)
         )
         if not pairs_file.is_file():
@@ -108,7 +101,6 @@ class PairVerifier:
             log.warning("verification off: the photos of %s are not aligned yet; run `cqa align` (or one "
                         "single-process training run) first", pairs_file)
             return None
-        from cqa_core.data.pairs import pair_paths
 
         try:
             paths = pair_paths(pairs, root)
@@ -123,9 +115,6 @@ class PairVerifier:
     @torch.no_grad()
     def embed(self, model: torch.nn.Module, files: list[Path], device: torch.device, batch: int = 64) -> torch.Tensor:
         """L2-normalised flip-summed embeddings (N, D) of image files."""
-        import numpy as np
-        from PIL import Image
-
         out = []
         for i in range(0, len(files), batch):
             arrs = []
@@ -139,8 +128,6 @@ class PairVerifier:
         return torch.cat(out)  # (N, D)
 
     def __call__(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        from cqa_core.evaluate import evaluate_pairs
-
         was = model.training
         model.eval()
         try:
@@ -148,7 +135,6 @@ class PairVerifier:
             e2 = self.embed(model, [b for _, b in self.paths], device)  # (P, D)
         finally:
             model.train(was)
-        import numpy as np
 
         folds = None if self.folds is None else np.asarray(self.folds)
         result = evaluate_pairs(e1.numpy(), e2.numpy(), np.asarray(self.issame, dtype=bool), folds)

@@ -1,17 +1,17 @@
-"""Plots of the ablation grid (``cqa_core.ablation``) for notebooks/07_ablation.ipynb."""
+"""Plots of the ablation grid (``cqa_core.evaluation.ablation``) for notebooks/07_ablation.ipynb."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from cqa_core.ablation import CELLS, LABELS
+from plotly.subplots import make_subplots
+
+from cqa_core.evaluation.ablation import CELLS, LABELS
 
 
 def ablation_figure(runs: list[dict[str, Any]]) -> Any:
     """Per cell: every seed as a dot and the mean as a dash, for LFW / masked-LFW accuracy, the
     Gaussian similarity of the attention maps, and the quality drop of mask-looking branches."""
-    from plotly.subplots import make_subplots
-
     panels = [("LFW accuracy %", lambda r: 100 * r["lfw"]["accuracy"]),
               ("masked LFW (M2N) accuracy %", lambda r: 100 * r["masked_m2n"]["accuracy"]),
               ("Gaussian similarity of maps (lower = more diverse)", lambda r: r["diversity"]["mean_gaussian"]),

@@ -1,7 +1,7 @@
 """AuditBrowser: the lowest-quality faces of a whole dataset, read from a ``cqa audit`` Parquet file.
 
 Nothing is recomputed: rows come from the file and each face's crop from the dataset it names
-(``cqa_core.audit_source.face_image``).
+(``cqa_core.evaluation.audit_source.face_image``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class AuditBrowser:
 
     def load(self, path: str) -> None:
         """Read an audit file and show its lowest overall-quality faces."""
-        from cqa_core.audit import read_audit
+        # torch comes with the audit's readers: loaded when a viewer opens an audit, never with the page
+        from cqa_core.evaluation.audit import read_audit
 
         if not path:
             raise ValueError("type the path of an audit file (cqa audit DATASET --out FILE.parquet)")
@@ -68,8 +69,9 @@ class AuditBrowser:
 
     def show(self) -> None:
         """Fill the k slots from rank ``start`` in the chosen order."""
-        from cqa_core.audit import rank_faces
-        from cqa_core.audit_source import face_image
+        # torch comes with the audit's readers: loaded when a viewer opens an audit, never with the page
+        from cqa_core.evaluation.audit import rank_faces
+        from cqa_core.evaluation.audit_source import face_image
 
         if self._loading or not self.cols or self.order.value is None:
             return

@@ -1,8 +1,8 @@
 """Pieces every view shares: the one message area, PNG images, small plotly figures.
 
 Every callback a view registers goes through :meth:`Messages.guard`: an exception becomes a
-short plain message in the one visible message area (the traceback only when env
-``CQA_DEBUG=1``), and the kernel keeps running.
+short plain message in the one visible message area (the traceback only in debug mode:
+``Settings.debug``, env ``CQA_DEBUG=1``), and the kernel keeps running.
 """
 
 from __future__ import annotations
@@ -10,18 +10,16 @@ from __future__ import annotations
 import functools
 import html
 import io
-import os
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
 
-
-def debug_mode() -> bool:
-    """True when env CQA_DEBUG is set to 1 / true / yes."""
-    return os.environ.get("CQA_DEBUG", "").lower() in ("1", "true", "yes")
+from cqa_core.explain.render import overlay, warp_to_photo
 
 
 def plain(exc: BaseException) -> str:
@@ -33,7 +31,9 @@ def plain(exc: BaseException) -> str:
 class Messages:
     """The single message area at the bottom of the dashboard (class ``cqa-errors``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, debug: bool = False) -> None:
+        """``debug``: show tracebacks under the message (``Settings.debug``)."""
+        self.debug = debug
         self.widget = W.HTML(value="", layout=W.Layout(min_height="1.6em"))
         self.widget.add_class("cqa-errors")
         self.last_error: str | None = None
@@ -42,7 +42,7 @@ class Messages:
         """Show an exception in plain words (plus the traceback in debug mode)."""
         self.last_error = plain(exc)
         body = f"<b>Error:</b> {html.escape(self.last_error)}"
-        if debug_mode():
+        if self.debug:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             body += f"<pre style='font-size:11px'>{html.escape(tb)}</pre>"
         self.widget.value = f"<div class='cqa-error' style='color:#b00020'>{body}</div>"
@@ -74,8 +74,6 @@ class Messages:
 
 def png(image: np.ndarray, size: int | None = None) -> bytes:
     """Encode an RGB uint8 image as PNG bytes, optionally resized to ``size`` px wide."""
-    from PIL import Image
-
     im = Image.fromarray(np.asarray(image, dtype=np.uint8))
     if size and im.width != size:
         im = im.resize((size, max(1, round(im.height * size / im.width))), Image.BILINEAR)
@@ -100,8 +98,6 @@ def caption(text: str, cls: str) -> W.HTML:
 
 def overlay_on(face, heat112: np.ndarray, alpha: float) -> np.ndarray:
     """A 112 x 112 map warped onto the face's photo and blended (jet) at opacity ``alpha``."""
-    from cqa_core.explain.render import overlay, warp_to_photo
-
     h, w = face.photo.shape[:2]
     heat = heat112 if (h, w) == heat112.shape else warp_to_photo(heat112, face.affine, (w, h))
     return overlay(face.photo, heat, alpha)
@@ -114,8 +110,6 @@ def bar_figure(title: str, n: int, height: int = 220, names: tuple[str, ...] = (
     Width (and, for bounded numbers, the y range) is fixed: a figure first drawn in a hidden tab
     has no size to autoscale against.
     """
-    import plotly.graph_objects as go
-
     x = [f"branch {i}" for i in range(n)]
     fig = go.FigureWidget(
         data=[go.Bar(x=x, y=[0.0] * n, name=nm, text=[""] * n, textposition="auto") for nm in names],
@@ -130,8 +124,6 @@ def heatmap_figure(title: str, n: int, height: int = 260, labels: list[str] | No
                    zmin: float | None = None, zmax: float | None = None, fmt: str = ".2f",
                    z: np.ndarray | None = None):
     """A FigureWidget holding one n x n heatmap (``z``, else zeros), each cell annotated with its value (d3 ``fmt``)."""
-    import plotly.graph_objects as go
-
     labels = labels or [f"b{i}" for i in range(n)]
     z = [[0.0] * n for _ in range(n)] if z is None else np.asarray(z, dtype=float).tolist()
     fig = go.FigureWidget(

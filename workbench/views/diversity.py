@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import ipywidgets as W
+import plotly.graph_objects as go
 
 from workbench.session import Face, Session
 from workbench.views.common import Messages, caption, draw_heatmap, heatmap_figure, set_heatmap
@@ -16,8 +17,6 @@ class DiversityPanel:
     """CAL Gaussian-similarity matrix of the face, a dataset histogram, and a second checkpoint."""
 
     def __init__(self, session: Session, messages: Messages, gallery: Callable[[], list[Face]] | None = None) -> None:
-        import plotly.graph_objects as go
-
         self.session, self.messages = session, messages
         self.gallery = gallery or (lambda: [])
         self.face: Face | None = None

@@ -1,7 +1,8 @@
 """EDCPanel: error-versus-discard curves of QAN quality, the embedding norm and random discarding.
 
-It reads precomputed ``cqa eval --protocol edc --json`` results (``edc_*.json``; by default the
-repository's ``docs/results``, or env ``CQA_EDC_RESULTS``) and computes nothing.
+It reads precomputed ``cqa eval --protocol edc --json`` results (``edc_*.json``; by default
+``Settings.edc_results``: the repository's ``docs/results``, or env ``CQA_EDC_RESULTS``) and
+computes nothing.
 """
 
 from __future__ import annotations
@@ -12,17 +13,13 @@ import os
 from pathlib import Path
 
 import ipywidgets as W
+import plotly.graph_objects as go
 
+from cqa_core.settings import Settings
 from workbench.views.common import Messages, caption
 
 COLOURS = {"qan": "#1f77b4", "norm": "#ff7f0e", "random": "#7f7f7f"}
 LABELS = {"qan": "QAN overall quality", "norm": "embedding norm", "random": "random"}
-
-
-def default_folder() -> Path:
-    """``$CQA_EDC_RESULTS``, else ``docs/results`` beside the package (a source checkout)."""
-    env = os.environ.get("CQA_EDC_RESULTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "docs" / "results"
 
 
 def load_edc_results(folder: str | os.PathLike) -> dict[str, dict]:
@@ -37,8 +34,6 @@ def load_edc_results(folder: str | os.PathLike) -> dict[str, dict]:
 
 def edc_figure(result: dict, fmr: str):
     """A plotly FigureWidget: FNMR vs discarded fraction, one line per reading, at one FMR."""
-    import plotly.graph_objects as go
-
     fig = go.FigureWidget(layout=go.Layout(
         height=300, width=520, margin=dict(l=50, r=10, t=40, b=40), xaxis=dict(title="fraction of mated pairs discarded"),
         yaxis=dict(title="FNMR", rangemode="tozero"), legend=dict(orientation="h", y=-0.25)))
@@ -78,7 +73,7 @@ class EDCPanel:
 
     def __init__(self, messages: Messages | None = None, folder: str | os.PathLike | None = None) -> None:
         guard = messages.guard if messages else (lambda fn: fn)
-        self.folder = Path(folder) if folder else default_folder()
+        self.folder = Path(folder) if folder else Settings.from_env().edc_results
         self.results = load_edc_results(self.folder) if self.folder.is_dir() else {}
         self.areas = caption("", "cqa-edc-areas")
         if not self.results:

@@ -1,9 +1,8 @@
 """MaskLab: put a synthetic mask, an occluder or blur on the face and watch quality and CAMs move.
 
 Edits come from ``cqa_core.data.degrade``: ``apply_mask`` for each of its ``MASK_KINDS``, and
-``occlude`` / ``blur`` / ``downscale`` driven by the sliders. Without that module the lab falls
-back to :func:`simple_edit` (a flat lower-face mask, a grey square, a Gaussian blur). The numbers
-come from ``cqa_core.explain.quality.mask_effect``.
+``occlude`` / ``blur`` / ``downscale`` driven by the sliders. The numbers come from
+``cqa_core.explain.quality.mask_effect``.
 """
 
 from __future__ import annotations
@@ -13,20 +12,13 @@ import html
 import ipywidgets as W
 import numpy as np
 
+from cqa_core.data import degrade
+from cqa_core.data.degrade import MASK_KINDS, apply_mask
+from cqa_core.explain.render import branch_overlays
 from workbench.session import Face, Session
 from workbench.views.common import Messages, bar_figure, caption, image_widget, png, set_bars
 
-SIMPLE_KINDS = ("lower-face mask", "occluder", "blur")
 SLIDER_KINDS = ("occluder", "blur", "low resolution")
-
-
-def library_mask_kinds() -> tuple[str, ...]:
-    """Mask kinds of ``cqa_core.data.degrade`` (empty when that module is absent)."""
-    try:
-        from cqa_core.data.degrade import MASK_KINDS
-    except ImportError:
-        return ()
-    return tuple(MASK_KINDS)
 
 
 def occluder_box(amount: float, x: int, y: int, n: int = 112) -> tuple[int, int, int, int]:
@@ -35,10 +27,8 @@ def occluder_box(amount: float, x: int, y: int, n: int = 112) -> tuple[int, int,
     return max(0, x - side // 2), max(0, y - side // 2), x + side // 2, y + side // 2
 
 
-def library_edit(aligned: np.ndarray, kind: str, amount: float, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+def slider_edit(aligned: np.ndarray, kind: str, amount: float, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
     """Slider-driven edits through ``cqa_core.data.degrade``: (edited, alpha of the edited area)."""
-    from cqa_core.data import degrade
-
     alpha = np.ones(aligned.shape[:2], np.float32)
     if kind == "occluder":
         x0, y0, x1, y1 = occluder_box(amount, x, y, aligned.shape[0])
@@ -52,41 +42,13 @@ def library_edit(aligned: np.ndarray, kind: str, amount: float, x: int, y: int) 
     raise ValueError(f"unknown edit {kind!r}")
 
 
-def simple_edit(aligned: np.ndarray, kind: str, amount: float, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
-    """Edit a 112 x 112 face without ``cqa_core.data.degrade``: (edited image, alpha (112, 112)).
-
-    amount is the mask height fraction, the occluder side fraction or the blur radius / 10.
-    """
-    from PIL import Image, ImageFilter
-
-    out = aligned.copy()
-    alpha = np.zeros(aligned.shape[:2], np.float32)
-    n = aligned.shape[0]
-    if kind == "lower-face mask":
-        top = int(n * (1.0 - 0.5 * amount - 0.1))
-        alpha[top:int(n * 0.95), int(n * 0.15):int(n * 0.85)] = 1.0
-        out[alpha > 0] = (210, 220, 235)
-    elif kind == "occluder":
-        x0, y0, x1, y1 = occluder_box(amount, x, y, n)
-        alpha[y0:y1, x0:x1] = 1.0
-        out[alpha > 0] = (90, 90, 90)
-    elif kind == "blur":
-        out = np.asarray(Image.fromarray(aligned).filter(ImageFilter.GaussianBlur(radius=10 * amount)))
-        alpha[:] = 1.0
-    else:
-        raise ValueError(f"unknown edit {kind!r}; choose one of {', '.join(SIMPLE_KINDS)}")
-    return out, alpha
-
-
 class MaskLab:
     """Edit controls, clean vs edited face with CAMs, quality bars and deltas beside clean values."""
 
     def __init__(self, session: Session, messages: Messages, size: int = 150) -> None:
         self.session, self.messages, self.size = session, messages, size
         self.face: Face | None = None
-        self.lib_kinds = library_mask_kinds()
-        extra = SLIDER_KINDS if self.lib_kinds else SIMPLE_KINDS
-        self.kind = W.Dropdown(options=[*self.lib_kinds, *extra], description="edit")
+        self.kind = W.Dropdown(options=[*MASK_KINDS, *SLIDER_KINDS], description="edit")
         self.kind.add_class("cqa-mask-kind")
         self.amount = W.FloatSlider(value=0.6, min=0.05, max=1.0, step=0.05, description="amount",
                                     continuous_update=False)
@@ -125,20 +87,15 @@ class MaskLab:
     def edit(self, aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The edited face and its alpha, from the library when the kind is one of its masks."""
         kind = self.kind.value
-        if kind in self.lib_kinds:
-            from cqa_core.data.degrade import apply_mask
-
+        if kind in MASK_KINDS:
             masked, alpha = apply_mask(aligned, kind=kind, seed=int(self.seed.value))
             return np.asarray(masked, np.uint8), np.asarray(alpha, np.float32)
-        args = (aligned, kind, float(self.amount.value), int(self.x.value), int(self.y.value))
-        return library_edit(*args) if self.lib_kinds else simple_edit(*args)
+        return slider_edit(aligned, kind, float(self.amount.value), int(self.x.value), int(self.y.value))
 
     def run(self) -> None:
         """Apply the edit, re-run the model on the edited face, show deltas beside clean values."""
         if self.face is None:
             raise ValueError("select a face first")
-        from cqa_core.explain.render import branch_overlays
-
         clean = self.session.analyse(self.face)
         edited, alpha = self.edit(clean.aligned)
         eff = self.session.mask_effect(self.face, edited, alpha)

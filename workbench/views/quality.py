@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Callable
 
 import ipywidgets as W
@@ -28,7 +29,7 @@ class QualityPanel:
     """Quality scores S_hat_i of the face, A, and the k gallery faces with the lowest branch quality."""
 
     def __init__(self, session: Session, messages: Messages, gallery: Callable[[], list[Face]] | None = None,
-                 k: int = 6) -> None:
+                 k: int = 6, edc_results: str | os.PathLike | None = None) -> None:
         self.session, self.messages, self.k = session, messages, k
         self.gallery = gallery or (lambda: [])
         b = session.branches
@@ -50,7 +51,7 @@ class QualityPanel:
         self.widget = W.VBox([
             self.values, W.HBox(boxes), W.HBox([self.branch, self.scan]),
             W.HBox([W.VBox([t, im]) for t, im in zip(self.lowest_titles, self.lowest, strict=True)]),
-            W.Accordion([EDCPanel(messages).widget, AuditBrowser(messages).widget],
+            W.Accordion([EDCPanel(messages, edc_results).widget, AuditBrowser(messages).widget],
                         titles=("quality as a FIQA score: EDC on LFW", "dataset audit: lowest-quality faces")),
         ])
         self.widget.add_class("cqa-quality-tab")

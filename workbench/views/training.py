@@ -14,7 +14,10 @@ import threading
 from typing import Any
 
 import ipywidgets as W
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
+from cqa_core.explain.analysis import analyse
 from workbench.views.common import Messages, caption, image_widget, png
 
 CURVES = (("loss", "loss"), ("div", "CAL"), ("train_acc", "train acc"), ("accuracy", "eval acc"))
@@ -24,9 +27,6 @@ class TrainingMonitor:
     """Live curves + CAM snapshots; pass it in ``callbacks=[...]`` or call :meth:`fit`."""
 
     def __init__(self, probe: Any = None, messages: Messages | None = None, snapshots: int = 6, size: int = 72) -> None:
-        import plotly.graph_objects as go
-        from plotly.subplots import make_subplots
-
         self.messages = messages or Messages()
         self.probe, self.size, self.keep = probe, size, snapshots
         self.trainer: Any = None
@@ -88,7 +88,6 @@ class TrainingMonitor:
         """A row of the probe face's branch CAMs after this epoch (kept: the last ``snapshots``)."""
         if self.probe is None or getattr(trainer, "model", None) is None:
             return
-        from cqa_core.explain.analysis import analyse
 
         fa = analyse(trainer.model, self.probe)
         ims = []

@@ -1,8 +1,8 @@
 """``cqa audit``: per-face QAN quality of a whole dataset, as data-parallel, resumable inference.
 
-One Parquet row per face, in dataset order (:mod:`cqa_core.audit_source` names the faces):
+One Parquet row per face, in dataset order (:mod:`cqa_core.evaluation.audit_source` names the faces):
 ``index, path, label, identity, overall_quality, quality_0 .. quality_{b-1}, cal_penalty,
-embedding_norm, align_method``; the readings are those of :mod:`cqa_core.face_scores`. The
+embedding_norm, align_method``; the readings are those of :mod:`cqa_core.evaluation.face_scores`. The
 file's metadata (key ``cqa_audit``) holds the source kind and root, the model and its weights'
 fingerprint, so the dashboard can show any face without recomputing.
 
@@ -29,8 +29,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from cqa_core.audit_source import AuditSource
+from cqa_core.evaluation.audit_source import AuditSource
+from cqa_core.evaluation.face_scores import FaceScores, scores_of_output
+from cqa_core.preprocess import normalize
+from cqa_core.training.distributed import barrier, setup
 
 META_KEY = b"cqa_audit"
 
@@ -38,8 +42,8 @@ META_KEY = b"cqa_audit"
 def pyarrow() -> tuple[Any, Any]:
     """(pyarrow, pyarrow.parquet), or an ImportError that says how to install them."""
     try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow as pa  # optional: the audit extra
+        import pyarrow.parquet as pq  # optional: the audit extra
     except ImportError as exc:
         raise ImportError("cqa audit writes Parquet and needs pyarrow: pip install 'cqa-face[audit]'") from exc
     return pa, pq
@@ -88,8 +92,6 @@ def _part_table(src: AuditSource, start: int, scores: Any) -> Any:
 
 def _manifest(parts: Path, want: dict, rank: int, restart: bool) -> None:
     """Rank 0 makes ``parts`` and its manifest; every rank then checks it is this run's."""
-    from cqa_core.training.distributed import barrier
-
     path = parts / "manifest.json"
     if rank == 0:
         if restart and parts.exists():
@@ -118,12 +120,6 @@ def run_audit(src: AuditSource, out: str | os.PathLike, model: torch.nn.Module, 
     Returns:
         On rank 0 a summary dict (faces, chunks, done before, seconds, faces/s); None elsewhere.
     """
-    from tqdm import tqdm
-
-    from cqa_core.face_scores import FaceScores, scores_of_output
-    from cqa_core.preprocess import normalize
-    from cqa_core.training.distributed import barrier, setup
-
     pyarrow()  # fail before any work when it is missing
     info = setup(device)
     out = Path(out)

@@ -1,9 +1,8 @@
 """The dashboard kernel's side of the analysis service: HTTP calls, no torch.
 
-``ServiceClient`` has the methods of ``workbench.session.Engine`` that a Session uses and sends
-each to ``workbench.service`` (``CQA_ANALYSIS_URL``). Faces travel as their file bytes (a gallery
-photo) or raw pixels (an upload, a masked face), base64 in JSON; analyses come back in
-``cqa_core.explain.result``'s .npz wire format (never unpickled).
+``ServiceClient`` has the methods of ``workbench.service.engine.Engine`` (the ``Backend`` protocol of
+``workbench.session``) and sends each to the service at ``Settings.service_url``. Faces and
+analyses travel in ``workbench.service.wire``'s format (never unpickled).
 
 While a call waits, a watcher thread asks the service how many requests are ahead of it and
 reports "busy: N requests ahead of you" through :attr:`status` (the dashboard's message area);
@@ -14,7 +13,6 @@ request has a timeout.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -22,10 +20,12 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cqa_core.explain.result import FaceAnalysis, MaskEffect
+from workbench.service.wire import Face, FaceSummary, array_ref, decode, face_ref
 
 RETRY_S = 90.0
 """How long a call keeps retrying while the service is unreachable or says it is full."""
@@ -39,30 +39,10 @@ class ServiceError(RuntimeError):
     """The analysis service could not be reached, or failed; the message is for the viewer."""
 
 
-def face_ref(source: Any, align: str) -> dict[str, Any] | None:
-    """A face for the wire: file bytes for a path, raw pixels for an array."""
-    if source is None:
-        return None
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"image file not found: {path}")
-        return {"file": base64.b64encode(path.read_bytes()).decode(), "name": path.name, "align": align}
-    arr = np.ascontiguousarray(source)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}")
-    return {"pixels": base64.b64encode(arr.tobytes()).decode(), "shape": list(arr.shape), "align": align}
-
-
-def array_ref(arr: np.ndarray | None) -> dict[str, Any] | None:
-    if arr is None:
-        return None
-    arr = np.ascontiguousarray(arr)
-    return {"data": base64.b64encode(arr.tobytes()).decode(), "shape": list(arr.shape), "dtype": str(arr.dtype)}
-
-
 class ServiceClient:
     """Calls to one analysis service; ``status(text or None)`` receives busy / restart notes."""
+
+    remote = True
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
@@ -124,39 +104,37 @@ class ServiceClient:
             if said or watcher.is_alive():
                 self.status(None)
 
-    # ---- the Engine methods a Session uses ---------------------------------------------------
+    # ---- the Backend methods (those of Engine) ------------------------------------------------
     def info(self) -> dict[str, Any]:
         if self._info is None:
             self._info = json.loads(self.call("/info", {}))
         return self._info
 
-    def analyse(self, face: Any, other: Any = None, methods: tuple[str, ...] = ("gradcam",), align: str = "mtcnn",
-                other_align: str = "mtcnn", checkpoint: str | None = None):
-        from cqa_core.explain.result import decode
-
-        body = {"face": face_ref(face, align), "other": face_ref(other, other_align), "methods": list(methods),
-                "checkpoint": checkpoint}
+    def analyse(self, face: Face, other: Face | None = None, methods: tuple[str, ...] = ("gradcam",),
+                model: str | None = None) -> FaceAnalysis:
+        body = {"face": face_ref(face), "other": face_ref(other), "methods": list(methods), "checkpoint": model}
         return decode(self.call("/analyse", body))
 
-    def summaries(self, faces: list[Any], aligns: list[str]) -> list:
-        from workbench.session import FaceSummary
+    def summaries(self, faces: list[Face], model: str | None = None) -> list[FaceSummary]:
+        rows = json.loads(self.call("/summaries", {"faces": [face_ref(f) for f in faces], "checkpoint": model}))
+        return [FaceSummary.from_row(r) for r in rows]
 
-        body = {"faces": [face_ref(f, a) for f, a in zip(faces, aligns, strict=True)]}
-        rows = json.loads(self.call("/summaries", body))
-        return [FaceSummary(np.asarray(r["quality"], np.float32), r["overall"], r["cal"], r["embedding_norm"])
-                for r in rows]
-
-    def mask_effect(self, face: Any, align: str, masked: np.ndarray, alpha: np.ndarray | None):
-        from cqa_core.explain.result import decode
-
-        body = {"face": face_ref(face, align), "masked": array_ref(masked), "alpha": array_ref(alpha)}
+    def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None) -> MaskEffect:
+        body = {"face": face_ref(face), "masked": array_ref(masked), "alpha": array_ref(alpha)}
         return decode(self.call("/mask_effect", body))
 
-    def model_for(self, checkpoint: str | None) -> str | None:
-        """Ask the service to load a second checkpoint (a bad path fails here, in plain words)."""
-        if checkpoint:
-            self.call("/checkpoint", {"path": checkpoint})
+    def load(self, checkpoint: str) -> str:
+        """Ask the service to load another checkpoint (a bad path fails here, in plain words)."""
+        self.call("/checkpoint", {"path": checkpoint})
         return checkpoint
+
+    # ---- viewer counts (the dashboard's first cell; never retried, never raises) -------------
+    def viewer(self, event: str, vid: str) -> dict[str, int]:
+        """Say a viewer is loading ("hello") or drawn ("ready"); {} when the service cannot be reached."""
+        try:
+            return json.loads(self._request("/viewers", {"event": event, "id": vid}, timeout=3))
+        except (OSError, ValueError):
+            return {}
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:

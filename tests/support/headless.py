@@ -1,23 +1,31 @@
 """Drive the dashboard headless: a Voila subprocess and Debian's Chromium through Playwright.
 
-Shared by the browser test (``tests/test_browser_dashboard.py``) and the latency benchmark
-(``benchmarks/dashboard_latency.py``) so both measure the same thing the same way.
+Shared by the browser tests (``tests/test_browser_dashboard.py``, ``tests/test_dashboard_load.py``)
+and the latency benchmarks (``benchmarks/dashboard_latency.py``, ``benchmarks/dashboard_load.py``)
+so all measure the same thing the same way. Chromium is Debian's, found on ``PATH``
+(``.ci/run`` installs it); Playwright cannot download its own browsers here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+from cqa_core.settings import ENV, Settings
+from workbench.serve import free_port, kernel_env, voila_command
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+"""The Chromium on PATH (None when none is installed: browser tests skip, saying so)."""
 # Playwright cannot download its own browsers here; these flags keep Debian's Chromium off the
 # network and quiet as root in a container.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -37,14 +45,11 @@ def wait_http(url: str, timeout: float = 90.0) -> None:
 
 
 @contextmanager
-def running_voila(log_path: Path, preheat: bool = False, **env_updates: str) -> Iterator[str]:
-    """Serve the dashboard on a free port; yields its URL; kills Voila and its kernels on exit."""
-    from workbench.serve import free_port, kernel_env, voila_command
-
+def running_voila(log_path: Path, settings: Settings | None = None, preheat: bool = False) -> Iterator[str]:
+    """Serve the dashboard (its kernels run the model in-process) on a free port; yields its URL;
+    kills Voila and its kernels on exit."""
     port = free_port()
-    env = kernel_env()
-    env.pop("CQA_CHECKPOINT", None)
-    env.update(env_updates)
+    env = kernel_env(settings or Settings())
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(voila_command(port, preheat=preheat), cwd=ROOT, env=env, stdout=log,
@@ -69,14 +74,8 @@ def running_workbench(log_path: Path, preheat: bool = True, **env_updates: str) 
 
     Everything it started (service, Voila, kernels) is one process group, killed on exit.
     """
-    import sys
-
-    from workbench.serve import free_port, kernel_env
-
     port, sport = free_port(), free_port()
-    env = kernel_env()
-    env.pop("CQA_CHECKPOINT", None)
-    env.pop("CQA_ANALYSIS_URL", None)
+    env = {k: v for k, v in os.environ.items() if k not in ENV.values()}  # the settings come from env_updates
     env.update(env_updates)
     cmd = [sys.executable, "-m", "cqa_core.cli", "workbench", f"--port={port}", f"--service-port={sport}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +116,7 @@ def server_processes(pid: int) -> list:
 
 def launch_chromium(playwright):
     """Headless Debian Chromium through a ``sync_playwright()`` handle."""
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 
 def wait_src_change(page, selector: str, old: str, timeout: float = 60.0) -> float:
@@ -200,7 +199,7 @@ async def run_viewers(url: str, n: int, timeout: float) -> tuple[list[dict], flo
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             before = cpu_seconds(psutil.Process().children(recursive=True))
             views = list(await asyncio.gather(*(viewer(browser, url, k, timeout) for k in range(n))))

@@ -20,6 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
+from cqa_core.explain.quality import overall_quality
+from cqa_core.explain.tensors import upsample
+from cqa_core.losses import cal_penalty_matrix
+from cqa_core.preprocess import normalize
 
 
 @dataclass
@@ -43,10 +49,6 @@ class FaceScores:
 
 def scores_of_output(out: Any) -> FaceScores:
     """:class:`FaceScores` of one batch from a CQAOutput (no flip)."""
-    from cqa_core.explain.common import upsample
-    from cqa_core.explain.quality import overall_quality
-    from cqa_core.losses import cal_penalty_matrix
-
     emb = out.embedding.float()  # (B, D)
     maps = out.attention_maps.float()  # (B, b, h, w)
     q = out.quality.float().cpu().numpy()  # (B, b)
@@ -72,10 +74,6 @@ def score_faces(model: torch.nn.Module, images: Any, batch_size: int = 64, flip:
         device: where to run.
         progress: show a tqdm bar.
     """
-    from tqdm import tqdm
-
-    from cqa_core.preprocess import normalize
-
     if isinstance(images, np.ndarray):
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"numpy images must be (N, H, W, 3) uint8, got {images.shape}")

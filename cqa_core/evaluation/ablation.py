@@ -31,7 +31,7 @@ and these measurements on LFW View 2 (6,000 pairs, 10 folds, aligned cache):
 
 The grid is resumable: a run whose JSON exists is skipped. ``summarise`` folds the runs into the
 per-cell mean +- std (over seeds) that docs/results/ablation/summary.json and
-notebooks/07_ablation.ipynb show. ``python -m cqa_core.ablation --help`` runs it from a shell.
+notebooks/07_ablation.ipynb show. ``python -m cqa_core.evaluation.ablation --help`` runs it from a shell.
 """
 
 from __future__ import annotations
@@ -45,8 +45,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from cqa_core.data import repo_root
+from cqa_core.checkpoint import atomic_write, load_default, load_model, resolve
+from cqa_core.config import AugmentConfig, DistillConfig, to_dict
+from cqa_core.data import repo_root, shared_data_dir
+from cqa_core.data.align_run import align_folder
+from cqa_core.data.datasets import FaceFolder
+from cqa_core.data.degrade import masked_side
+from cqa_core.data.verification import load_pairset
+from cqa_core.evaluation.protocols import embed
+from cqa_core.explain.diversity import diversity_of_maps
+from cqa_core.explain.quality import occlusion_probe
+from cqa_core.explain.tensors import as_batch, upsample
+from cqa_core.metrics import evaluate_pairs
+from cqa_core.training.overrides import load_preset
+from cqa_core.training.trainer import Trainer
 
 CELLS: dict[str, dict[str, Any]] = {
     "baseline": {"qan": False, "branches": 4, "div_loss": "none"},
@@ -79,9 +93,6 @@ def cell_config(cell: str, seed: int, out_dir: str | Path, schedule: dict[str, A
     degradations, distillation, quality supervision); ``"ours"`` keeps them; ``"occlusion"`` keeps
     the degradations and quality supervision without the teacher; ``"distill"`` keeps only the teacher.
     """
-    from cqa_core.config import AugmentConfig, DistillConfig
-    from cqa_core.training.overrides import load_preset
-
     if cell not in CELLS:
         raise ValueError(f"unknown ablation cell {cell!r}; choose from {sorted(CELLS)}")
     if recipe not in RECIPES:
@@ -106,9 +117,6 @@ class Probe:
 
     def __init__(self, spec: str = "lfw", probe_faces: int = 300, limit: int | None = None,
                  align: str = "mtcnn") -> None:
-        from cqa_core.data.degrade import masked_side
-        from cqa_core.data.verification import load_pairset
-
         self.pairs = load_pairset(spec, limit=limit, align=align)
         self.masked2 = masked_side(self.pairs.images, self.pairs.index2)  # (N, 112, 112, 3)
         seconds = np.unique(self.pairs.index2)  # (K,) faces that appear as a second side
@@ -121,10 +129,6 @@ def smoke_inputs(workdir: str | Path, faces: int = 96, pairs: int = 300) -> tupl
     """Seconds-scale stand-ins for one run (notebook smoke cell, tests): ``pairs`` LFW pairs
     centre-cropped from the raw photos (no MTCNN pass over all of LFW) and the first ``faces``
     CelebA-299 photos aligned into ``workdir``. Use them with a batch size below ``faces``."""
-    from cqa_core.data import shared_data_dir
-    from cqa_core.data.align_run import align_folder
-    from cqa_core.data.datasets import FaceFolder
-
     dst = Path(workdir) / "celeba299-head"
     align_folder(shared_data_dir() / "celeba299", dst, workers=1, limit=faces, progress=False)
     return Probe(probe_faces=40, limit=pairs, align="center"), FaceFolder(dst)
@@ -132,13 +136,6 @@ def smoke_inputs(workdir: str | Path, faces: int = 96, pairs: int = 300) -> tupl
 
 def measure(model: Any, probe: Probe, batch_size: int = 64) -> dict[str, Any]:
     """LFW and masked-LFW verification, attention diversity and mask quality of one model."""
-    import torch
-
-    from cqa_core.evaluate import embed, evaluate_pairs
-    from cqa_core.explain.common import as_batch, upsample
-    from cqa_core.explain.diversity import diversity_of_maps
-    from cqa_core.explain.quality import occlusion_probe
-
     ps = probe.pairs
     emb = embed(model, ps.images, batch_size=batch_size, progress=False)  # (M, D)
     emb_m = embed(model, probe.masked2, batch_size=batch_size, progress=False)  # (N, D)
@@ -186,12 +183,6 @@ def run_one(cell: str, seed: int, probe: Probe, results: Path = RESULTS, runs: P
     ``schedule`` replaces :data:`SCHEDULE` (any TrainConfig fields, e.g. a 5-step smoke run);
     ``dataset`` replaces the preset's CelebA-299 (tests).
     """
-    import torch
-
-    from cqa_core.checkpoint import atomic_write
-    from cqa_core.config import to_dict
-    from cqa_core.training.trainer import Trainer
-
     config = cell_config(cell, seed, Path(runs) / f"{cell}_seed{seed}", schedule, recipe=recipe)
     t0 = time.perf_counter()
     trainer = Trainer(config, dataset=dataset)
@@ -288,7 +279,7 @@ def reference_name(path: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cqa_core.ablation", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m cqa_core.evaluation.ablation", description=__doc__.split("\n")[0])
     ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--recipe", choices=RECIPES, default="paper",
@@ -312,9 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     references = {"default_model": None} if args.measure_default else {}
     references.update({reference_name(p): p for p in args.measure_checkpoint})
     if references:
-        from cqa_core.checkpoint import load_model, resolve
-        from cqa_core.model import load_default
-
         probe = Probe(limit=args.limit)
         results.mkdir(parents=True, exist_ok=True)
         for name, path in references.items():

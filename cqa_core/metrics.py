@@ -1,4 +1,7 @@
-"""Evaluation protocols: pair verification (LFW / insightface), TAR@FAR, rank-1 identification.
+"""Verification metrics, numpy only: fold-wise accuracy (LFW / insightface), ROC, TAR@FAR, rank-1.
+
+The arithmetic every evaluation shares, below the layers that use it: training's pair verifier
+(``training.verify``) and the evaluation protocols (``cqa_core.evaluation``) score pairs the same way.
 
 Verification follows the LFW View 2 / insightface protocol: embeddings are L2-normalised, a pair
 scores its cosine similarity, 10-fold cross-validation picks the accuracy-maximising threshold on
@@ -186,50 +189,3 @@ def split_gallery(labels: np.ndarray, per_id: int = 1) -> tuple[np.ndarray, np.n
             gal.extend(idx[:per_id])
             probe.extend(idx[per_id:])
     return np.array(gal, dtype=int), np.array(probe, dtype=int)
-
-
-def embed(model: Any, images: Any, batch_size: int = 64, flip: bool = False,
-          device: str = "cpu", progress: bool = True) -> np.ndarray:
-    """Embeddings of many aligned faces.
-
-    Args:
-        model: a CQAFace (or any module whose output has ``.embedding`` or is a tensor).
-        images: uint8 RGB as numpy (N, 112, 112, 3) / torch (N, 3, 112, 112), or a Dataset whose
-            items are such an image or an ``(image, label)`` tuple.
-        batch_size: images per forward pass.
-        flip: add the embedding of the mirrored face (insightface "flip-sum").
-        device: where to run.
-        progress: show a tqdm bar.
-
-    Returns:
-        (N, D) float32 numpy, not normalised.
-    """
-    import torch
-    from tqdm import tqdm
-
-    from cqa_core.preprocess import normalize
-
-    if isinstance(images, np.ndarray):
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"numpy images must be (N, H, W, 3) uint8, got {images.shape}")
-        images = torch.from_numpy(images).permute(0, 3, 1, 2)  # (N, 3, H, W)
-    n = len(images)
-    out = []
-    model.eval()
-    with torch.inference_mode():
-        for start in tqdm(range(0, n, batch_size), desc="embed", unit="batch", disable=not progress):
-            if isinstance(images, torch.Tensor):
-                x = images[start:start + batch_size]  # (b, 3, H, W)
-            else:
-                items = [images[i] for i in range(start, min(start + batch_size, n))]
-                x = torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])  # (b, 3, H, W)
-            x = normalize(x.to(device))  # (b, 3, H, W) float in [-1, 1]
-            e = _embedding(model(x))  # (b, D)
-            if flip:
-                e = e + _embedding(model(x.flip(-1)))  # (b, D)
-            out.append(e.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 512), np.float32)
-
-
-def _embedding(output: Any) -> Any:
-    return output.embedding if hasattr(output, "embedding") else output

@@ -23,6 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
+from cqa_core.data import lfw_dir, shared_data_dir
+from cqa_core.data.datasets import MARKER, FaceFolder, decode_chw, ensure_aligned
+from cqa_core.data.imageio import is_image_file
+from cqa_core.data.recordio import RecordIODataset, RecordReader, unpack
 
 
 @dataclass
@@ -42,10 +48,6 @@ class AuditSource:
 
 
 def _first_image_size(root: Path) -> tuple[int, int] | None:
-    from PIL import Image
-
-    from cqa_core.data.imageio import is_image_file
-
     for dirpath, dirnames, files in os.walk(root):
         dirnames.sort()
         for f in sorted(files):
@@ -65,8 +67,6 @@ def _methods(root: Path, rel_paths: list[str]) -> list[str]:
 
 
 def open_folder(root: Path) -> AuditSource:
-    from cqa_core.data.datasets import MARKER, FaceFolder, ensure_aligned
-
     if not (root / MARKER).exists() and _first_image_size(root) not in (None, (112, 112)):
         print(f"{root} holds photos, not 112 x 112 crops: aligning them first (cached, resumable)")
         root = ensure_aligned(root)
@@ -77,8 +77,6 @@ def open_folder(root: Path) -> AuditSource:
 
 
 def open_recordio(prefix: str) -> AuditSource:
-    from cqa_core.data.recordio import RecordIODataset
-
     ds = RecordIODataset(prefix)
     if len(ds) == 0:
         raise ValueError(f"{prefix}.rec holds no face records")
@@ -90,12 +88,8 @@ def open_recordio(prefix: str) -> AuditSource:
 
 def open_source(spec: str) -> AuditSource:
     """Resolve a DATASET argument (module docstring) to an :class:`AuditSource`."""
-    from cqa_core.data import shared_data_dir
-
     if spec in ("lfw", "celeba299"):
-        from cqa_core.data.datasets import ensure_aligned
-
-        return open_folder(ensure_aligned(shared_data_dir() / ("lfw-deepfunneled" if spec == "lfw" else spec)))
+        return open_folder(ensure_aligned(lfw_dir() if spec == "lfw" else shared_data_dir() / spec))
     path = Path(spec).expanduser()
     if path.is_dir():
         return open_folder(path.resolve())
@@ -109,13 +103,9 @@ def open_source(spec: str) -> AuditSource:
 
 def face_image(kind: str, root: str, path: str) -> np.ndarray:
     """The aligned face a row of an audit names: (112, 112, 3) uint8 RGB, read from its source."""
-    from cqa_core.data.datasets import decode_chw
-
     if kind == "folder":
         data = (Path(root) / path).read_bytes()
     elif kind == "recordio":
-        from cqa_core.data.recordio import unpack
-
         data = unpack(_reader(root).read(int(path.removeprefix("key:"))))[1]
     else:
         raise ValueError(f"unknown audit source kind {kind!r}")
@@ -124,6 +114,4 @@ def face_image(kind: str, root: str, path: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _reader(prefix: str) -> Any:
-    from cqa_core.data.recordio import RecordReader
-
     return RecordReader(prefix)  # parses the .idx once per browsing session

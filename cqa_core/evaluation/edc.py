@@ -6,7 +6,7 @@ The face-image-quality (FIQA) protocol of Grother & Tabassi (2007) and ISO/IEC 2
    rate (FMR) among different-person pairs is at most the target: with ``n_imp`` impostor scores
    sorted high to low and ``k = floor(fmr * n_imp)``, a pair is a match when its score is *above*
    the (k+1)-th highest impostor score ``t`` (so at most k impostors match). This is the operating
-   point :func:`cqa_core.evaluate.tar_at_far` reads from the ROC, so FNMR at no discard equals
+   point :func:`cqa_core.metrics.tar_at_far` reads from the ROC, so FNMR at no discard equals
    1 - TAR@FAR. The threshold is not re-tuned as pairs are discarded.
 2. **Pair quality** = the lower of the two faces' qualities (``min``).
 3. **Discard.** The same-person (mated) pairs are sorted by pair quality, lowest first; ties are

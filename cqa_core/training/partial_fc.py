@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from cqa_core.model.heads import MarginHead, create_head
+from cqa_core.training import distributed as D
 
 _M31 = 0x7FFFFFFF  # products of two values below 2**31 fit int64: no overflow anywhere
 
@@ -117,9 +118,7 @@ class PartialFC(nn.Module):
         """Scaled margin logits (N, S) of ``embedding`` against centres ``index``; target -1 = no margin."""
         w = self.head.weight[index]  # (S, D)
         if self.world_size > 1:
-            from cqa_core.training.distributed import scale_grad
-
-            w = scale_grad(w, 1.0 / self.world_size)  # (S, D) grads match the rank-averaged loss
+            w = D.scale_grad(w, 1.0 / self.world_size)  # (S, D) grads match the rank-averaged loss
         cos = torch.nn.functional.linear(
             torch.nn.functional.normalize(embedding.float()), torch.nn.functional.normalize(w.float())
         )  # (N, S)
@@ -145,8 +144,6 @@ class PartialFC(nn.Module):
         if self.world_size == 1:
             index, target = self.sample(labels, labels if all_labels is None else all_labels)  # (S,), (B,)
             return self.scores(embedding, index, target), target
-        from cqa_core.training import distributed as D
-
         if all_labels is None:
             all_labels = D.all_gather_cat(labels)  # (W * B,)
         b, s = labels.shape[0], self.sample_size(all_labels.numel())

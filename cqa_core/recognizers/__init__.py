@@ -1,0 +1,1 @@
+"""Every face recognizer the workbench explains, behind one interface (:mod:`.base`)."""

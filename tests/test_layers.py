@@ -1,0 +1,37 @@
+"""The layer contracts (pyproject ``[tool.importlinter]``, docs/architecture.md) hold, and would catch a back-edge."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())",
+        "--no-cache"]
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(root)}  # this tree's packages, not the installed ones
+    return subprocess.run([*LINT, "--config", str(root / "pyproject.toml")], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_layer_contracts_hold():
+    r = _lint(ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "3 kept, 0 broken" in r.stdout
+
+
+def test_a_back_edge_breaks_them(tmp_path):
+    """The same check on a copy with one planted import of a higher layer (the model importing training)."""
+    for part in ("cqa_core", "workbench"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("*.safetensors", "__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    heads = tmp_path / "cqa_core" / "model" / "heads.py"
+    heads.write_text(heads.read_text() + "\n\ndef _planted():\n    from cqa_core.training import trainer  # noqa\n")
+    r = _lint(tmp_path)
+    assert r.returncode != 0
+    assert "cqa_core.model.heads -> cqa_core.training.trainer" in r.stdout

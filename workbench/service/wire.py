@@ -1,0 +1,197 @@
+"""The wire format between a viewer kernel and the analysis service, defined once, numpy only.
+
+* A **face** travels as a reference: the file's bytes for a gallery photo (the service hashes
+  them, so its cache is shared by every viewer), raw pixels for an upload or an edited face,
+  base64 in JSON, with its alignment mode: :func:`face_ref` / :func:`read_face`.
+* A float or uint8 **array** (a mask's alpha): :func:`array_ref` / :func:`read_array`.
+* An **analysis** (``FaceAnalysis``, ``MaskEffect``) travels as an ``.npz`` archive
+  (``numpy.savez``, read with ``allow_pickle=False``, so decoding never runs code) whose arrays
+  are named by their field path (``other.attention``, ``maps.gradcam``, ``region_shares.nose``)
+  plus a ``__meta__`` entry holding the scalars as JSON: :func:`encode` / :func:`decode`.
+* A gallery-wide **summary** of a face: :class:`FaceSummary`, as a JSON row.
+
+The client (``workbench.service.client``) and the service (``workbench.service.app``) both use
+this module; neither writes the format itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from cqa_core.data.imageio import decode_image
+from cqa_core.explain.render import overall_quality
+from cqa_core.explain.result import FaceAnalysis, IGCheck, MaskEffect, Photo
+from cqa_core.settings import AlignMode
+
+WIRE_VERSION = 1
+ARRAY_DTYPES = ("uint8", "float32", "float64")
+
+
+@dataclass
+class Face:
+    """A face the user picked: a name, a source (file path, (H, W, 3) uint8 array or ``Photo``), its alignment."""
+
+    name: str
+    source: Any
+    align: AlignMode = AlignMode.MTCNN
+
+    def __post_init__(self) -> None:
+        self.align = AlignMode.parse(self.align)
+
+
+class FaceSummary(NamedTuple):
+    """The few numbers of a face that gallery-wide views need (no maps)."""
+
+    quality: np.ndarray  # (b,) S_hat
+    overall: float  # attention-weighted S_hat (``render.overall_quality``)
+    cal: float  # CAL penalty
+    embedding_norm: float
+
+    def row(self) -> dict[str, Any]:
+        """As a JSON row."""
+        return {"quality": [float(q) for q in self.quality], "overall": float(self.overall), "cal": float(self.cal),
+                "embedding_norm": float(self.embedding_norm)}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> FaceSummary:
+        return cls(np.asarray(row["quality"], np.float32), float(row["overall"]), float(row["cal"]),
+                   float(row["embedding_norm"]))
+
+    @classmethod
+    def of(cls, fa: FaceAnalysis) -> FaceSummary:
+        """The summary of a single-face analysis."""
+        return cls(np.asarray(fa.quality), float(overall_quality(fa.quality, fa.attention)), float(fa.cal),
+                   float(fa.embedding_norm))
+
+
+# ---------------------------------------------------------------- faces and arrays
+
+
+def face_ref(face: Face | None) -> dict[str, Any] | None:
+    """A face for the wire: file bytes for a path, raw pixels for an array."""
+    if face is None:
+        return None
+    source, align = face.source, AlignMode.parse(face.align).value
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"image file not found: {path}")
+        return {"file": base64.b64encode(path.read_bytes()).decode(), "name": path.name, "align": align}
+    arr = np.ascontiguousarray(source.pixels if isinstance(source, Photo) else source)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}")
+    return {"pixels": base64.b64encode(arr.tobytes()).decode(), "shape": list(arr.shape), "align": align,
+            "name": face.name}
+
+
+def read_face(ref: dict[str, Any] | None) -> Face | None:
+    """A wire face -> a ``Face`` whose source is a ``Photo`` (pixels + sha1 of the file) or an array."""
+    if ref is None:
+        return None
+    if not isinstance(ref, dict):
+        raise ValueError("a face must be a JSON object with 'file' or 'pixels'")
+    align = AlignMode.parse(ref.get("align", AlignMode.MTCNN.value))
+    name = str(ref.get("name", "<upload>"))
+    if "file" in ref:
+        data = base64.b64decode(ref["file"])
+        return Face(name, Photo(decode_image(data, name=name), hashlib.sha1(data).hexdigest()), align)
+    shape = tuple(int(s) for s in ref["shape"])
+    arr = np.frombuffer(base64.b64decode(ref["pixels"]), np.uint8)
+    if len(shape) != 3 or shape[2] != 3 or arr.size != int(np.prod(shape)):
+        raise ValueError(f"pixels do not match the shape {shape}")
+    return Face(name, arr.reshape(shape), align)
+
+
+def array_ref(arr: np.ndarray | None) -> dict[str, Any] | None:
+    if arr is None:
+        return None
+    arr = np.ascontiguousarray(arr)
+    return {"data": base64.b64encode(arr.tobytes()).decode(), "shape": list(arr.shape), "dtype": str(arr.dtype)}
+
+
+def read_array(ref: dict[str, Any] | None) -> np.ndarray | None:
+    if ref is None:
+        return None
+    if ref["dtype"] not in ARRAY_DTYPES:
+        raise ValueError(f"array dtype {ref['dtype']} is not accepted")
+    arr = np.frombuffer(base64.b64decode(ref["data"]), np.dtype(ref["dtype"]))
+    return arr.reshape(tuple(int(s) for s in ref["shape"])).copy()
+
+
+# ---------------------------------------------------------------- analyses
+
+_SCALARS = ("align_method", "embedding_norm", "cal", "similarity")
+_DICTS = ("region_shares", "maps", "maps_other")
+
+
+def _flatten(fa: FaceAnalysis, prefix: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    for f in dataclasses.fields(fa):
+        v, key = getattr(fa, f.name), prefix + f.name
+        if f.name in _SCALARS:
+            meta[key] = v
+        elif f.name in _DICTS:
+            meta[key] = sorted(v)
+            arrays.update({f"{key}.{k}": np.asarray(a) for k, a in v.items()})
+        elif f.name == "ig":
+            meta[key] = None if v is None else list(v)
+        elif f.name == "other":
+            meta[key] = v is not None
+            if v is not None:
+                _flatten(v, key + ".", arrays, meta)
+        elif v is not None:
+            arrays[key] = np.asarray(v)
+
+
+def _unflatten(arrays: dict[str, np.ndarray], meta: dict[str, Any], prefix: str) -> FaceAnalysis:
+    kw: dict[str, Any] = {}
+    for f in dataclasses.fields(FaceAnalysis):
+        key = prefix + f.name
+        if f.name in _SCALARS:
+            kw[f.name] = meta[key]
+        elif f.name in _DICTS:
+            kw[f.name] = {k: arrays[f"{key}.{k}"] for k in meta[key]}
+        elif f.name == "ig":
+            kw[f.name] = None if meta[key] is None else IGCheck(*meta[key])
+        elif f.name == "other":
+            kw[f.name] = _unflatten(arrays, meta, key + ".") if meta[key] else None
+        else:
+            kw[f.name] = arrays.get(key)
+    return FaceAnalysis(**kw)
+
+
+def encode(obj: FaceAnalysis | MaskEffect) -> bytes:
+    """A FaceAnalysis or MaskEffect -> bytes (an .npz archive; see the module docstring)."""
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {"version": WIRE_VERSION, "type": type(obj).__name__}
+    if isinstance(obj, FaceAnalysis):
+        _flatten(obj, "", arrays, meta)
+    elif isinstance(obj, MaskEffect):
+        meta["similarity"] = float(obj.similarity)
+        arrays.update({k: np.asarray(v) for k, v in obj._asdict().items() if k != "similarity"})
+    else:
+        raise TypeError(f"cannot encode a {type(obj).__name__}")
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> FaceAnalysis | MaskEffect:
+    """Bytes from :func:`encode` -> the object (never unpickles)."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes())
+    if meta.get("version") != WIRE_VERSION:
+        raise ValueError(f"analysis wire format {meta.get('version')} is not {WIRE_VERSION}: update cqa-face on both sides")
+    if meta["type"] == "MaskEffect":
+        return MaskEffect(**{k: arrays[k] for k in MaskEffect._fields if k != "similarity"}, similarity=meta["similarity"])
+    return _unflatten(arrays, meta, "")
