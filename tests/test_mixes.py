@@ -86,7 +86,7 @@ class MeanTeacher:
 def test_compute_mixes_file_is_deterministic_and_resumes(tmp_path: Path, monkeypatch) -> None:
     root = photo_folder(tmp_path)
     teacher = MeanTeacher()
-    monkeypatch.setattr("cqa_core.training.distill.make_teacher", lambda spec: teacher)
+    monkeypatch.setattr(mixes, "make_teacher", lambda spec: teacher)
     monkeypatch.setattr(mixes, "SAVE_EVERY", 4)
     path = mixes.compute_mixes(root, "mean", n=10, batch_size=4, progress=False)
     assert path == root / "distill" / "mean-mixes10-s0.safetensors" and teacher.calls == 10
