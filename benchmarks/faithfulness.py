@@ -1,4 +1,4 @@
-"""Deletion / insertion AUC of Grad-CAM, IG, occlusion, attention, random and flat maps on LFW.
+"""Deletion / insertion AUC of Grad-CAM, IG, occlusion, RISE, attention, random and flat maps on LFW, any recognizer.
 
 Pairs: the first N same-person pairs of LFW View 1 ``pairsDevTest.txt`` (``--different`` for
 different-person pairs), aligned crops from the ``ensure_aligned`` cache when it is complete
@@ -7,16 +7,23 @@ face a; ties are broken at random and averaged over ``--draws`` orders (see
 ``cqa_core.explain.faithfulness``); the blur baseline is used for deletion and insertion.
 
     nice -n 10 .venv/bin/python benchmarks/faithfulness.py --pairs 100
+    nice -n 10 .venv/bin/python benchmarks/faithfulness.py --pairs 100 --model dlib --methods occlusion,rise,random --steps 10
+
+``--model`` takes any recognizer of ``cqa eval --model``; maps are made on its own chip (dlib: 150 x
+150, cut from the photo with the cache's landmarks).
 
 prints a Markdown table: mean AUC +- standard error over pairs, and the paired difference to the
 random map. ``flat`` vs ``random`` is the check that ties carry no hidden order: they must agree
 within the standard error.
 
-Methods (each makes one (112, 112) map of face a for cos(e_a, e_b)):
+Methods (each makes one map of face a's chip for cos(e_a, e_b)); all but the last three are the
+explanation registry's (``cqa explain --list-methods``) at their default budget:
 
-* ``gradcam``   hook-free similarity Grad-CAM on the stem output
+* ``gradcam``   similarity Grad-CAM on the last spatial layer (white-box recognizers)
 * ``ig``        integrated gradients, run until |delta| <= 1 % of the score gap (capped)
-* ``occlusion`` drop in similarity when a 16 x 16 grey window covers the pixel (stride 8)
+* ``occlusion`` drop in similarity when a grey window covers the pixel (13 x 13 windows on CQA-Face,
+  7 x 7 on other recognizers: ``methods.default_budget``)
+* ``rise``      RISE, the similarity-weighted mean of random masks (500 masks on CQA-Face, else 100)
 * ``attention`` the branch attention maps M_i, averaged with the QAN weights S_hat_i (not
   pair-specific: what the model attends to in face a, whatever face b is)
 * ``random``    a random pixel order (a fresh one per pair): the chance level
@@ -35,24 +42,29 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from cqa_core.checkpoint import load_default, resolve_model
 from cqa_core.data import lfw_dir
 from cqa_core.data.align import center_affine, load_image, warp
 from cqa_core.data.datasets import MARKER, aligned_dir
 from cqa_core.data.pairs import pair_paths, read_pairs
-from cqa_core.explain.attribution import integrated_gradients, occlusion
-from cqa_core.explain.cams import similarity_gradcam
+from cqa_core.data.verification import aligned_sources
+from cqa_core.explain import methods as registry
+from cqa_core.explain.analysis import as_recognizer
 from cqa_core.explain.common import ExplainError
-from cqa_core.explain.faithfulness import curves, similarity_score
-from cqa_core.explain.tensors import as_batch, eval_mode, model_device, to_numpy, upsample
+from cqa_core.explain.faithfulness import compare_maps
+from cqa_core.explain.methods import Context
+from cqa_core.explain.result import IGCheck
+from cqa_core.explain.tensors import eval_mode, to_numpy, upsample
+from cqa_core.recognizers.base import Recognizer
+from cqa_core.recognizers.chips import recognizer_chips
+from cqa_core.recognizers.load import load_recognizer
 from cqa_core.settings import LFW_DIR
 
-METHODS = ("gradcam", "ig", "occlusion", "attention", "random", "flat")
+METHODS = ("gradcam", "ig", "occlusion", "rise", "attention", "random", "flat")
 
 
 class PairResult(NamedTuple):
@@ -81,55 +93,53 @@ class Row(NamedTuple):
 
 def attention_map(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     """Quality-weighted mean attention sum_i S_hat_i M_i / sum_i S_hat_i of (1, 3, H, W) -> (H, W)."""
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(model):
         out = model(x)
     m = upsample(out.attention_maps, tuple(x.shape[-2:]))[0]  # (b, H, W)
     q = out.quality[0]  # (b,)
     return to_numpy((q[:, None, None] * m).sum(0) / q.sum())  # (H, W)
 
 
-def method_maps(model: torch.nn.Module, a, b, methods: Sequence[str] = METHODS,
-                rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], object | None]:
-    """(method -> (H, W) map of face a for cos(e_a, e_b), IG ``Attribution`` or None)."""
+def method_maps(rec: Recognizer, a: np.ndarray, b: np.ndarray, methods: Sequence[str] = METHODS,
+                rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], IGCheck | None]:
+    """(method -> (S, S) map of chip a for cos(e_a, e_b), integrated gradients' check or None).
+
+    ``random`` and ``flat`` are made here; ``attention`` reads CQA-Face's branches; every other name is
+    a method of the explanation registry (``cqa_core.explain.methods``) at its default budget.
+    """
     rng = rng or np.random.default_rng(0)
-    device = model_device(model)
-    xa, xb = as_batch(a, device)[:1], as_batch(b, device)[:1]  # (1, 3, H, W) each
-    size = tuple(xa.shape[-2:])
+    size = a.shape[:2]
     maps: dict[str, np.ndarray] = {}
     ig = None
-    with eval_mode(model):
-        for m in methods:
-            if m == "gradcam":
-                maps[m] = similarity_gradcam(model, xa, xb).map_a[0]
-            elif m == "ig":
-                ig = integrated_gradients(model, xa, xb)
-                maps[m] = ig.map[0]
-            elif m == "occlusion":
-                maps[m] = occlusion(model, xa, xb).map[0]
-            elif m == "attention":
-                maps[m] = attention_map(model, xa)
-            elif m == "random":  # a random permutation of ranks: no ties, so one draw is exact
-                maps[m] = rng.permutation(size[0] * size[1]).reshape(size).astype(np.float32)
-            elif m == "flat":
-                maps[m] = np.zeros(size, np.float32)
-            else:
-                raise ExplainError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    for m in methods:
+        if m == "random":  # a random permutation of ranks: no ties, so one draw is exact
+            maps[m] = rng.permutation(size[0] * size[1]).reshape(size).astype(np.float32)
+        elif m == "flat":
+            maps[m] = np.zeros(size, np.float32)
+        elif m == "attention":
+            if not rec.branches:
+                raise ExplainError(f"attention needs CQA-Face's branches; {rec.name} has none")
+            maps[m] = attention_map(rec.cqa, rec.preprocess.to_tensor(a[None], rec.device))
+        elif m == "ig":
+            pm = registry.get(m).fn(rec, np.stack([a, b]), Context())
+            maps[m], ig = pm.maps[0], pm.checks[0]
+        else:
+            method = registry.get(m)
+            if not method.supports(rec):
+                raise ExplainError(method.why_not(rec))
+            maps[m] = method.face_map(rec, a, b, Context())
     return maps, ig
 
 
-def score_pair(model: torch.nn.Module, a, b, methods: Sequence[str] = METHODS, steps: int = 20, draws: int = 5,
-               baseline: str | float = "blur", seed: int = 0) -> PairResult:
-    """Deletion and insertion AUC of every method's map of face a (see the module docstring)."""
-    maps, ig = method_maps(model, a, b, methods, np.random.default_rng(seed))
-    device = model_device(model)
-    xa = as_batch(a, device)[:1]  # (1, 3, H, W)
-    score = similarity_score(model, b)
-    res = {k: curves(score, xa, m, baseline=baseline, steps=steps, draws=draws, seed=seed) for k, m in maps.items()}
-    sim = float(score(xa)[0])
+def score_pair(rec: Recognizer, a: np.ndarray, b: np.ndarray, methods: Sequence[str] = METHODS, steps: int = 20,
+               draws: int = 5, baseline: str | float = "blur", seed: int = 0) -> PairResult:
+    """Deletion and insertion AUC of every method's map of chip a (see the module docstring)."""
+    maps, ig = method_maps(rec, a, b, methods, np.random.default_rng(seed))
+    res = compare_maps(rec, a, b, maps, baseline=baseline, steps=steps, draws=draws, seed=seed)
+    sim = float(next(iter(res.values())).deletion[0]) if res else float("nan")  # nothing deleted yet: cos(e_a, e_b)
     rel = conv = None
     if ig is not None:
-        rel = float(abs(ig.delta[0]) / max(abs(ig.gap[0]), 1e-12))
-        conv = bool(ig.converged[0])
+        rel, conv = abs(ig.delta) / max(abs(ig.gap), 1e-12), ig.converged
     return PairResult(sim, {k: c.deletion_auc for k, c in res.items()}, {k: c.insertion_auc for k, c in res.items()},
                       rel, conv)
 
@@ -163,12 +173,13 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def run(model: torch.nn.Module, pairs: Iterable[tuple[np.ndarray, np.ndarray]], progress: Callable[[int], None] | None = None,
+def run(model: Any, pairs: Iterable[tuple[np.ndarray, np.ndarray]], progress: Callable[[int], None] | None = None,
         **kwargs) -> list[PairResult]:
-    """:func:`score_pair` over (a, b) pairs of aligned faces; ``kwargs`` go to it."""
+    """:func:`score_pair` over (a, b) pairs of the recognizer's chips (a CQA-Face model: its 112 crops)."""
+    rec = as_recognizer(model)
     out = []
     for n, (a, b) in enumerate(pairs):
-        out.append(score_pair(model, a, b, **kwargs))
+        out.append(score_pair(rec, a, b, **kwargs))
         if progress:
             progress(n + 1)
     return out
@@ -213,6 +224,24 @@ def lfw_dev_pairs(n: int, same: bool = True, align: str = "auto", data: str | Pa
     return [(centred(p), centred(q)) for p, q in pair_paths(pairs, lfw)]
 
 
+def dev_pair_chips(rec: Recognizer, n: int, same: bool = True, align: str = "auto") -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`lfw_dev_pairs` as ``rec``'s own chips: the 112 crops for an ArcFace-112 recognizer, else
+    its chips cut from the photos with the aligned cache's landmarks (``recognizers.chips``)."""
+    if rec.preprocess.is_arcface112:
+        return lfw_dev_pairs(n, same, align)
+    if resolve_align(align) != "cache":
+        raise ExplainError(f"{rec.name} cuts its own chip from the photo's landmarks: it needs the aligned LFW "
+                           "cache (run `cqa align`)")
+    lfw = lfw_dir()
+    pairs = [p for p in read_pairs(lfw / "pairsDevTest.txt") if bool(p.same) == same][:n]
+    crops = [c for pq in pair_paths(pairs, aligned_dir(lfw.name)) for c in pq]  # a0, b0, a1, b1, ...
+    sources = aligned_sources(aligned_dir(lfw.name), lfw, crops)
+    if sources is None:
+        raise ExplainError(f"{aligned_dir(lfw.name)}/alignment.csv lacks rows for some of these pairs; rerun `cqa align`")
+    chips = recognizer_chips(rec, np.stack([load_image(c) for c in crops]), sources)  # (2n, S, S, 3)
+    return list(zip(chips[0::2], chips[1::2], strict=True))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100, help="number of pairs (default 100)")
@@ -221,29 +250,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="deletion / insertion steps (default 20)")
     parser.add_argument("--draws", type=int, default=5, help="random tie-breaking orders per map (default 5)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
-    parser.add_argument("--checkpoint", default=None, help="weights (default: the bundled default model)")
+    parser.add_argument("--model", default=None, help="any recognizer spec of `cqa eval --model` (default: the "
+                        "bundled CQA-Face; a .safetensors/.pth/.onnx path or dlib)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write per-pair AUCs to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    model = resolve_model(args.checkpoint)[0] if args.checkpoint else load_default()
-    model.eval()
+    rec = load_recognizer(args.model)
     align = resolve_align(args.align)
-    pairs = lfw_dev_pairs(args.pairs, same=not args.different, align=align)
+    pairs = dev_pair_chips(rec, args.pairs, same=not args.different, align=align)
     methods = tuple(args.methods.split(","))
     t0 = time.perf_counter()
 
     def progress(n: int) -> None:
         print(f"\r{n}/{len(pairs)} pairs, {time.perf_counter() - t0:.0f} s", end="", file=sys.stderr, flush=True)
 
-    results = run(model, pairs, progress, methods=methods, steps=args.steps, draws=args.draws)
+    results = run(rec, pairs, progress, methods=methods, steps=args.steps, draws=args.draws)
     print(file=sys.stderr)
-    c = model.config
     kind = "different-person" if args.different else "same-person"
-    print(f"faithfulness: {len(results)} LFW pairsDevTest {kind} pairs, {align}-aligned crops, model {c.stem} b={c.branches}"
-          f"{' QAN' if c.qan else ''}, blur baseline, {args.steps} steps, {args.draws} tie draws, "
-          f"{time.perf_counter() - t0:.0f} s")
+    budget = registry.default_budget(rec)
+    print(f"faithfulness: {len(results)} LFW pairsDevTest {kind} pairs, {align}-aligned, {rec.name} ({rec.describe()}), "
+          f"blur baseline, {args.steps} steps, {args.draws} tie draws, occlusion {budget.grid}x{budget.grid}, "
+          f"RISE {budget.masks} masks, {time.perf_counter() - t0:.0f} s")
     print(f"mean cos(e_a, e_b) = {np.mean([r.similarity for r in results]):.3f}\n")
     print(format_table(summarize(results)))
     rel = [r.ig_relative_delta for r in results if r.ig_relative_delta is not None]

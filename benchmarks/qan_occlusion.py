@@ -28,7 +28,7 @@ def lfw_faces(n: int) -> np.ndarray:
 
     People and photos are chosen from the source folder (sorted names; LFW numbers each person's
     photos from 0001). With a complete aligned cache its crops are read as they are; otherwise only
-    these n photos are aligned into the cache (``training.verify.aligned_pair_photos``, the same
+    these n photos are aligned into the cache (``data.verification.aligned_pair_photos``, the same
     MTCNN + v2 fit as ``ensure_aligned``), not all 13,233 of LFW.
     """
     from PIL import Image
@@ -36,7 +36,7 @@ def lfw_faces(n: int) -> np.ndarray:
     from cqa_core.data import lfw_dir
     from cqa_core.data.align_run import out_name
     from cqa_core.data.pairs import Pair, resolve_image
-    from cqa_core.training.verify import aligned_pair_photos
+    from cqa_core.data.verification import aligned_pair_photos
 
     src = lfw_dir().resolve()
     people = sorted(p.name for p in src.iterdir() if p.is_dir())[:n]

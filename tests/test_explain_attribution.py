@@ -1,4 +1,5 @@
-"""pytorch-grad-cam through the TensorOutput adapter, captum IG / Occlusion, and no leftover hooks."""
+"""pytorch-grad-cam through the TensorOutput adapter, captum IG, captum occlusion (explain.blackbox) on
+CQA-Face, and no leftover hooks."""
 
 import numpy as np
 import pytest
@@ -11,12 +12,18 @@ from cqa_core.explain import (
     analyse,
     integrated_gradients,
     library_cam,
-    occlusion,
     similarity_gradcam,
 )
+from cqa_core.explain.blackbox import occlusion
 from cqa_core.explain.common import ExplainError
 from cqa_core.explain.toy import WindowStem, calibrate
 from cqa_core.model import create_model
+from cqa_core.recognizers.cqa import from_cqa
+
+
+def _pixels(x: torch.Tensor) -> np.ndarray:
+    """Model input in [-1, 1] (N, 3, H, W) -> the uint8 chips (N, H, W, 3) it came from."""
+    return np.clip((x * 127.5 + 127.5).round(), 0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +118,8 @@ def test_occlusion_sign_and_support_on_a_window_model():
     model = create_model(ModelConfig(stem="light", branches=4))
     model.stem = WindowStem(model.stem.out_channels, window)
     model = calibrate(model)
-    a = torch.rand(1, 3, 112, 112, generator=torch.Generator().manual_seed(7)) * 2 - 1
-    res = occlusion(model, a, a, window=16, stride=8).map[0]  # (112, 112)
+    a = _pixels(torch.rand(1, 3, 112, 112, generator=torch.Generator().manual_seed(7)) * 2 - 1)
+    res = occlusion(from_cqa(model), a, a, grid=13)[0]  # (112, 112): 16 x 16 windows, stride 8
     assert res.min() >= -1e-6
     assert res[40:72, 40:72].min() > 1e-4
     far = np.ones((112, 112), bool)
@@ -125,7 +132,7 @@ def test_no_hook_stays_registered_after_any_explainer(model, faces):
     similarity_gradcam(model, a, b)
     library_cam(model, a, b, method="GradCAM")
     integrated_gradients(model, a[:1], b[:1], steps=4)
-    occlusion(model, a[:1], b[:1], window=56, stride=56)
+    occlusion(from_cqa(model), _pixels(a[:1]), _pixels(b[:1]), grid=1)
     img = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
     analyse(model, img, img[:, ::-1].copy(), methods=("gradcam", "GradCAM"))
     assert_no_hooks(model)

@@ -134,7 +134,7 @@ def test_bad_input_is_a_one_line_422_and_the_service_lives_on(app):
     bad = {"file": base64.b64encode(b"not an image at all").decode(), "name": "x.jpg", "align": "mtcnn"}
     r = client.post("/analyse", json={"face": bad})
     assert r.status_code == 422 and "x.jpg" in r.json()["error"] and "\n" not in r.json()["error"]
-    r = client.post("/checkpoint", json={"path": "/nonexistent/model.safetensors"})
+    r = client.post("/model", json={"spec": "/nonexistent/model.safetensors"})
     assert r.status_code == 422 and "not found" in r.json()["error"]
     assert client.post("/info", json={}).json()["branches"] == 4
 

@@ -219,3 +219,55 @@ def test_second_checkpoint_side_by_side(wb, tmp_path):
     panel.other_path.value = str(tmp_path / "missing.safetensors")
     panel.compare.click()
     assert "missing.safetensors" in wb.messages.widget.value
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    """Another (random, seeded) light CQA-Face exported to ONNX: a recognizer the workbench did not train."""
+    import torch
+
+    from cqa_core.config import ModelConfig
+    from cqa_core.explain.toy import calibrate
+    from cqa_core.export import export_onnx
+    from cqa_core.model import create_model
+
+    torch.manual_seed(3)  # calibrated BN statistics: a fresh model's fold into constants onnx2torch cannot read
+    return str(export_onnx(calibrate(create_model(ModelConfig(stem="light", branches=4))).eval(),
+                           tmp_path_factory.mktemp("onnx") / "other.onnx"))
+
+
+def test_a_second_model_beside_the_first_in_the_pair_tab(wb, onnx_model):
+    key = wb.add_model(onnx_model)
+    assert wb.messages.last_error is None, wb.messages.widget.value
+    assert ("other.onnx", key) in [tuple(o) for o in wb.model.options]
+    wb.tabs.selected_index = 1
+    pair = wb.view(1)
+    pair.beside.value = key
+    assert wb.messages.last_error is None, wb.messages.widget.value
+    assert pair.second.widget.layout.display is None  # the second row is shown
+    for row, name in ((pair.main, "default model"), (pair.second, "other.onnx")):
+        assert name in row.verdict.value and "cos =" in row.verdict.value
+        assert all(bytes(im.value).startswith(b"\x89PNG") for im in row.images)
+        assert row.note.value == ""  # Grad-CAM of both: the ONNX model is white-box through onnx2torch
+    main_cos = wb.session.analyse(wb.current, wb.other, methods=()).similarity
+    other_cos = wb.session.analyse(wb.current, wb.other, methods=(), model=key).similarity
+    assert f"{main_cos:.3f}" in pair.main.verdict.value and f"{other_cos:.3f}" in pair.second.verdict.value
+    assert main_cos != pytest.approx(other_cos, abs=1e-3)  # two models, two answers
+
+
+def test_a_plain_model_says_in_one_line_what_it_cannot_show(wb, onnx_model):
+    key = wb.add_model(onnx_model)
+    wb.model.value = key  # every tab now shows the ONNX model (its CQAOutput fields are not its embedding)
+    assert "model: other.onnx" in wb.header.value
+    fe = wb.view(0)
+    assert "attention" not in fe.source.options and "similarity Grad-CAM" in fe.source.options
+    assert "plain recognizer" in fe.plain.value and fe.branches.layout.display == "none"
+    assert "embedding norm" in wb.face_quality.value and "no QAN" in wb.face_quality.value
+    for i, cls in ((2, "summary"), (3, "values")):
+        wb.tabs.selected_index = i
+        assert "plain recognizer" in getattr(wb.view(i), cls).value
+    wb.tabs.selected_index = 1
+    assert "no branch terms" in wb.view(1).plain.value and wb.view(1).parts.layout.display == "none"
+    wb.model.value = "default"
+    wb.tabs.selected_index = 0  # a stale tab redraws when it is opened
+    assert fe.plain.value == "" and "attention" in fe.source.options

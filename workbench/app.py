@@ -85,19 +85,33 @@ class Workbench:
 
     # ---- layout ------------------------------------------------------------------------------
     def _header(self) -> W.VBox:
-        s = self.session
-        banner = ("<span class='cqa-untrained' style='background:#ffd54f;padding:2px 8px;margin-left:12px'>"
-                  "untrained model: maps and scores are not meaningful yet</span>") if s.untrained else ""
-        header = W.HTML(f"<h3 style='margin:4px 0'>CQA-Face Workbench</h3><span>model: {html.escape(s.label)} "
-                        f"({html.escape(s.description)})</span>{banner}")
-        header.add_class("cqa-header")
+        self.header = W.HTML("")
+        self.header.add_class("cqa-header")
+        self._show_model()
         self.face_quality = W.HTML("")
         self.face_quality.add_class("cqa-face-quality")
-        return W.VBox([header, self.face_quality])
+        return W.VBox([self.header, self.face_quality])
+
+    def _show_model(self) -> None:
+        """The header: the model every tab shows (the default's banner when it is untrained)."""
+        s = self.session
+        info = s.info()
+        untrained = s.current == "default" and s.untrained
+        banner = ("<span class='cqa-untrained' style='background:#ffd54f;padding:2px 8px;margin-left:12px'>"
+                  "untrained model: maps and scores are not meaningful yet</span>") if untrained else ""
+        what = s.description if s.current == "default" else info["description"]
+        self.header.value = (f"<h3 style='margin:4px 0'>CQA-Face Workbench</h3><span>model: {html.escape(info['name'])} "
+                             f"({html.escape(what)})</span>{banner}")
 
     def _show_quality(self, name: str) -> None:
-        """The current face's overall quality (``explain.quality.overall_quality``) in the header."""
+        """The current face's overall quality (``explain.quality.overall_quality``) in the header; a plain
+        recognizer's quality reading is its embedding norm, named as such."""
         fa = self.session.analyse(self.current)
+        if not fa.branches:
+            self.face_quality.value = (f"<span>face: <b>{html.escape(name)}</b> &nbsp; embedding norm "
+                                       f"<b class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</b> (a plain model's "
+                                       "quality reading: it has no QAN)</span>")
+            return
         q = float(overall_quality(fa.quality, fa.attention))
         branches = " ".join(f"{v:.2f}" for v in fa.quality)
         self.face_quality.value = (f"<span>face: <b>{html.escape(name)}</b> &nbsp; overall quality "
@@ -119,9 +133,22 @@ class Workbench:
         self.second.observe(self.messages.guard(self._on_second), names="value")
         self.selected = W.HTML("")
         self.selected.add_class("cqa-selected")
+        self.model = W.Dropdown(options=self._model_options(), value="default", description="model",
+                                layout=W.Layout(width="230px"))
+        self.model.add_class("cqa-model")
+        self.model.observe(self.messages.guard(self._on_model), names="value")
+        self.model_path = W.Text(placeholder="model.onnx | backbone.pth | x.safetensors | dlib",
+                                 layout=W.Layout(width="230px"))
+        self.model_path.add_class("cqa-model-path")
+        self.model_add = W.Button(description="add a model", layout=W.Layout(width="230px"))
+        self.model_add.add_class("cqa-model-add")
+        self.model_add.on_click(self.messages.guard(lambda _: self.add_model(self.model_path.value)))
         self._fill_gallery()
-        return W.VBox([self.search, self.gallery, self.upload, self.second, self.selected],
-                      layout=W.Layout(width="250px"))
+        return W.VBox([self.search, self.gallery, self.upload, self.second, self.selected, self.model,
+                       self.model_path, self.model_add], layout=W.Layout(width="250px"))
+
+    def _model_options(self) -> list[tuple[str, str]]:
+        return [(info["name"], spec) for spec, info in self.session.models.items()]
 
     def _thumb(self, name: str, face: Face) -> W.VBox:
         if not hasattr(self, "_thumb_style"):  # one Layout / style shared by every thumbnail: fewer widget
@@ -189,6 +216,27 @@ class Workbench:
         except Exception:
             self.stale.add(i)
             raise
+
+    def add_model(self, spec: str) -> str:
+        """Load a model (a .safetensors, .pth, .onnx path or "dlib") and offer it in the pickers."""
+        if not spec.strip():
+            raise ValueError("type a model path (.safetensors, .pth, .onnx) or dlib, then press add a model")
+        self.messages.info(f"loading {spec.strip()} ...")
+        key = self.session.load_other(spec)
+        self.model.options = self._model_options()
+        self.messages.info(f"{self.session.info(key)['name']}: {self.session.info(key)['description']}")
+        self.stale = set(range(len(self.factories)))
+        self.refresh()
+        return key
+
+    def _on_model(self, change) -> None:
+        """Every tab now shows the picked model."""
+        self.session.current = change["new"]
+        self._show_model()
+        self.stale = set(range(len(self.factories)))
+        self.refresh()
+        if self.current is not None:
+            self._show_quality(self.current.name)
 
     def _on_second(self, change) -> None:
         self.other = self.faces.get(change["new"])

@@ -34,8 +34,8 @@ refusal; tornado drops anything larger without a word."""
 MAX_PHOTO_SIDE = 512
 """Photos are shrunk so their longer side is at most this many pixels before alignment."""
 
-CAM_SOURCES = ("attention", "similarity Grad-CAM", "integrated gradients", "occlusion")
-SOURCE_METHODS = {"similarity Grad-CAM": "gradcam", "integrated gradients": "ig", "occlusion": "occlusion"}
+SOURCES = ("attention", "gradcam", "ig", "occlusion", "rise")
+"""The explainer registry's methods the dashboard offers, in this order, where the model supports them."""
 
 
 class Backend(Protocol):
@@ -51,9 +51,12 @@ class Backend(Protocol):
 
     def summaries(self, faces: list[Face], model: str | None = None) -> list[FaceSummary]: ...
 
-    def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None) -> MaskEffect: ...
+    def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None,
+                    model: str | None = None) -> MaskEffect: ...
 
-    def load(self, checkpoint: str) -> str: ...
+    def load(self, spec: str) -> dict[str, Any]: ...
+
+    def threshold(self, spec: str | None = None) -> dict[str, Any]: ...
 
 
 def backend_for(settings: Settings) -> Backend:
@@ -93,6 +96,8 @@ class Session:
         info = self.backend.info()
         self.label, self.untrained, self.branches, self.description = (
             info["label"], info["untrained"], int(info["branches"]), info["description"])
+        self.models: dict[str, dict[str, Any]] = {"default": self.backend.load("default")}  # spec -> facts
+        self.current = "default"  # the model every view shows (the Model picker changes it)
 
     @property
     def remote(self) -> bool:
@@ -125,31 +130,53 @@ class Session:
                 model: str | None = None) -> FaceAnalysis:
         """``cqa_core.explain`` FaceAnalysis of a face (and pair), cached by (image, alignment, weights).
 
-        ``model``: a handle from :meth:`load_other` (a second checkpoint), else the session's model.
+        ``model``: a spec from :meth:`load_other`, else the current model (:attr:`current`).
         """
-        return self.backend.analyse(face, other, tuple(methods), model)
+        return self.backend.analyse(face, other, tuple(methods), model or self.current)
+
+    def info(self, model: str | None = None) -> dict[str, Any]:
+        """Facts of a loaded model (name, kind, description, branches, whitebox, methods); the current one by default."""
+        return self.models[model or self.current]
+
+    def threshold(self, model: str | None = None) -> dict[str, Any]:
+        """The model's own LFW threshold, or {"computing": note} the first time (it runs in the background)."""
+        return self.backend.threshold(model or self.current)
 
     def summaries(self, faces: list[Face]) -> list[FaceSummary]:
-        """Quality, overall quality, CAL and norm of many faces (batched; cached per face)."""
-        return self.backend.summaries(faces)
+        """Quality, overall quality, CAL and norm of many faces (batched; cached per face), current CQA-Face model."""
+        return self.backend.summaries(faces, self.current)
 
-    def source_map(self, face: Face, other: Face | None, source: str) -> np.ndarray:
-        """(112, 112) map of ``source`` for ``face``; pair sources explain cos(face, other)."""
-        if source == "attention":
-            return self.analyse(face).attention.max(axis=0)
+    def methods(self, model: str | None = None, pair: bool | None = None) -> dict[str, str]:
+        """label -> registry name of the dashboard's methods the model supports (pair ones only with ``pair``)."""
+        found = {m["name"]: m for m in self.info(model)["methods"] if pair is None or m["pair"] == pair}
+        return {found[n]["label"]: n for n in SOURCES if n in found}
+
+    def sources(self, model: str | None = None) -> tuple[str, ...]:
+        """The labels the Face tab offers for the model."""
+        return tuple(self.methods(model))
+
+    def source_map(self, face: Face, other: Face | None, source: str, model: str | None = None) -> np.ndarray:
+        """(S, S) map of ``source`` (a label of :meth:`sources`) for ``face``; pair maps explain cos(face, other)."""
+        name = self.methods(model).get(source)
+        if name is None:
+            raise ValueError(f"{source} is not available for {self.info(model)['name']}")
+        if name == "attention":
+            return self.analyse(face, model=model).attention.max(axis=0)
         if other is None:
             raise ValueError(f"{source} explains a similarity: pick a second face first")
-        method = SOURCE_METHODS[source]
-        return self.analyse(face, other, methods=(method,)).maps[method]
+        return self.analyse(face, other, methods=(name,), model=model).maps[name]
 
     def dataset_diversity(self, faces: list[Face]) -> list[float]:
         """Per-face CAL penalty over many faces (for the histogram)."""
         return [s.cal for s in self.summaries(faces)]
 
     def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None) -> MaskEffect:
-        """How an edited face differs from the clean one (quality deltas, similarity)."""
-        return self.backend.mask_effect(face, masked, alpha)
+        """How an edited face differs from the clean one (quality deltas, similarity), current CQA-Face model."""
+        return self.backend.mask_effect(face, masked, alpha, self.current)
 
-    def load_other(self, path: str) -> str:
-        """A second checkpoint for side-by-side comparisons: a handle for ``analyse(model=...)``."""
-        return self.backend.load(str(Path(path).expanduser()))
+    def load_other(self, spec: str) -> str:
+        """Load another model (a checkpoint, .pth, .onnx path or "dlib"): its spec, for ``analyse(model=...)``."""
+        spec = spec.strip()
+        info = self.backend.load(spec if spec in ("default", "dlib") else str(Path(spec).expanduser()))
+        self.models[info["spec"]] = info
+        return info["spec"]

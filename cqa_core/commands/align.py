@@ -27,7 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.data.align_run import align_folder
 

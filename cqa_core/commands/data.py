@@ -22,13 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_fetch(args: argparse.Namespace) -> int:
     # imported when the command runs, so `cqa --help` and the other commands never load torch
+    from cqa_core.data.datasets import ensure_aligned
     from cqa_core.data.fetch import fetch_lfw
 
     out = fetch_lfw(args.dest, base_url=args.base_url)
     print(f"LFW ready at {out}")
     if args.align:
-        from cqa_core.data.datasets import ensure_aligned
-
         print(f"aligned into {ensure_aligned(out)}")
     return 0
 

@@ -29,22 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     # imported when the command runs, so `cqa --help` and the other commands never load torch
+    from cqa_core.data.datasets import ensure_aligned
     from cqa_core.training.distill import compute_targets
+    from cqa_core.training.mixes import compute_mixes
 
     root = Path(args.dataset).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     if args.align:
-        from cqa_core.data.datasets import ensure_aligned
-
         root = ensure_aligned(root, progress=not args.no_progress)
     out = compute_targets(root, args.teacher, args.batch_size, progress=not args.no_progress)
     print(out)
     if args.mixes:
-        from cqa_core.training.mixes import compute_mixes
-
         print(compute_mixes(root, args.teacher, args.mixes, args.mix_seed, args.batch_size,
                             progress=not args.no_progress))
     return 0

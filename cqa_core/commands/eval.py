@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", default=None,
                    help="model .safetensors (default: $CQA_CHECKPOINT, else the embedded default model)")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help="any recognizer: PATH.safetensors (CQA-Face), PATH.pth (insightface iResNet), PATH.onnx, "
+                   "or dlib (default: --checkpoint / $CQA_CHECKPOINT, else the bundled CQA-Face)")
     p.add_argument("--data", default="lfw", help="lfw | celeba299 | bin:PATH | pairs:ROOT:PAIRS_FILE (default lfw)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="verify")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the result as JSON")
@@ -46,18 +49,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch  # the protocols need torch; `cqa --help` does not
+    # imported when the command runs, so `cqa --help` and the other commands never load torch
+    import torch
 
-    from cqa_core.checkpoint import resolve_model
     from cqa_core.evaluation.protocols import Options, evaluate
+    from cqa_core.recognizers.load import load_recognizer
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, label, _ = resolve_model(args.settings.checkpoint, device)
-    name = args.settings.checkpoint or label
+    rec = load_recognizer(args.model, device, checkpoint=args.settings.checkpoint)
+    name = args.model or args.settings.checkpoint or rec.name
     opts = Options(flip=args.flip, limit=args.limit, batch_size=args.batch_size, device=device,
                    align=AlignMode.parse(args.align), mask=args.mask, degrade=args.degrade, severity=args.severity,
                    roc=args.roc, folds=args.folds, edc_pairs=args.edc_pairs, edc_max_discard=args.edc_max_discard)
-    result, rows = evaluate(model, args.data, args.protocol, opts)
+    result, rows = evaluate(rec, args.data, args.protocol, opts)
     result = {**result, "checkpoint": name}
     print(f"cqa eval  data={args.data}  protocol={args.protocol}  model={name}  flip={args.flip}")
     for k, v in rows:

@@ -1,7 +1,9 @@
-"""``cqa explain IMAGE [OTHER] --out DIR [--checkpoint PATH]``: overlay PNGs and a JSON of the numbers.
+"""``cqa explain IMAGE [OTHER] --out DIR [--model SPEC]``: overlay PNGs and a JSON of the numbers.
 
-Without ``--checkpoint`` the model is ``$CQA_CHECKPOINT`` or the bundled default
-(:func:`cqa_core.checkpoint.resolve_model`), as for ``cqa eval`` and ``cqa workbench``.
+``--model`` takes any recognizer (``cqa_core.recognizers.load``: a CQA-Face checkpoint, an insightface
+``.pth``, an ``.onnx``, ``dlib``); without it the model is ``--checkpoint`` / ``$CQA_CHECKPOINT`` or
+the bundled CQA-Face, as for ``cqa eval`` and ``cqa workbench``. ``--methods`` takes the names of the
+explanation registry (``cqa explain --list-methods``).
 
 Writes overlay PNGs and ``analysis.json`` into DIR (``cqa_core.explain.report`` lists them).
 """
@@ -10,32 +12,62 @@ from __future__ import annotations
 
 import argparse
 
+from tqdm import tqdm
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="explain one face or why two faces match (PNGs + JSON)")
-    p.add_argument("image", help="photo or aligned 112x112 face")
+    p.add_argument("image", nargs="?", help="photo or aligned 112x112 face")
     p.add_argument("other", nargs="?", default=None, help="optional second face: explain the pair")
     p.add_argument("--checkpoint", default=None,
                    help="model .safetensors or a directory holding one (default: $CQA_CHECKPOINT, else the "
                    "bundled default model)")
-    p.add_argument("--out", required=True, help="output directory (created)")
-    p.add_argument("--methods", default="gradcam",
-                   help="comma-separated pair maps: gradcam, ig, occlusion or a pytorch-grad-cam class (default gradcam)")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help="any recognizer: PATH.safetensors (CQA-Face), PATH.pth (insightface iResNet), PATH.onnx, "
+                   "or dlib (default: --checkpoint / $CQA_CHECKPOINT, else the bundled CQA-Face)")
+    p.add_argument("--layer", default=None, help="Grad-CAM layer of a .pth / .onnx model (default: found automatically)")
+    p.add_argument("--out", default=None, help="output directory (created; needed with IMAGE)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated pair maps (default: gradcam for white-box models, occlusion for black-box "
+                   "ones); `cqa explain --list-methods` lists them with what each needs")
+    p.add_argument("--list-methods", action="store_true", help="list the explanation methods and exit")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlays (default 0.5)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=run)
 
 
+def progress_bar(methods: tuple[str, ...]):
+    """A tqdm bar for the perturbation methods' embeddings (their ``progress(done, total)``)."""
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None or bar.total != total or done < bar.n:
+            bar = tqdm(total=total, desc="embeddings", unit="img", leave=False)
+        bar.update(done - bar.n)
+
+    return update if methods else None
+
+
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs, so `cqa --help` and the other commands never load torch
-    from cqa_core.checkpoint import resolve_model
+    from cqa_core.explain import methods as registry
     from cqa_core.explain.analysis import analyse
     from cqa_core.explain.report import write_report
+    from cqa_core.recognizers.load import load_recognizer
 
-    model, label, _ = resolve_model(args.settings.checkpoint, args.device)
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    fa = analyse(model, args.image, args.other, methods=methods)
-    files = write_report(fa, args.out, label, args.image, args.other, args.alpha)
+    if args.list_methods:
+        for m in registry.REGISTRY.values():
+            print(f"  {m.name:<20} needs {m.needs.value:<10} {m.about}")
+        return 0
+    if not args.image or not args.out:
+        raise ValueError("give IMAGE (and OTHER to explain a pair) and --out DIR, or --list-methods")
+    rec = load_recognizer(args.model, args.device, checkpoint=args.settings.checkpoint, layer=args.layer)
+    default = "gradcam" if rec.whitebox else "occlusion"
+    methods = tuple(m.strip() for m in (args.methods or default).split(",") if m.strip()) if args.other else ()
+    fa = analyse(rec, args.image, args.other, methods=methods, progress=progress_bar(methods))
+    files = write_report(fa, args.out, rec.name, args.image, args.other, args.alpha)
+    label = rec.name
     line = f"{label}: wrote {len(files) - 1} PNGs and analysis.json to {args.out}"
     if fa.similarity is not None:
         line += f"; similarity {fa.similarity:.4f}"

@@ -31,7 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.checkpoint import save_model
     from cqa_core.config import ModelConfig

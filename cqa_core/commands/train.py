@@ -48,17 +48,16 @@ def resolve_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-
     # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.config import to_dict
+    from cqa_core.training import distributed
+    from cqa_core.training.trainer import Trainer
 
     config = resolve_config(args)
     if args.print_config:
         print(json.dumps(to_dict(config), indent=1))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from cqa_core.training import distributed
-    from cqa_core.training.trainer import Trainer
 
     try:
         trainer = Trainer(config, resume=args.resume)

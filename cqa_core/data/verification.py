@@ -1,7 +1,8 @@
 """Evaluation data: the pair sets and identification sets ``cqa eval --data`` names.
 
 Specs: ``lfw`` (LFW deep-funneled + official pairs.txt, aligned through
-:func:`~cqa_core.data.datasets.ensure_aligned`, or the fixed centre crop with ``align="center"``),
+:func:`~cqa_core.data.datasets.ensure_aligned`, only the photos of the evaluated pairs with a
+``limit`` (:func:`aligned_pair_photos`), or the fixed centre crop with ``align="center"``),
 ``celeba299`` (aligned CelebA subset; 10 identity-disjoint folds of 300 + 300 pairs drawn with a
 fixed seed), ``bin:PATH`` (insightface .bin), ``pairs:ROOT:PAIRS_FILE`` (any LFW-format pair
 list over photos under ROOT; photos not already 112 x 112 are aligned with MTCNN, centre fallback).
@@ -9,6 +10,9 @@ list over photos under ROOT; photos not already 112 x 112 are aligned with MTCNN
 
 from __future__ import annotations
 
+import csv
+import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +20,21 @@ import numpy as np
 from tqdm import tqdm
 
 from cqa_core.data import lfw_dir, shared_data_dir
-from cqa_core.data.align import align_image, center_affine, load_image, warp
+from cqa_core.data.align import AlignedFace, align_image, center_affine, load_image, warp
+from cqa_core.data.align_run import align_folder, face_row, out_name
 from cqa_core.data.binset import load_bin
-from cqa_core.data.datasets import FaceFolder, ensure_aligned
+from cqa_core.data.datasets import (
+    MARKER,
+    FaceFolder,
+    _earlier_landmarks,
+    _FolderLock,
+    aligned_dir,
+    ensure_aligned,
+)
 from cqa_core.data.pairs import read_pairs, resolve_image, unique_images
 from cqa_core.metrics import default_folds
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +47,9 @@ class PairSet:
         index1: (N,) image index of each pair's first face; index2 likewise.
         issame: (N,) bool.
         folds: (N,) fold of each pair.
+        sources: per image, its photo and its ``alignment.csv`` row (landmarks, affine), when the
+            photos are known (``lfw``, ``pairs:`` over photos): a recognizer with another chip than
+            the 112 x 112 ArcFace crop cuts its own from them (``recognizers.chips``). None otherwise.
     """
 
     name: str
@@ -41,6 +58,7 @@ class PairSet:
     index2: np.ndarray
     issame: np.ndarray
     folds: np.ndarray
+    sources: list[tuple[Path, dict[str, str]]] | None = None
 
 
 def subsample(n: int, limit: int | None) -> np.ndarray:
@@ -50,34 +68,89 @@ def subsample(n: int, limit: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
 
 
-def _load_aligned(paths: list[Path], raw: bool, align: str) -> np.ndarray:
+def _load_aligned(paths: list[Path], raw: bool, align: str) -> tuple[np.ndarray, list[tuple[Path, dict]] | None]:
+    """Aligned crops (M, 112, 112, 3) of ``paths``; for raw photos also each photo's alignment row."""
     out = np.empty((len(paths), 112, 112, 3), np.uint8)
+    rows: list[tuple[Path, dict]] = []
     for i, p in enumerate(tqdm(paths, desc="load faces", unit="img", leave=False)):
         img = load_image(p)
         if raw and img.shape[:2] != (112, 112):
             if align == "center":
-                img = warp(img, center_affine(img.shape[1], img.shape[0]))
+                m = center_affine(img.shape[1], img.shape[0])
+                face = AlignedFace(warp(img, m), m, None, (img.shape[1], img.shape[0]), "center", 0.0)
             else:
-                img = align_image(img, fallback="center").image
+                face = align_image(img, fallback="center")
+            rows.append((p, {k: str(v) for k, v in face_row(face, p.name, "").items()}))
+            img = face.image
         elif img.shape[:2] != (112, 112):
             raise ValueError(f"{p}: {img.shape[1]}x{img.shape[0]} is not an aligned 112x112 face")
         out[i] = img
-    return out
+    return out, (rows if raw and len(rows) == len(paths) else None)
+
+
+def aligned_sources(aligned: Path, src: Path, crops: list[Path]) -> list[tuple[Path, dict]] | None:
+    """(photo, alignment row) of each crop of an aligned folder of ``src``; None when a row is missing."""
+    table = aligned / "alignment.csv"
+    if not table.is_file():
+        return None
+    with open(table, newline="") as f:
+        rows = {r["out"]: r for r in csv.DictReader(f) if r.get("out")}
+    found = [rows.get(c.relative_to(aligned).as_posix()) for c in crops]
+    return None if any(r is None for r in found) else [(src / r["path"], r) for r in found]
 
 
 def from_pair_list(name: str, pairs_file: Path, root: Path, raw: bool, align: str = "mtcnn",
-                   limit: int | None = None) -> PairSet:
-    """A :class:`PairSet` from an LFW-format pair list whose images live under ``root``."""
+                   limit: int | None = None, src: Path | None = None) -> PairSet:
+    """A :class:`PairSet` from an LFW-format pair list whose images live under ``root`` (an aligned
+    folder of the photos under ``src``, or the photos themselves with ``raw``)."""
     pairs = read_pairs(pairs_file)
     pairs = [pairs[i] for i in subsample(len(pairs), limit)]
     uniq = unique_images(pairs)
     where = {k: i for i, k in enumerate(uniq)}
-    images = _load_aligned([resolve_image(root, n, i) for n, i in uniq], raw, align)
+    paths = [resolve_image(root, n, i) for n, i in uniq]
+    images, sources = _load_aligned(paths, raw, align)
+    if sources is None and src is not None:
+        sources = aligned_sources(root, src, paths)
     return PairSet(
         name, images,
         np.array([where[(p.name1, p.idx1)] for p in pairs]), np.array([where[(p.name2, p.idx2)] for p in pairs]),
-        np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]),
+        np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]), sources,
     )
+
+
+def _needed(src: Path, dst: Path, pairs: list) -> list[str]:
+    """Relative paths (``Name/Name_0001.jpg``) of the pairs' photos that have no crop in ``dst``."""
+    rels = [resolve_image(src, n, i).relative_to(src).as_posix() for n, i in unique_images(pairs)]
+    return [r for r in rels if not (dst / out_name(r)).exists()]
+
+
+def aligned_pair_photos(src: Path, pairs: list, allow_align: bool = True, workers: int = 2) -> Path | None:
+    """The aligned-crop folder of ``src`` holding every photo of ``pairs``; None if that needs
+    aligning and ``allow_align`` is False.
+
+    A complete cache (``ensure_aligned``'s marker) is returned as is. Otherwise only the missing
+    photos are aligned: :func:`~cqa_core.data.align_run.align_folder` runs over a temporary folder
+    of symlinks to them, writing into the cache folder itself (same relative paths, same
+    ``alignment.csv``), under the same lock as ``ensure_aligned``.
+    """
+    src = src.expanduser().resolve()
+    dst = aligned_dir(src.name)
+    if (dst / MARKER).exists() or not _needed(src, dst, pairs):
+        return dst
+    if not allow_align:
+        return None
+    dst.mkdir(parents=True, exist_ok=True)
+    with _FolderLock(dst / ".lock"), tempfile.TemporaryDirectory() as tmp:
+        todo = _needed(src, dst, pairs)  # another process may have aligned them meanwhile
+        view = Path(tmp) / src.name
+        for rel in todo:
+            (view / rel).parent.mkdir(parents=True, exist_ok=True)
+            (view / rel).symlink_to(src / rel)
+        if todo:
+            summary = align_folder(view, dst, workers=workers, progress=False,
+                                   landmarks_from=_earlier_landmarks(src, src.name))
+            log.info("aligned %d pair photos of %s in %.0f s", summary["aligned_this_run"], src, summary["seconds"])
+    return dst
 
 
 def make_pairs(labels: np.ndarray, folds: int = 10, per_fold: int = 300, seed: int = 0
@@ -112,8 +185,12 @@ def load_pairset(spec: str, limit: int | None = None, align: str = "mtcnn") -> P
         root = lfw_dir()
         if align == "center":
             return from_pair_list(spec, root / "pairs.txt", root, raw=True, align="center", limit=limit)
-
-        return from_pair_list(spec, root / "pairs.txt", ensure_aligned(root), raw=False, limit=limit)
+        if limit:  # align only the photos the evaluated pairs use (a fresh machine: seconds, not minutes)
+            pairs = read_pairs(root / "pairs.txt")
+            aligned = aligned_pair_photos(root, [pairs[i] for i in subsample(len(pairs), limit)])
+        else:
+            aligned = ensure_aligned(root)
+        return from_pair_list(spec, root / "pairs.txt", aligned, raw=False, limit=limit, src=root)
     if spec.startswith("bin:"):
         images, issame = load_bin(spec[4:])
         keep = subsample(len(issame), limit)
@@ -145,5 +222,5 @@ def load_identities(spec: str, limit: int | None = None) -> tuple[np.ndarray, np
     ds = FaceFolder(root, min_images=2)
     keep = set(subsample(ds.num_classes, limit).tolist())
     samples = [(p, lab) for p, lab in ds.samples if lab in keep]
-    images = _load_aligned([Path(p) for p, _ in samples], raw=False, align="mtcnn")
+    images, _ = _load_aligned([Path(p) for p, _ in samples], raw=False, align="mtcnn")
     return images, np.array([lab for _, lab in samples])

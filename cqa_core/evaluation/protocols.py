@@ -42,6 +42,9 @@ from cqa_core.metrics import (
     split_gallery,
 )
 from cqa_core.preprocess import normalize
+from cqa_core.recognizers.base import Recognizer
+from cqa_core.recognizers.chips import recognizer_chips
+from cqa_core.recognizers.cqa import from_cqa
 from cqa_core.settings import AlignMode
 
 PAIR_PROTOCOLS = ("verify", "masked-m2n", "masked-m2m", "cross-quality")
@@ -160,19 +163,49 @@ def pair_sides(ps, protocol: str, opts: Options, fn: Callable[[np.ndarray], Any]
     return s1, s2
 
 
-def evaluate(model: torch.nn.Module, data: str, protocol: str, opts: Options = Options()
+def embedder(rec: Recognizer, opts: Options, progress: bool = True) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """``emb(crops (M, 112, 112, 3), sources or None) -> (M, D)`` for a recognizer.
+
+    CQA-Face embeds the crops as it always has (:func:`embed`); any other recognizer embeds its own
+    chips (``recognizers.chips``: cut from the photos when ``sources`` are known). ``opts.flip``
+    adds the embedding of the mirrored chip.
+    """
+    def emb(images: np.ndarray, sources: Any = None) -> np.ndarray:
+        if rec.branches:
+            return embed(rec.cqa, images, batch_size=opts.batch_size, flip=opts.flip, device=opts.device,
+                         progress=progress)
+        chips = recognizer_chips(rec, images, sources, progress)  # (M, S, S, 3)
+        out = []
+        for start in tqdm(range(0, len(chips), opts.batch_size), desc=f"embed ({rec.name})", unit="batch",
+                          disable=not progress):
+            part = chips[start:start + opts.batch_size]  # (b, S, S, 3)
+            e = rec.embed(part)  # (b, D)
+            out.append(e + rec.embed(part[:, :, ::-1].copy()) if opts.flip else e)
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    return emb
+
+
+def evaluate(model: torch.nn.Module | Recognizer, data: str, protocol: str, opts: Options = Options()
              ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Run ``protocol`` on ``data``: (JSON-ready result with its timing, the rows ``cqa eval`` prints)."""
+    """Run ``protocol`` on ``data`` with a CQA-Face or any recognizer (``recognizers.load_recognizer``):
+    (JSON-ready result with its timing, the rows ``cqa eval`` prints).
+
+    A recognizer whose chip is not the 112 x 112 ArcFace crop (dlib) sees chips cut from the photos
+    on ``verify``; on the masked and cross-quality protocols the degradations are drawn on the crops,
+    so both faces of a pair are cut from their crops (black outside them), alike.
+    """
+    rec = model if isinstance(model, Recognizer) else from_cqa(model)
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if protocol == "edc" and not rec.branches:
+        raise ValueError(f"the edc protocol compares QAN quality with the embedding norm: {rec.name} has no QAN")
     if protocol == "edc" and not 0 < opts.edc_max_discard < 1:
         raise ValueError(f"--edc-max-discard must be in (0, 1), got {opts.edc_max_discard}")
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
-    result: dict[str, Any] = {"data": data, "protocol": protocol, "flip": opts.flip}
-
-    def emb(images: np.ndarray) -> np.ndarray:
-        return embed(model, images, batch_size=opts.batch_size, flip=opts.flip, device=opts.device)
+    result: dict[str, Any] = {"data": data, "protocol": protocol, "flip": opts.flip, "model_kind": rec.kind}
+    emb = embedder(rec, opts)
 
     if protocol == "identify":
         images, labels = load_identities(data, opts.limit)
@@ -187,10 +220,11 @@ def evaluate(model: torch.nn.Module, data: str, protocol: str, opts: Options = O
         timing["load_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         if protocol == "edc":
-            res, rows = edc_result(model, ps, opts)
+            res, rows = edc_result(rec.cqa, ps, opts)
             result.update(res)
         else:
-            e1, e2 = pair_sides(ps, protocol, opts, emb)  # (N, D) each
+            sources = ps.sources if protocol == "verify" else None
+            e1, e2 = pair_sides(ps, protocol, opts, lambda im: emb(im, sources if im is ps.images else None))
             r = evaluate_pairs(e1, e2, ps.issame, ps.folds)
             result.update(r.to_dict(roc=opts.roc), images=int(len(ps.images)))
             if protocol.startswith("masked"):

@@ -3,12 +3,16 @@
 Modules (each reads top to bottom; heavy libraries are imported inside functions):
 
 * ``cams``          branch attention CAMs, warping onto the photo, overlays, hook-free Grad-CAM
-* ``attribution``   pytorch-grad-cam (``TensorOutput`` adapter, ``SimilarityTarget``) and captum
+* ``methods``       the registry: every map method by name, with what it needs from a recognizer
+* ``attribution``   pytorch-grad-cam (``TensorOutput`` adapter, ``SimilarityTarget``) and captum IG
+* ``blackbox``      occlusion and RISE: perturbation maps of any recognizer, black-box ones too
+* ``layercam``      Grad-CAM at a named layer of any white-box recognizer
 * ``decomposition`` exact (b+1) x (b+1) split of a pair's cosine, leave-one-branch-out
 * ``diversity``     CAL (Eq. 2) pair terms, top-k IoU, entropy, coverage; per face or dataset
 * ``quality``       QAN scores, relation matrix, region shares, effect of a synthetic mask
 * ``faithfulness``  deletion / insertion curves and AUC of any map against the pair similarity
-* ``analysis``      ``analyse(model, image, other)`` -> ``FaceAnalysis``, cached
+* ``analysis``      ``analyse(model or recognizer, image, other)`` -> ``FaceAnalysis``, cached
+* ``report``        an analysis on disk: overlay PNGs and a JSON (``cqa explain``)
 * ``common``        ``ExplainError`` (torch-free)
 * ``tensors``       input batches, upsampling, min-max scaling, cosine, eval mode (torch)
 * ``result``        ``FaceAnalysis`` / ``MaskEffect`` and their wire format (numpy only)
@@ -25,8 +29,10 @@ from typing import Any
 
 _WHERE = {
     "analysis": ("Analyser", "AnalysisError", "FaceAnalysis", "analyse"),
-    "attribution": ("CAM_METHODS", "SimilarityTarget", "TensorOutput", "integrated_gradients", "library_cam",
-                    "occlusion"),
+    "attribution": ("CAM_METHODS", "SimilarityTarget", "TensorOutput", "integrated_gradients", "library_cam"),
+    "blackbox": ("occlusion", "rise"),
+    "layercam": ("layer_gradcam",),
+    "methods": ("Method", "Needs", "available", "register"),
     "cams": ("attention_cams", "gradcam_from_features", "similarity_gradcam"),
     "render": ("branch_overlays", "crop_support", "overlay", "warp_to_photo"),
     "common": ("ExplainError",),

@@ -5,14 +5,16 @@ adapter that picks a field of ``CQAOutput``. Targets are tiny callables: :class:
 returns cos(output, reference). The target layer is ``model.stem`` (its output is
 ``CQAOutput.feature_map``). CAM objects are used as context managers so their hooks are removed.
 
-captum's IntegratedGradients and Occlusion attribute the scalar cos(e(x), e_ref) to input pixels.
-Integrated gradients adds steps until its attributions sum to the score gap within 1 % (capped).
+captum's IntegratedGradients attributes the scalar cos(e(x), e_ref) to input pixels, adding steps
+until its attributions sum to the score gap within 1 % (capped). Perturbation methods that need no
+gradients (occlusion, RISE) are in :mod:`cqa_core.explain.blackbox`. Every function here takes a
+CQA-Face or any module that returns embeddings (a white-box recognizer's ``module``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -45,7 +47,8 @@ class TensorOutput(nn.Module):
         self.field = field
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self.model(x), self.field)  # e.g. (B, 512)
+        out = self.model(x)
+        return out if isinstance(out, torch.Tensor) else getattr(out, self.field)  # e.g. (B, 512)
 
 
 class SimilarityTarget:
@@ -58,21 +61,28 @@ class SimilarityTarget:
         return cosine(output.reshape(-1, output.shape[-1]), self.reference[None]).squeeze(0)  # () or (B,)
 
 
+def _embedding(out: Any) -> torch.Tensor:
+    """The embedding of a model's output: a CQAOutput's field, or the tensor a plain embedder returns."""
+    return out if isinstance(out, torch.Tensor) else out.embedding
+
+
 def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Embeddings (B, 512) of a model-input batch, without gradient."""
+    """Embeddings (B, D) of a model-input batch, without gradient."""
     with torch.no_grad():
-        return model(x).embedding  # (B, 512)
+        return _embedding(model(x))  # (B, D)
 
 
 @in_eval_mode
-def library_cam(model: nn.Module, images_a, images_b, method: str = "GradCAM", **cam_kwargs) -> np.ndarray:
-    """Any pytorch-grad-cam method on cos(e_a, e_b), target layer ``model.stem``.
+def library_cam(model: nn.Module, images_a, images_b, method: str = "GradCAM", layer: str | None = None,
+                **cam_kwargs) -> np.ndarray:
+    """Any pytorch-grad-cam method on cos(e_a, e_b), target layer ``model.stem`` (or ``layer``).
 
     Args:
-        model: CQAFace.
+        model: CQAFace, or any module returning embeddings (then name its spatial ``layer``).
         images_a: faces to explain, B of them.
         images_b: their partners, B or 1.
         method: a class name of ``pytorch_grad_cam`` (see ``CAM_METHODS``).
+        layer: dotted name of the target layer (default: the CQA-Face stem).
         **cam_kwargs: passed to the CAM constructor (e.g. nothing, or ``reshape_transform``).
 
     Returns:
@@ -87,7 +97,8 @@ def library_cam(model: nn.Module, images_a, images_b, method: str = "GradCAM", *
     xa, xb = as_batch(images_a, device), as_batch(images_b, device)  # (B, 3, H, W), (B'|1, 3, H, W)
     ref = embed(model, xb).expand(xa.shape[0], -1)  # (B, 512)
     targets = [SimilarityTarget(r) for r in ref]
-    with keep_param_grads(model), cls(model=TensorOutput(model), target_layers=[model.stem], **cam_kwargs) as cam:
+    target = model.stem if layer is None else dict(model.named_modules())[layer]
+    with keep_param_grads(model), cls(model=TensorOutput(model), target_layers=[target], **cam_kwargs) as cam:
         return np.asarray(cam(input_tensor=xa, targets=targets), dtype=np.float32)  # (B, H, W)
 
 
@@ -95,7 +106,7 @@ def _similarity_fn(model: nn.Module):
     """f(x, ref) = cos(e(x), ref): the scalar captum attributes, batched over x."""
 
     def forward(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        return cosine(model(x).embedding, ref)  # (N,)
+        return cosine(_embedding(model(x)), ref)  # (N,)
 
     return forward
 
@@ -116,7 +127,7 @@ IG_RTOL = 0.01  # |delta| <= 1 % of the score gap ...
 IG_ATOL = 1e-4  # ... or this, when the gap itself is ~0 (1 % of nothing cannot be met)
 
 
-def _ig_once(model: nn.Module, xa: torch.Tensor, ref: torch.Tensor, steps: int, baseline: float,
+def _ig_once(model: nn.Module, xa: torch.Tensor, ref: torch.Tensor, steps: int, baseline: torch.Tensor,
              internal_batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """One captum IG run -> (attributions (B, 3, H, W), convergence delta (B,))."""
     from captum.attr import IntegratedGradients  # optional: captum, the explain extra
@@ -127,7 +138,8 @@ def _ig_once(model: nn.Module, xa: torch.Tensor, ref: torch.Tensor, steps: int, 
 
 
 @in_eval_mode
-def integrated_gradients(model: nn.Module, images_a, images_b, steps: int | None = None, baseline: float = 0.0,
+def integrated_gradients(model: nn.Module, images_a, images_b, steps: int | None = None,
+                         baseline: float | torch.Tensor = 0.0,
                          internal_batch_size: int | None = 64, rtol: float = IG_RTOL, atol: float = IG_ATOL,
                          max_steps: int = IG_MAX_STEPS) -> Attribution:
     """captum IntegratedGradients of cos(e_a, e_b) w.r.t. face a's pixels, run until it converges.
@@ -143,7 +155,8 @@ def integrated_gradients(model: nn.Module, images_a, images_b, steps: int | None
         images_a: faces to explain (B).
         images_b: partners (B or 1).
         steps: a fixed step count (no convergence loop), or None to converge.
-        baseline: constant baseline in model-input units (0.0 = mid grey).
+        baseline: constant baseline in model-input units (0.0 = mid grey for CQA-Face), or a tensor
+            broadcastable to the input (a recognizer's mid grey after its own normalisation).
         internal_batch_size: how many interpolated images per forward.
         rtol: tolerance as a fraction of |gap| (default 1 %).
         atol: absolute floor of the tolerance (a gap of ~0 cannot be met to 1 %).
@@ -157,8 +170,10 @@ def integrated_gradients(model: nn.Module, images_a, images_b, steps: int | None
     xa, xb = as_batch(images_a, device), as_batch(images_b, device)  # (B, 3, H, W)
     ref = embed(model, xb).expand(xa.shape[0], -1).contiguous()  # (B, 512)
     f = _similarity_fn(model)
+    base = (torch.full_like(xa, baseline) if not isinstance(baseline, torch.Tensor)
+            else baseline.to(xa).expand_as(xa).contiguous())  # (B, 3, H, W)
     with torch.no_grad():
-        gap = f(xa, ref) - f(torch.full_like(xa, baseline), ref)  # (B,)
+        gap = f(xa, ref) - f(base, ref)  # (B,)
     tol = torch.clamp(rtol * gap.abs(), min=atol)  # (B,)
     n = xa.shape[0]
     attr = torch.zeros_like(xa)  # (B, 3, H, W)
@@ -167,7 +182,7 @@ def integrated_gradients(model: nn.Module, images_a, images_b, steps: int | None
     todo = torch.arange(n)  # faces still above the tolerance
     k = steps or min(IG_START_STEPS, max_steps)
     while len(todo):
-        a, d = _ig_once(model, xa[todo], ref[todo], k, baseline, internal_batch_size)  # (t, 3, H, W), (t,)
+        a, d = _ig_once(model, xa[todo], ref[todo], k, base[todo], internal_batch_size)  # (t, 3, H, W), (t,)
         attr[todo], delta[todo], used[todo] = a.detach(), d.detach().to(delta.dtype), k
         if steps is not None or k >= max_steps:
             break
@@ -179,19 +194,3 @@ def integrated_gradients(model: nn.Module, images_a, images_b, steps: int | None
                     max_steps, int((~converged).sum()), n, float(delta.abs().max()), float(gap.abs().min()))
     return Attribution(to_numpy(attr.sum(dim=1)), to_numpy(delta), to_numpy(gap), used.numpy(),
                        converged.numpy())  # (B, H, W), (B,) x 4
-
-
-@in_eval_mode
-def occlusion(model: nn.Module, images_a, images_b, window: int = 16, stride: int = 8, baseline: float = 0.0,
-              per_eval: int = 64) -> Attribution:
-    """captum Occlusion of cos(e_a, e_b): drop in similarity when a window of face a is greyed out."""
-    from captum.attr import Occlusion  # optional: captum, the explain extra
-
-    device = model_device(model)
-    xa, xb = as_batch(images_a, device), as_batch(images_b, device)  # (B, 3, H, W)
-    ref = embed(model, xb).expand(xa.shape[0], -1).contiguous()  # (B, 512)
-    occ = Occlusion(_similarity_fn(model))
-    with torch.no_grad():
-        attr = occ.attribute(xa, sliding_window_shapes=(3, window, window), strides=(3, stride, stride),
-                             baselines=baseline, additional_forward_args=(ref,), perturbations_per_eval=per_eval)
-    return Attribution(to_numpy(attr.sum(dim=1)), np.zeros(xa.shape[0], np.float32))  # (B, H, W)

@@ -27,8 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cqa_core.explain.blackbox import embed_pixels, similarity_forward
 from cqa_core.explain.common import ExplainError
-from cqa_core.explain.tensors import as_batch, cosine, eval_mode, in_eval_mode, model_device
+from cqa_core.explain.tensors import as_batch, cosine, eval_mode, model_device
+from cqa_core.recognizers.base import Recognizer
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # (N, 3, H, W) -> (N,)
 
@@ -145,17 +147,33 @@ def curves(score_fn: ScoreFn, image: torch.Tensor, saliency, baseline: str | flo
     return Curves(frac, d, i, float(np.trapezoid(d, frac)), float(np.trapezoid(i, frac)), draws)
 
 
-@in_eval_mode
-def compare_maps(model: torch.nn.Module, image_a, image_b, maps: dict[str, np.ndarray], **kwargs) -> dict[str, Curves]:
+def recognizer_score(rec: Recognizer, chip_b: np.ndarray) -> ScoreFn:
+    """score(x) = cos(e(x), e(b)) of any recognizer, x float RGB pixels (N, 3, S, S) in 0-255.
+
+    Black-box recognizers (dlib) see the pixels rounded to uint8 (``blackbox.embed_pixels``).
+    """
+    b = torch.from_numpy(np.asarray(chip_b, np.uint8).copy()).permute(2, 0, 1)[None].float()  # (1, 3, S, S)
+    return similarity_forward(rec, embed_pixels(rec, b)[0])
+
+
+def compare_maps(model: torch.nn.Module | Recognizer, image_a, image_b, maps: dict[str, np.ndarray],
+                 **kwargs) -> dict[str, Curves]:
     """Deletion / insertion curves of several maps of face a, all against cos(e_a', e_b).
 
     Args:
-        model: CQAFace in eval mode.
-        image_a: the face the maps explain.
-        image_b: its partner (kept fixed).
+        model: a CQAFace, or any :class:`~cqa_core.recognizers.base.Recognizer` (white- or black-box).
+        image_a: the face the maps explain: for a Recognizer its own uint8 chip (S, S, 3)
+            (``recognizers.base.cut_chip``), for a CQAFace anything ``as_batch`` takes.
+        image_b: its partner (kept fixed), the same kind.
         maps: method name -> (H, W) map.
-        **kwargs: passed to :func:`curves` (baseline, steps, batch_size, draws, seed).
+        **kwargs: passed to :func:`curves` (baseline, steps, batch_size, draws, seed); a numeric
+            baseline is in the model's input units (0-255 pixels for a Recognizer).
     """
-    score = similarity_score(model, image_b)
-    x = as_batch(image_a, model_device(model))[:1]  # (1, 3, H, W)
-    return {name: curves(score, x, m, **kwargs) for name, m in maps.items()}
+    if isinstance(model, Recognizer):
+        score = recognizer_score(model, image_b)
+        x = torch.from_numpy(np.asarray(image_a, np.uint8).copy()).permute(2, 0, 1)[None].float()  # (1, 3, S, S)
+        return {name: curves(score, x, m, **kwargs) for name, m in maps.items()}
+    with eval_mode(model):
+        score = similarity_score(model, image_b)
+        x = as_batch(image_a, model_device(model))[:1]  # (1, 3, H, W)
+        return {name: curves(score, x, m, **kwargs) for name, m in maps.items()}

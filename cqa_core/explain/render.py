@@ -40,9 +40,9 @@ def warp_to_photo(maps: np.ndarray, affine: np.ndarray, photo_size: tuple[int, i
     return np.stack(out).reshape(*lead, h, w)  # (..., h, w)
 
 
-def crop_support(affine: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
-    """(height, width) map of where the aligned 112 x 112 crop lies on the photo (1 inside, 0 outside)."""
-    return warp_to_photo(np.ones((SIZE, SIZE), np.float32), affine, photo_size)
+def crop_support(affine: np.ndarray, photo_size: tuple[int, int], size: int = SIZE) -> np.ndarray:
+    """(height, width) map of where the aligned size x size crop lies on the photo (1 inside, 0 outside)."""
+    return warp_to_photo(np.ones((size, size), np.float32), affine, photo_size)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, support: np.ndarray | None = None) -> np.ndarray:

@@ -26,13 +26,14 @@ from cqa_core.explain.result import FaceAnalysis
 
 
 def face_numbers(fa: FaceAnalysis) -> dict[str, Any]:
-    """The JSON-able numbers of one FaceAnalysis (no images)."""
+    """The JSON-able numbers of one FaceAnalysis (no images); the branch readings only for CQA-Face."""
+    common = {"align_method": fa.align_method, "affine": fa.affine.tolist(), "embedding_norm": fa.embedding_norm}
+    if not fa.branches:
+        return common
     return {
-        "align_method": fa.align_method,
-        "affine": fa.affine.tolist(),
+        **common,
         "quality": fa.quality.tolist(),
         "relation": fa.relation.tolist(),
-        "embedding_norm": fa.embedding_norm,
         "cal": fa.cal,
         "cal_matrix": fa.cal_matrix.tolist(),
         "gaussian": fa.gaussian.tolist(),
@@ -51,14 +52,14 @@ def write_face(out: Path, prefix: str, fa: FaceAnalysis, alpha: float) -> list[s
     """Overlay PNGs of one face; returns the file names."""
     names = [f"{prefix}_aligned.png"]
     _save(out / names[0], fa.aligned)
-    for ov in fa.overlays(on_photo=True, alpha=alpha):
+    for ov in fa.overlays(on_photo=True, alpha=alpha) if fa.branches else []:
         names.append(f"{prefix}_branch{ov.branch}.png")
         _save(out / names[-1], ov.image)
     for method in fa.maps:
         heat = fa.map_on_photo(method)
         lo, hi = float(heat.min()), float(heat.max())
         names.append(f"{prefix}_{method}.png")
-        support = crop_support(fa.affine, fa.photo.shape[1::-1])  # tint only where the model looked
+        support = crop_support(fa.affine, fa.photo.shape[1::-1], fa.aligned.shape[0])  # tint only where the model looked
         _save(out / names[-1], overlay(fa.photo, (heat - lo) / (hi - lo + 1e-12), alpha, support))
     return names
 
@@ -71,12 +72,13 @@ def write_report(fa: FaceAnalysis, out: str | Path, model: str, image: str, othe
     report: dict[str, Any] = {"image": str(image), "model": model, "a": face_numbers(fa),
                               "files": write_face(out, "a", fa, alpha)}
     if fa.other is not None:
+        report.update({"other": str(other), "b": face_numbers(fa.other), "similarity": fa.similarity})
+        report["files"] += write_face(out, "b", fa.other, alpha)
+    if fa.decomposition is not None:
         report.update({
-            "other": str(other), "b": face_numbers(fa.other), "similarity": fa.similarity,
             "decomposition": fa.decomposition.tolist(), "decomposition_note":
                 "rows: face a's branch terms then its bias term; columns: face b's; entries sum to similarity",
             "leave_one_out": fa.leave_one_out.tolist(),
         })
-        report["files"] += write_face(out, "b", fa.other, alpha)
     (out / "analysis.json").write_text(json.dumps(report, indent=2))
     return [*report["files"], "analysis.json"]

@@ -59,22 +59,25 @@ class FaceAnalysis:
     """What the workbench shows for one face (and, with a second face, for the pair)."""
 
     photo: np.ndarray  # (H, W, 3) uint8 as given
-    aligned: np.ndarray  # (112, 112, 3) uint8
-    affine: np.ndarray  # (2, 3) photo (x, y) -> aligned (x, y)
+    aligned: np.ndarray  # (S, S, 3) uint8: the recognizer's chip (112 x 112 for CQA-Face)
+    affine: np.ndarray  # (2, 3) photo (x, y) -> chip (x, y)
     align_method: str  # "identity" | "mtcnn" | "center"
-    attention: np.ndarray  # (b, 112, 112) M_i upsampled, in [0, 1]
-    attention_photo: np.ndarray  # (b, H, W) M_i warped onto the photo
-    quality: np.ndarray  # (b,) S_hat_i
-    relation: np.ndarray  # (b, b) A
-    embedding: np.ndarray  # (512,)
-    embedding_norm: float
-    cal_matrix: np.ndarray  # (b, b) CAL pair terms (Eq. 2)
-    gaussian: np.ndarray  # (b, b) Gaussian similarity before the hinge
-    iou: np.ndarray  # (b, b) top-20 % region IoU
-    entropy: np.ndarray  # (b,)
-    coverage: np.ndarray  # (b,)
-    cal: float  # mean off-diagonal CAL term = cal_loss of this face
-    region_shares: dict[str, np.ndarray]  # region -> (b,)
+    embedding: np.ndarray  # (D,)
+    embedding_norm: float  # a plain recognizer's only quality reading
+    model: str = ""  # the recognizer's name
+    kind: str = "cqa-face"  # its kind: "cqa-face" | "arcface" | "onnx" | "dlib" | "torch"
+    # CQA-Face's branches and QAN (None for any other recognizer)
+    attention: np.ndarray | None = None  # (b, 112, 112) M_i upsampled, in [0, 1]
+    attention_photo: np.ndarray | None = None  # (b, H, W) M_i warped onto the photo
+    quality: np.ndarray | None = None  # (b,) S_hat_i
+    relation: np.ndarray | None = None  # (b, b) A
+    cal_matrix: np.ndarray | None = None  # (b, b) CAL pair terms (Eq. 2)
+    gaussian: np.ndarray | None = None  # (b, b) Gaussian similarity before the hinge
+    iou: np.ndarray | None = None  # (b, b) top-20 % region IoU
+    entropy: np.ndarray | None = None  # (b,)
+    coverage: np.ndarray | None = None  # (b,)
+    cal: float | None = None  # mean off-diagonal CAL term = cal_loss of this face
+    region_shares: dict[str, np.ndarray] = field(default_factory=dict)  # region -> (b,)
     # pair fields (None without a second face)
     other: FaceAnalysis | None = None
     similarity: float | None = None
@@ -85,6 +88,11 @@ class FaceAnalysis:
     ig: IGCheck | None = None  # completeness of this face's "ig" map (None until "ig" is computed)
 
     @property
+    def branches(self) -> bool:
+        """True for a CQA-Face analysis (branch attention, QAN quality, CAL)."""
+        return self.attention is not None
+
+    @property
     def mean_iou(self) -> float:
         """Mean top-20 % IoU over branch pairs i != j (the diagonal, a map against itself, is 1)."""
         b = self.iou.shape[0]
@@ -93,11 +101,12 @@ class FaceAnalysis:
     def overlays(self, on_photo: bool = True, alpha: float = 0.5) -> list:
         """Per-branch heatmap overlays (``render.BranchOverlay``) titled with their quality scores."""
         if on_photo:
-            support = None if self.align_method == "identity" else crop_support(self.affine, self.photo.shape[1::-1])
+            support = None if self.align_method == "identity" else crop_support(
+                self.affine, self.photo.shape[1::-1], self.aligned.shape[0])
             return branch_overlays(self.photo, self.attention_photo, self.quality, alpha, support)
         return branch_overlays(self.aligned, self.attention, self.quality, alpha)
 
     def map_on_photo(self, method: str) -> np.ndarray:
-        """A pair map (112, 112) of this face warped onto the photo -> (H, W)."""
+        """A pair map (S, S) of this face's chip warped onto the photo -> (H, W)."""
         h, w = self.photo.shape[:2]
         return warp_to_photo(self.maps[method], self.affine, (w, h))

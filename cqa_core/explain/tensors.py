@@ -93,24 +93,27 @@ def keep_param_grads(model: nn.Module) -> Iterator[None]:
     """
     params = list(model.parameters())
     saved = [p.grad for p in params]
-    training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     try:
         yield
     finally:
         for p, g in zip(params, saved, strict=True):
             p.grad = g
-        model.train(training)
+        for m, training in modes:
+            m.training = training
 
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run in eval mode (BN running statistics, no dropout), restoring the previous mode after."""
-    training = model.training
+    """Run in eval mode (BN running statistics, no dropout), restoring every submodule's own mode after
+    (a wrapper around a model, such as a recognizer's ``module``, must not hand its mode down to it)."""
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(training)
+        for m, training in modes:
+            m.training = training
 
 
 F_ = TypeVar("F_", bound=Callable)

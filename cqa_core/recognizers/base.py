@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,8 +131,10 @@ class Recognizer:
         layer: white-box: dotted name of ``module``'s spatial feature layer (Grad-CAM target).
         cqa: a CQA-Face (branch attention, QAN quality), when this is one.
         source: the file it came from (None for in-memory models).
-        digest: identity of its weights, for cache keys.
+        digest: identity of its weights, for cache keys (default: the sha1 of ``source``, else of the
+            module's tensors).
         batch_size: chips per ``embed`` call.
+        note: one line the dashboard and the CLI show beside its name (why it is black-box, ...).
     """
 
     name: str
@@ -144,16 +147,16 @@ class Recognizer:
     source: str | None = None
     digest: str = ""
     batch_size: int = 64
+    note: str = ""
 
     def __post_init__(self) -> None:
         if self.embed_fn is None and self.module is None:
             raise RecognizerError(f"{self.name}: a recognizer needs an embedding function or a torch module")
-        if self.module is not None:
-            self.module.eval()
-            if self.layer is not None:
-                find_layer(self.module, self.layer)  # fails now, with the known names, if it is wrong
+        if self.module is not None and self.layer is not None:
+            find_layer(self.module, self.layer)  # fails now, with the known names, if it is wrong
         if not self.digest:
-            self.digest = module_digest(self.module) if self.module is not None else f"{self.kind}:{self.name}"
+            self.digest = (file_digest(self.source) if self.source and Path(self.source).is_file()
+                           else module_digest(self.module) if self.module is not None else f"{self.kind}:{self.name}")
 
     @property
     def whitebox(self) -> bool:
@@ -198,7 +201,8 @@ class Recognizer:
         """One line: kind, input and what can be explained."""
         what = "branches + QAN" if self.branches else "white-box" if self.whitebox else "black-box"
         layer = f", layer {self.layer}" if self.whitebox and not self.branches else ""
-        return f"{self.kind}, {self.preprocess.size}x{self.preprocess.size} {self.preprocess.template} chip, {what}{layer}"
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.kind}, {self.preprocess.size}x{self.preprocess.size} {self.preprocess.template} chip, {what}{layer}{note}"
 
 
 def find_layer(module: nn.Module, name: str) -> nn.Module:
@@ -209,6 +213,15 @@ def find_layer(module: nn.Module, name: str) -> nn.Module:
         hint = f"; did you mean {', '.join(near)}" if near else ""
         raise RecognizerError(f"layer {name!r} is not a submodule of the model{hint}")
     return found[name]
+
+
+def file_digest(path: str | Path) -> str:
+    """sha1 of a file's bytes (first 16 hex digits), read in 1 MB blocks."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def module_digest(module: nn.Module) -> str:
@@ -239,6 +252,7 @@ def spatial_layers(module: nn.Module, preprocess: Preprocess) -> list[tuple[str,
                 seen.append((name, tuple(out.shape)))
 
         handles.append(sub.register_forward_hook(record))
+    modes = [(m, m.training) for m in module.modules()]
     try:
         grey = np.full((1, preprocess.size, preprocess.size, 3), 128, np.uint8)
         with torch.no_grad():
@@ -246,13 +260,26 @@ def spatial_layers(module: nn.Module, preprocess: Preprocess) -> list[tuple[str,
     finally:
         for h in handles:
             h.remove()
+        for m, training in modes:  # each submodule's own mode back
+            m.training = training
     return seen
 
 
-def last_spatial_layer(module: nn.Module, preprocess: Preprocess, min_side: int = 7) -> str:
-    """The last layer (execution order) whose output map is at least ``min_side`` x ``min_side``."""
+def feature_layer(module: nn.Module, preprocess: Preprocess, min_side: int = 7) -> str:
+    """The Grad-CAM layer of a module: the last of the widest maps at its last resolution of >= ``min_side``.
+
+    That is the final feature map of a plain CNN (an iResNet's ``bn2``), and it passes over narrow
+    maps a model computes from it (CQA-Face's LANet attention maps: 12-, 1- and 4-channel 7 x 7 maps
+    after its 192-channel stem output).
+
+    Raises:
+        RecognizerError: no submodule outputs a map of at least ``min_side`` x ``min_side``.
+    """
     layers = [(n, s) for n, s in spatial_layers(module, preprocess) if min(s[2], s[3]) >= min_side]
     if not layers:
         raise RecognizerError(f"no layer of the model outputs a spatial map of at least {min_side} x {min_side}; "
-                              "name one with --layer, or explain it as a black-box")
-    return layers[-1][0]
+                              "name one (layer= in Python, --layer on the command line), or explain it as a black-box")
+    last = layers[-1][1][2:]  # (h, w) of the network's last map
+    same = [(n, s[1]) for n, s in layers if s[2:] == last]
+    widest = max(c for _, c in same)
+    return [n for n, c in same if c == widest][-1]

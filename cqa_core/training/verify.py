@@ -12,7 +12,6 @@ Embeddings are the sum of the image's and its mirror's (insightface's flip test)
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,48 +20,12 @@ from PIL import Image
 
 from cqa_core.config import TrainConfig
 from cqa_core.data import lfw_dir
-from cqa_core.data.align_run import align_folder, out_name
-from cqa_core.data.datasets import MARKER, _earlier_landmarks, _FolderLock, aligned_dir
-from cqa_core.data.pairs import pair_paths, read_pairs, resolve_image, unique_images
+from cqa_core.data.pairs import pair_paths, read_pairs
+from cqa_core.data.verification import aligned_pair_photos
 from cqa_core.metrics import evaluate_pairs
 from cqa_core.preprocess import normalize
 
 log = logging.getLogger(__name__)
-
-
-def _needed(src: Path, dst: Path, pairs: list) -> list[str]:
-    """Relative paths (``Name/Name_0001.jpg``) of the pairs' photos that have no crop in ``dst``."""
-    rels = [resolve_image(src, n, i).relative_to(src).as_posix() for n, i in unique_images(pairs)]
-    return [r for r in rels if not (dst / out_name(r)).exists()]
-
-
-def aligned_pair_photos(src: Path, pairs: list, allow_align: bool = True, workers: int = 2) -> Path | None:
-    """The aligned-crop folder of ``src`` holding every photo of ``pairs``; None if that needs
-    aligning and ``allow_align`` is False.
-
-    A complete cache (``ensure_aligned``'s marker) is returned as is. Otherwise only the missing
-    photos are aligned: :func:`~cqa_core.data.align_run.align_folder` runs over a temporary folder
-    of symlinks to them, writing into the cache folder itself (same relative paths, same
-    ``alignment.csv``), under the same lock as ``ensure_aligned``.
-    """
-    src = src.expanduser().resolve()
-    dst = aligned_dir(src.name)
-    if (dst / MARKER).exists() or not _needed(src, dst, pairs):
-        return dst
-    if not allow_align:
-        return None
-    dst.mkdir(parents=True, exist_ok=True)
-    with _FolderLock(dst / ".lock"), tempfile.TemporaryDirectory() as tmp:
-        todo = _needed(src, dst, pairs)  # another process may have aligned them meanwhile
-        view = Path(tmp) / src.name
-        for rel in todo:
-            (view / rel).parent.mkdir(parents=True, exist_ok=True)
-            (view / rel).symlink_to(src / rel)
-        if todo:
-            summary = align_folder(view, dst, workers=workers, progress=False,
-                                   landmarks_from=_earlier_landmarks(src, src.name))
-            log.info("aligned %d pair photos of %s in %.0f s", summary["aligned_this_run"], src, summary["seconds"])
-    return dst
 
 
 class PairVerifier:

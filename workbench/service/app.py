@@ -6,7 +6,8 @@ Errors in the input (a bad image, an unknown method, a missing checkpoint) answe
 one-line message; a full queue 503 (the client waits and retries); tracebacks stay in the log.
 
 Routes: ``GET /health``, ``POST /info``, ``POST /analyse``, ``POST /summaries``,
-``POST /mask_effect``, ``POST /checkpoint``, ``GET /queue?id=``, ``GET /stats``, ``POST /viewers``
+``POST /mask_effect``, ``POST /model`` (load a recognizer by its spec: its facts),
+``POST /threshold`` (a model's LFW threshold, or "computing"), ``GET /queue?id=``, ``GET /stats``, ``POST /viewers``
 (kernels say hello / ready, for the "N viewers loading ahead of you" note of ``workbench.loading``).
 Bodies and answers are ``workbench.service.wire``'s.
 """
@@ -73,14 +74,13 @@ class AnalysisService:
                 rows += [s.row() for s in eng.summaries(faces[i:i + BATCH_MAX], model=b.get("checkpoint"))]
             return [rows]
         if kind == "mask_effect":
-            eff = eng.mask_effect(_face(b["face"]), wire.read_array(b["masked"]), wire.read_array(b.get("alpha")))
+            eff = eng.mask_effect(_face(b["face"]), wire.read_array(b["masked"]), wire.read_array(b.get("alpha")),
+                                  model=b.get("checkpoint"))
             return [wire.encode(eff)]
-        if kind == "checkpoint":
-            path = b["path"]
-            if not os.path.exists(os.path.expanduser(path)):
-                raise FileNotFoundError(f"checkpoint not found: {path}")
-            eng.load(path)
-            return [{"ok": True}]
+        if kind == "model":
+            return [eng.load(str(b["spec"]))]
+        if kind == "threshold":
+            return [eng.threshold(b.get("spec"))]
         raise ValueError(f"unknown request {kind!r}")
 
     # ---- viewers, statistics, warm-up --------------------------------------------------------
@@ -169,5 +169,5 @@ def create_app(service: AnalysisService) -> Starlette:
         Route("/health", health), Route("/queue", queue), Route("/stats", stats),
         Route("/viewers", viewers, methods=["POST"]),
         *(Route(f"/{k}", route(k), methods=["POST"]) for k in ("info", "analyse", "summaries", "mask_effect",
-                                                                  "checkpoint")),
+                                                                  "model", "threshold")),
     ])

@@ -119,14 +119,18 @@ class ServiceClient:
         rows = json.loads(self.call("/summaries", {"faces": [face_ref(f) for f in faces], "checkpoint": model}))
         return [FaceSummary.from_row(r) for r in rows]
 
-    def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None) -> MaskEffect:
-        body = {"face": face_ref(face), "masked": array_ref(masked), "alpha": array_ref(alpha)}
+    def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None,
+                    model: str | None = None) -> MaskEffect:
+        body = {"face": face_ref(face), "masked": array_ref(masked), "alpha": array_ref(alpha), "checkpoint": model}
         return decode(self.call("/mask_effect", body))
 
-    def load(self, checkpoint: str) -> str:
-        """Ask the service to load another checkpoint (a bad path fails here, in plain words)."""
-        self.call("/checkpoint", {"path": checkpoint})
-        return checkpoint
+    def load(self, spec: str) -> dict[str, Any]:
+        """Ask the service to load a recognizer (a bad file fails here, in plain words): its facts."""
+        return json.loads(self.call("/model", {"spec": spec}))
+
+    def threshold(self, spec: str | None = None) -> dict[str, Any]:
+        """The model's LFW threshold, or {"computing": note} while the service computes it."""
+        return json.loads(self.call("/threshold", {"spec": spec}))
 
     # ---- viewer counts (the dashboard's first cell; never retried, never raises) -------------
     def viewer(self, event: str, vid: str) -> dict[str, int]:

@@ -32,7 +32,7 @@ from cqa_core.explain.render import overall_quality
 from cqa_core.explain.result import FaceAnalysis, IGCheck, MaskEffect, Photo
 from cqa_core.settings import AlignMode
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 ARRAY_DTYPES = ("uint8", "float32", "float64")
 
 
@@ -129,7 +129,7 @@ def read_array(ref: dict[str, Any] | None) -> np.ndarray | None:
 
 # ---------------------------------------------------------------- analyses
 
-_SCALARS = ("align_method", "embedding_norm", "cal", "similarity")
+_SCALARS = ("align_method", "embedding_norm", "cal", "similarity", "model", "kind")
 _DICTS = ("region_shares", "maps", "maps_other")
 
 

@@ -72,6 +72,12 @@ class Messages:
         return wrapped
 
 
+def plain_note(session: Any, what: str, model: str | None = None) -> str:
+    """One line on why a view shows nothing for a recognizer without CQA-Face's branches."""
+    info = session.info(model)
+    return f"{what}: {info['name']} is a plain recognizer ({info['kind']}) with no branches or QAN"
+
+
 def png(image: np.ndarray, size: int | None = None) -> bytes:
     """Encode an RGB uint8 image as PNG bytes, optionally resized to ``size`` px wide."""
     im = Image.fromarray(np.asarray(image, dtype=np.uint8))

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 
 import ipywidgets as W
 import plotly.graph_objects as go
 
 from workbench.session import Face, Session
-from workbench.views.common import Messages, caption, draw_heatmap, heatmap_figure, set_heatmap
+from workbench.views.common import (
+    Messages,
+    caption,
+    draw_heatmap,
+    heatmap_figure,
+    plain_note,
+    set_heatmap,
+)
 
 NO_OTHER = "no second checkpoint loaded: type its path below and press load"
 
@@ -50,6 +58,9 @@ class DiversityPanel:
     def show(self, face: Face, other: Face | None = None) -> None:
         self.face = face
         fa = self.session.analyse(face)
+        if not fa.branches:
+            self.summary.value = html.escape(plain_note(self.session, "CAL diversity compares branch attention maps"))
+            return
         set_heatmap(self.matrix, fa.gaussian)
         self.summary.value = (f"<b>{face.name}</b>: CAL penalty {fa.cal:.3f} (0 = diverse), "
                               f"mean top-20% IoU {fa.mean_iou:.2f} (branch pairs; 0 = no overlap), entropy "
@@ -64,6 +75,8 @@ class DiversityPanel:
             raise ValueError("type a checkpoint path and select a face first")
         model = self.session.load_other(path)
         fa = self.session.analyse(self.face, model=model)
+        if not fa.branches:
+            raise ValueError(plain_note(self.session, "CAL diversity compares branch attention maps", model))
         self.matrix_other = draw_heatmap(self.other_box, self.matrix_other, fa.gaussian,
                                          f"{path.split('/')[-1]}: CAL {fa.cal:.3f}", zmin=0, zmax=1)
 
@@ -72,6 +85,8 @@ class DiversityPanel:
         faces = self.gallery()
         if not faces:
             raise ValueError("no gallery faces to scan")
+        if not self.session.info()["branches"]:
+            raise ValueError(plain_note(self.session, "the CAL histogram compares branch attention maps"))
         values = self.session.dataset_diversity(faces)
         with self.hist.batch_update():
             self.hist.data[0].x = values

@@ -1,4 +1,8 @@
-"""FaceExplorer: the photo with the selected CAM source, b branch overlays, quality, relation."""
+"""FaceExplorer: the photo with the selected map, b branch overlays, quality, relation.
+
+The map choices are the current model's methods (``Session.info()["methods"]``, from the explainer
+registry): a plain recognizer has no branch overlays, quality or relation, and says so in one line.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import html
 import ipywidgets as W
 import numpy as np
 
-from workbench.session import CAM_SOURCES, Face, Session
+from workbench.session import Face, Session
 from workbench.views.common import (
     Messages,
     caption,
@@ -16,6 +20,9 @@ from workbench.views.common import (
     overlay_on,
     png,
 )
+
+SLOW = ("integrated gradients", "occlusion", "RISE")
+"""Map choices that take seconds or more on a CPU: the message area says so while they run."""
 
 
 def unit(m: np.ndarray) -> np.ndarray:
@@ -40,7 +47,7 @@ class FaceExplorer:
         self.face: Face | None = None
         self.other: Face | None = None
         b = session.branches
-        self.source = W.ToggleButtons(options=CAM_SOURCES, value="attention", description="CAM source")
+        self.source = W.ToggleButtons(options=session.sources(), description="CAM source")
         self.source.add_class("cqa-cam-source")
         self.opacity = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity",
                                      continuous_update=False)
@@ -54,13 +61,16 @@ class FaceExplorer:
         # an HTML table, not a plotly figure: this tab is the first page every viewer loads
         self.relation = W.HTML("")
         self.relation.add_class("cqa-relation")
+        self.plain = caption("", "cqa-plain-note")  # why a plain model shows no branches
         branches = W.HBox([W.VBox([t, im]) for t, im in zip(self.branch_titles, self.branch_images, strict=True)])
         self.widget = W.VBox([
             W.HBox([self.source, self.opacity]),
             self.info,
             W.HBox([W.VBox([self.main_title, self.main_image, self.ig_delta]), self.relation]),
+            self.plain,
             branches,
         ])
+        self.branches = branches
         self.widget.add_class("cqa-face-tab")
         self.source.observe(messages.guard(lambda _: self.refresh()), names="value")
         self.opacity.observe(messages.guard(lambda _: self.refresh()), names="value")
@@ -68,6 +78,11 @@ class FaceExplorer:
     def show(self, face: Face, other: Face | None = None) -> None:
         """Explain ``face`` (``other`` is the partner for the similarity CAM sources)."""
         self.face, self.other = face, other
+        sources = self.session.sources()
+        if tuple(self.source.options) != sources:  # another model: its own methods
+            keep = self.source.value if self.source.value in sources else sources[0]
+            self.source.options = sources
+            self.source.value = keep
         self.refresh()
 
     def refresh(self) -> None:
@@ -76,21 +91,35 @@ class FaceExplorer:
             return
         fa = self.session.analyse(self.face)
         src, alpha = self.source.value, float(self.opacity.value)
-        if src in ("integrated gradients", "occlusion"):
-            self.messages.info(f"computing {src} for this pair (a few seconds on a CPU; cached after)")
-        heat = unit(self.session.source_map(self.face, self.other, src))  # (112, 112)
+        if src in SLOW:
+            self.messages.info(f"computing {src} for this pair (seconds to minutes on a CPU; cached after)")
+        heat = unit(self.session.source_map(self.face, self.other, src))  # (S, S)
         if self.messages.last_error is None:
             self.messages.clear()
         main = png(overlay_on(fa, heat, alpha), 2 * self.size)
-        branches = [png(ov.image, self.size) for ov in fa.overlays(on_photo=True, alpha=alpha)]
         partner = f" vs {html.escape(self.other.name)}" if (src != "attention" and self.other) else ""
-        self.info.value = (f"<b>{html.escape(self.face.name)}</b> &nbsp; embedding norm "
-                           f"<span class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</span> &nbsp; "
-                           f"CAL {fa.cal:.3f} &nbsp; aligned by {fa.align_method}")
+        info = self.session.info()
+        quality = "" if fa.branches else " (a plain model's quality reading)"
+        self.info.value = (f"<b>{html.escape(self.face.name)}</b> &nbsp; {html.escape(info['name'])} &nbsp; embedding "
+                           f"norm <span class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</span>{quality} &nbsp; "
+                           + (f"CAL {fa.cal:.3f} &nbsp; " if fa.branches else "") + f"aligned by {fa.align_method}")
         self.main_title.value = f"<b>{html.escape(src)}</b>{partner}"
         self.ig_delta.value = ig_text(self.session.analyse(self.face, self.other, methods=("ig",)).ig) \
             if src == "integrated gradients" and self.other else ""
         self.main_image.value = main
+        self.branches.layout.display = None if fa.branches else "none"
+        if not fa.branches:
+            self.relation.value = ""
+            self.plain.value = (f"{html.escape(info['name'])} is a plain recognizer ({html.escape(info['kind'])}): "
+                                "no branch attention, QAN quality or relation to show; its maps are on the left")
+            return
+        self.plain.value = ""
+        if len(self.branch_images) != len(fa.quality):  # a model with another number of branches
+            self.branch_images = [image_widget(self.size, "cqa-branch-cam") for _ in fa.quality]
+            self.branch_titles = [caption("", "cqa-branch-title") for _ in fa.quality]
+            self.branches.children = [W.VBox([t, im]) for t, im in zip(self.branch_titles, self.branch_images,
+                                                                        strict=True)]
+        branches = [png(ov.image, self.size) for ov in fa.overlays(on_photo=True, alpha=alpha)]
         self.relation.value = html_heatmap(fa.relation, "relation A (QAN)")
         for i, (q, image) in enumerate(zip(fa.quality, branches, strict=True)):
             self.branch_titles[i].value = f"<b>branch {i}</b>&nbsp;&nbsp;q={q:.2f}"

@@ -16,7 +16,15 @@ from cqa_core.data import degrade
 from cqa_core.data.degrade import MASK_KINDS, apply_mask
 from cqa_core.explain.render import branch_overlays
 from workbench.session import Face, Session
-from workbench.views.common import Messages, bar_figure, caption, image_widget, png, set_bars
+from workbench.views.common import (
+    Messages,
+    bar_figure,
+    caption,
+    image_widget,
+    plain_note,
+    png,
+    set_bars,
+)
 
 SLIDER_KINDS = ("occluder", "blur", "low resolution")
 
@@ -78,6 +86,12 @@ class MaskLab:
         self.face = face
         fa = self.session.analyse(face)
         self.images[0].value = png(fa.aligned, self.size)
+        if not fa.branches:
+            for im in (*self.cams, self.images[1]):
+                im.layout.visibility = "hidden"
+            self.values.value = html.escape(plain_note(self.session, "quality deltas are QAN's")
+                                            + "; apply shows the edited face's similarity to the clean one")
+            return
         for im in (*self.cams, self.images[1]):
             im.layout.visibility = "hidden"
         set_bars(self.bars, [fa.quality, np.zeros_like(fa.quality)])
@@ -97,7 +111,16 @@ class MaskLab:
         if self.face is None:
             raise ValueError("select a face first")
         clean = self.session.analyse(self.face)
-        edited, alpha = self.edit(clean.aligned)
+        crop = self.session.analyse(self.face, model="default").aligned  # masks are drawn on the ArcFace crop
+        edited, alpha = self.edit(crop)
+        if not clean.branches:  # a plain recognizer: what it can say is how far the edit moves the embedding
+            pair = self.session.analyse(self.session.array_face(crop, "clean"), self.session.array_face(edited, "edited"),
+                                        methods=())
+            sim = pair.similarity
+            self.images[1].value = png(edited, self.size)
+            self.images[1].layout.visibility = "visible"
+            self.titles[1].value = f"edited ({html.escape(self.kind.value)}): cos to clean <b>{sim:.3f}</b>"
+            return
         eff = self.session.mask_effect(self.face, edited, alpha)
         fe = self.session.analyse(self.session.array_face(edited, f"{self.face.name} (edited)"))
         self.images[1].value = png(edited, self.size)

@@ -1,12 +1,21 @@
-"""PairInspector: similarity and verdict, the branch-to-branch decomposition, leave-one-out, CAMs."""
+"""PairInspector: two faces under one model, or two models side by side.
+
+For the current model: cos(e_a, e_b) and the verdict at the model's own LFW threshold, the maps of
+one method on both faces, and (CQA-Face) the branch-to-branch decomposition and leave-one-out.
+"beside" adds a second model's row: its cosine, its verdict at its own threshold, and the same
+method's maps, or one line on why that model cannot show them. A threshold not computed yet is
+computed in the background (minutes the first time) and the verdict fills in when it arrives.
+"""
 
 from __future__ import annotations
 
 import html
+import threading
+import time
 
 import ipywidgets as W
 
-from workbench.session import SOURCE_METHODS, Face, Session
+from workbench.session import Face, Session
 from workbench.views.common import (
     Messages,
     bar_figure,
@@ -18,28 +27,44 @@ from workbench.views.common import (
     set_bars,
     set_heatmap,
 )
-from workbench.views.face import ig_text, unit
+from workbench.views.face import SLOW, ig_text, unit
 
-PAIR_SOURCES = ("similarity Grad-CAM", "integrated gradients", "occlusion")
+NONE = ""
+POLL_S = 5.0
+"""How often a verdict waiting for its model's threshold asks again."""
+
+
+class ModelRow:
+    """One model's line of the Pair tab: its verdict, the two faces' maps and their IG checks."""
+
+    def __init__(self, size: int, cls: str) -> None:
+        self.verdict = caption("", f"cqa-pair-verdict{cls}")
+        self.images = [image_widget(size, "cqa-pair-cam") for _ in range(2)]
+        self.titles = [caption("", "cqa-pair-title") for _ in range(2)]
+        self.deltas = [caption("", "cqa-ig-delta") for _ in range(2)]
+        self.note = caption("", "cqa-pair-note")
+        faces = W.HBox([W.VBox([t, im, d]) for t, im, d in zip(self.titles, self.images, self.deltas, strict=True)])
+        self.widget = W.VBox([self.verdict, self.note, faces])
 
 
 class PairInspector:
-    """Two faces: cos(e_a, e_b) against a threshold, and where the similarity comes from."""
+    """Two faces: each model's cos(e_a, e_b) at its own threshold, and where the similarity comes from."""
 
     def __init__(self, session: Session, messages: Messages, size: int = 180) -> None:
         self.session, self.messages, self.size = session, messages, size
         self.face: Face | None = None
         self.other: Face | None = None
         b = session.branches
-        self.threshold = W.FloatSlider(value=0.3, min=-1.0, max=1.0, step=0.01, description="threshold",
-                                       continuous_update=False)
-        self.threshold.add_class("cqa-threshold")
-        self.verdict = caption("pick a second face on the left", "cqa-pair-verdict")
-        self.source = W.ToggleButtons(options=PAIR_SOURCES, value=PAIR_SOURCES[0], description="map")
+        self.source = W.ToggleButtons(options=self.labels(), description="map")
         self.source.add_class("cqa-pair-source")
-        self.images = [image_widget(size, "cqa-pair-cam") for _ in range(2)]
-        self.titles = [caption("", "cqa-pair-title") for _ in range(2)]
-        self.deltas = [caption("", "cqa-ig-delta") for _ in range(2)]
+        self.beside = W.Dropdown(options=[("no second model", NONE)], value=NONE, description="beside")
+        self.beside.add_class("cqa-pair-beside")
+        self.main = ModelRow(size, "")
+        self.second = ModelRow(size, "-other")
+        self.second.widget.layout.display = "none"
+        self.verdict, self.images, self.titles, self.deltas = (
+            self.main.verdict, self.main.images, self.main.titles, self.main.deltas)
+        self.verdict.value = "pick a second face on the left"
         labels = [f"b{i}" for i in range(b)] + ["bias"]
         self.matrix = heatmap_figure("contribution <u_a_i, u_b_j> / (|e_a||e_b|)", b + 1, height=300, labels=labels)
         self.loo = bar_figure("similarity without branch i (leave-one-out)", b, height=300, yrange=(-1.0, 1.05))
@@ -48,19 +73,32 @@ class PairInspector:
             box = W.Box([fig])
             box.add_class(cls)
             boxes.append(box)
-        self.widget = W.VBox([
-            W.HBox([self.threshold, self.verdict]),
-            self.source,
-            W.HBox([W.VBox([t, im, d]) for t, im, d in zip(self.titles, self.images, self.deltas, strict=True)]),
-            W.HBox(boxes),
-        ])
+        self.parts = W.HBox(boxes)
+        self.plain = caption("", "cqa-plain-note")
+        self.widget = W.VBox([W.HBox([self.source, self.beside]), self.main.widget, self.second.widget,
+                              self.plain, self.parts])
         self.widget.add_class("cqa-pair-tab")
-        self.threshold.observe(messages.guard(lambda _: self.refresh()), names="value")
         self.source.observe(messages.guard(lambda _: self.refresh()), names="value")
+        self.beside.observe(messages.guard(lambda _: self.refresh()), names="value")
+        self._waiting: set[str] = set()
+
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.session.methods(pair=True))
 
     def show(self, face: Face, other: Face | None) -> None:
         """Compare ``face`` (a) with ``other`` (b)."""
         self.face, self.other = face, other
+        labels = self.labels()
+        if tuple(self.source.options) != labels:  # another model: its own methods
+            keep = self.source.value if self.source.value in labels else labels[0]
+            self.source.options = labels
+            self.source.value = keep
+        others = [("no second model", NONE), *((info["name"], spec) for spec, info in self.session.models.items()
+                                                if spec != self.session.current)]
+        if [tuple(o) for o in self.beside.options] != others:  # a model was added or picked
+            keep = self.beside.value if self.beside.value in [v for _, v in others] else NONE
+            self.beside.options = others
+            self.beside.value = keep
         self.refresh()
 
     def refresh(self) -> None:
@@ -69,23 +107,71 @@ class PairInspector:
             self.verdict.value = "pick a second face on the left"
             return
         src = self.source.value
-        method = SOURCE_METHODS[src]
-        if method != "gradcam":
-            self.messages.info(f"computing {src} for this pair (a few seconds on a CPU; cached after)")
-        pa = self.session.analyse(self.face, self.other, methods=(method,))
-        if method != "gradcam" and self.messages.last_error is None:
+        if src in SLOW:
+            self.messages.info(f"computing {src} for this pair (seconds to minutes on a CPU; cached after)")
+        pa = self.draw(self.main, self.session.current, src)
+        second = self.beside.value
+        self.second.widget.layout.display = None if second else "none"
+        if second:
+            self.draw(self.second, second, src)
+        if src in SLOW and self.messages.last_error is None:
             self.messages.clear()
-        sim, thr = float(pa.similarity), float(self.threshold.value)
-        same = sim >= thr
-        colour = "#1b7f3b" if same else "#b00020"
-        self.verdict.value = (f"cos = <b class='cqa-similarity'>{sim:.3f}</b> &nbsp; "
-                              f"<b style='color:{colour}'>{'same person' if same else 'different people'}</b>"
-                              f" at threshold {thr:.2f}")
-        for i, (fa, m) in enumerate(((pa, pa.maps[method]), (pa.other, pa.maps_other[method]))):
-            name = (self.face, self.other)[i].name
-            self.titles[i].value = f"<b>{html.escape(name)}</b> {html.escape(src)}"
-            self.images[i].value = png(overlay_on(fa, unit(m), 0.5), self.size)
-            self.deltas[i].value = ig_text(fa.ig) if method == "ig" else ""
-        set_heatmap(self.matrix, pa.decomposition,
-                    title=f"branch terms, sum {float(pa.decomposition.sum()):.3f}")
+        info = self.session.info()
+        if pa.decomposition is None:
+            self.parts.layout.display = "none"
+            self.plain.value = (f"{html.escape(info['name'])} is a plain recognizer: its similarity has no branch "
+                                "terms to split it into (that is CQA-Face's decomposition)")
+            return
+        self.parts.layout.display, self.plain.value = None, ""
+        set_heatmap(self.matrix, pa.decomposition, title=f"branch terms, sum {float(pa.decomposition.sum()):.3f}")
         set_bars(self.loo, [pa.leave_one_out])
+
+    def draw(self, row: ModelRow, model: str, label: str):
+        """One model's verdict and maps of ``label`` (or why it has none); returns its pair analysis."""
+        info = self.session.info(model)
+        method = self.session.methods(model, pair=True).get(label)
+        pa = self.session.analyse(self.face, self.other, methods=(method,) if method else (), model=model)
+        row.verdict.value = self.verdict_text(model, float(pa.similarity))
+        if method is None:
+            needs = next((m["needs"] for m in self.session.info()["methods"] if m["label"] == label), "?")
+            row.note.value = html.escape(f"{label} needs {needs}: {info['name']} is {info['description']}")
+        else:
+            row.note.value = ""
+        for i, (fa, m) in enumerate(((pa, pa.maps.get(method)), (pa.other, pa.maps_other.get(method)))):
+            name = (self.face, self.other)[i].name
+            row.titles[i].value = f"<b>{html.escape(name)}</b> {html.escape(label)} &nbsp; <i>{html.escape(info['name'])}</i>"
+            row.images[i].value = png(overlay_on(fa, unit(m), 0.5) if m is not None else fa.photo, self.size)
+            row.deltas[i].value = ig_text(fa.ig) if method == "ig" else ""
+        return pa
+
+    def verdict_text(self, model: str, sim: float) -> str:
+        """'cos = 0.412  same person at its LFW threshold 0.287' (or a note while the threshold is computed)."""
+        info = self.session.info(model)
+        cos = f"<i>{html.escape(info['name'])}</i>: cos = <b class='cqa-similarity'>{sim:.3f}</b> &nbsp; "
+        thr = self.session.threshold(model)
+        if "threshold" not in thr:
+            self.wait_for_threshold(model)
+            return cos + html.escape(thr.get("computing", "its threshold is being computed"))
+        same = sim >= thr["threshold"]
+        colour = "#1b7f3b" if same else "#b00020"
+        return (cos + f"<b style='color:{colour}'>{'same person' if same else 'different people'}</b> at its LFW "
+                f"threshold <span class='cqa-threshold'>{thr['threshold']:.3f}</span> "
+                f"({html.escape(thr['source'])}, accuracy {100 * thr['accuracy']:.1f}%)")
+
+    def wait_for_threshold(self, model: str) -> None:
+        """Redraw the verdicts once the model's threshold is known (a background thread polls for it)."""
+        if model in self._waiting:
+            return
+        self._waiting.add(model)
+
+        def poll() -> None:
+            try:
+                while "threshold" not in self.session.threshold(model):
+                    time.sleep(POLL_S)
+                self.messages.guard(self.refresh)()
+            except Exception as exc:  # noqa: BLE001 - no LFW, a failed computation: say so once
+                self.messages.error(exc)
+            finally:
+                self._waiting.discard(model)
+
+        threading.Thread(target=poll, daemon=True).start()

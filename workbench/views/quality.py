@@ -18,6 +18,7 @@ from workbench.views.common import (
     heatmap_figure,
     image_widget,
     overlay_on,
+    plain_note,
     png,
     set_bars,
     set_heatmap,
@@ -59,6 +60,11 @@ class QualityPanel:
 
     def show(self, face: Face, other: Face | None = None) -> None:
         fa = self.session.analyse(face)
+        if not fa.branches:
+            self.values.value = html.escape(
+                plain_note(self.session, "QAN quality") + f"; its quality reading is the embedding norm, "
+                f"{fa.embedding_norm:.2f} for {face.name}")
+            return
         set_bars(self.bars, [fa.quality])
         set_heatmap(self.relation, fa.relation)
         self.values.value = f"<b>{html.escape(face.name)}</b>: " + " &nbsp; ".join(
@@ -69,6 +75,8 @@ class QualityPanel:
         faces = self.gallery()
         if not faces:
             raise ValueError("no gallery faces to scan")
+        if not self.session.info()["branches"]:
+            raise ValueError(plain_note(self.session, "the scan ranks faces by branch quality"))
         i = int(self.branch.value)
         scored = sorted(((float(s.quality[i]), f) for s, f in zip(self.session.summaries(faces), faces, strict=True)),
                         key=lambda t: t[0])
