@@ -249,7 +249,7 @@ class TrainConfig:
         channels_last / compile: CUDA speed switches (compile = torch.compile on the model).
         device: ``auto`` (cuda if available, else cpu), ``cpu`` or ``cuda``.
         sync_bn: SyncBatchNorm under DDP on CUDA (CPU/gloo has none; ignored there).
-        hflip: random horizontal flip, done on the device, keyed on (seed, step).
+        hflip: random horizontal flip, on the device, keyed on (seed, step) (cached views: at build).
         partial_fc: ``auto`` (on from partial_fc_threshold classes), ``on`` or ``off``;
             partial_fc_rate: fraction of class centres sampled per step.
         out_dir: run directory (checkpoints/, metrics.jsonl, tb/, model.safetensors).
@@ -268,6 +268,12 @@ class TrainConfig:
             ``model`` (checked). Unlike ``--resume``, optimiser, step and data order start fresh.
         freeze_stem: fine-tune only the CQA head (LANet branches, QAN, FC-512): the stem's
             parameters get no gradient and its BatchNorm statistics stay fixed (eval mode).
+        cache_views: with ``freeze_stem``, the stem output of each face and of this many degraded
+            views is computed once into an fp16 disk cache (``training.feature_cache``); each
+            epoch draws one view per face and runs only the head. 0 = no cache.
+        cache_dir: that cache's folder (None: ``cache_dir()/features/<data>-<stem>``); one built
+            for other inputs is refused with what differs. cache_seed: seeds its views.
+        rebuild_cache: rebuild a cache built for other inputs (``cqa train --rebuild-cache``).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -307,6 +313,10 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     init_from: str | None = None
     freeze_stem: bool = False
+    cache_views: int = 4
+    cache_dir: str | None = None
+    cache_seed: int = 0
+    rebuild_cache: bool = False
     max_bad_steps: int = 5
     progress: bool = True
     tensorboard: bool = True
@@ -318,8 +328,9 @@ class TrainConfig:
             raise ValueError(f"unknown precision {self.precision!r}; choose auto, bf16 or fp32")
         if self.partial_fc not in ("auto", "on", "off"):
             raise ValueError(f"unknown partial_fc {self.partial_fc!r}; choose auto, on or off")
-        if not 0.0 < self.partial_fc_rate <= 1.0:
-            raise ValueError(f"partial_fc_rate must be in (0, 1], got {self.partial_fc_rate}")
+        if self.cache_views < 0 or not 0.0 < self.partial_fc_rate <= 1.0:
+            raise ValueError(f"need cache_views >= 0 (0 = no feature cache) and partial_fc_rate in (0, 1], got "
+                             f"{self.cache_views} and {self.partial_fc_rate}")
 
 
 def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:

@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a config field, e.g. --set max_steps=100 --set model.stem=light (repeatable)")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
                    help="continue a run: no value = newest checkpoint in out_dir; or a checkpoint/run dir")
+    p.add_argument("--rebuild-cache", action="store_true",
+                   help="with freeze_stem: rebuild a stem-feature cache built for other weights, data or "
+                        "augmentation instead of refusing to start (= --set rebuild_cache=true)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
 
@@ -44,7 +47,8 @@ def resolve_config(args: argparse.Namespace):
         config = load_preset(DEFAULT_PRESET)
     else:
         config = TrainConfig()
-    return apply_overrides(config, args.overrides)
+    rebuild = ["rebuild_cache=true"] if getattr(args, "rebuild_cache", False) else []
+    return apply_overrides(config, [*args.overrides, *rebuild])
 
 
 def run(args: argparse.Namespace) -> int:

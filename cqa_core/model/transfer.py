@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from cqa_core.config import ModelConfig
+from cqa_core.model.backbones import IRESNET_DEPTHS
 from cqa_core.model.cqa_face import CQAFace, create_model
 
 HEAD_PREFIXES = ("fc.", "features.")  # insightface's flatten -> FC-512 -> BN head
@@ -110,6 +111,30 @@ def plan_import(source: dict[str, torch.Tensor], stem: nn.Module) -> ImportRepor
     return report
 
 
+def iresnet_depths(source: dict[str, torch.Tensor]) -> tuple[int, ...] | None:
+    """Blocks per stage of an insightface iResNet state dict: (2, 2, 2, 2) for r18; None without layerN keys."""
+    blocks: dict[int, set[int]] = {}
+    for key in source:
+        head, _, rest = key.removeprefix("module.").partition(".")
+        index = rest.partition(".")[0]
+        if head.startswith("layer") and head[5:].isdigit() and index.isdigit():
+            blocks.setdefault(int(head[5:]), set()).add(int(index))
+    return tuple(len(blocks.get(i, ())) for i in range(1, max(blocks) + 1)) if blocks else None
+
+
+def depth_mismatch(source: dict[str, torch.Tensor], stem: str) -> str | None:
+    """One phrase when ``source`` is an iResNet of another depth than ``stem``, else None."""
+    have, want = iresnet_depths(source), IRESNET_DEPTHS.get(stem)
+    if have is None or want is None or have == want:
+        return None
+    name = next((n for n, d in IRESNET_DEPTHS.items() if d == have), None)
+    blocks = "/".join(map(str, have))
+    if name is None:
+        return f"the file is an iResNet with {blocks} blocks per stage, which no stem has"
+    return (f"the file is an iResNet {name} ({blocks} blocks per stage), a {stem} stem has "
+            f"{'/'.join(map(str, want))}; import it with --stem {name}")
+
+
 def _short_reason(exc: BaseException) -> str:
     """The telling line of a torch.load failure (its weights-only messages run to a paragraph)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -168,7 +193,9 @@ def import_insightface(source: dict[str, torch.Tensor], config: ModelConfig, see
     model = create_model(config)
     report = plan_import(source, model.stem)
     if not report.ok:
-        raise ValueError(f"insightface weights do not fit a {config.stem} stem: {report.problems()}")
+        depth = depth_mismatch(source, config.stem)
+        detail = report.problems() if depth is None else f"{depth} ({report.problems(limit=1)})"
+        raise ValueError(f"insightface weights do not fit a {config.stem} stem: {detail}")
     state = {name: source[key] for key, name in report.mapped}
     model.stem.load_state_dict(state, strict=True)  # copy_ casts fp16 files to the stem's fp32
     return model.eval(), report

@@ -16,13 +16,16 @@ from cqa_core.training.partial_fc import PartialFC
 
 class TrainNet(nn.Module):
     """Model + margin head + Eq. 9 (+ our quality / distillation terms) in one module, so DDP
-    syncs the head's and the distillation projection's gradients too."""
+    syncs the head's and the distillation projection's gradients too. With ``from_features`` its
+    input is the stem's output X (a frozen stem's, from ``training.feature_cache``), not images."""
 
     def __init__(self, model: nn.Module, criterion: CQACriterion, pfc: PartialFC | None,
-                 distill: DistillLoss | None = None, distill_weights: tuple[float, float] = (0.0, 0.0)) -> None:
+                 distill: DistillLoss | None = None, distill_weights: tuple[float, float] = (0.0, 0.0),
+                 from_features: bool = False) -> None:
         super().__init__()
         self.model, self.criterion, self.pfc, self.distill = model, criterion, pfc, distill
         self.distill_weights = distill_weights
+        self.from_features = from_features
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, all_labels: torch.Tensor,
                 visibility: torch.Tensor | None = None,
@@ -32,7 +35,7 @@ class TrainNet(nn.Module):
 
         ``terms.total`` includes the extra terms with their weights.
         """
-        out = self.model(images)
+        out = self.model.head_features(images) if self.from_features else self.model(images)  # images or X
         if self.pfc is None:
             terms = self.criterion(out, labels)
             target_cls = labels

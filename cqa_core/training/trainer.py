@@ -34,7 +34,7 @@ from cqa_core.losses import CQACriterion
 from cqa_core.model import create_head, create_model
 from cqa_core.model.transfer import freeze_stem
 from cqa_core.preprocess import normalize
-from cqa_core.training import ckpt_state, distributed
+from cqa_core.training import ckpt_state, distributed, feature_cache
 from cqa_core.training.callbacks import Callback, JSONLLogger, TensorBoardLogger
 from cqa_core.training.data import (
     GlobalBatchSampler,
@@ -91,19 +91,23 @@ class Trainer:
         distill = None
         if c.distill.teacher is not None:
             distill = DistillLoss(c.model.embedding_size, int(self.dataset.targets.shape[1]))
+        cached = c.freeze_stem and c.cache_views > 0  # the frozen stem runs once (feature_cache), steps run the head
         self.net = TrainNet(model, CQACriterion(c.loss, head), pfc, distill,
-                            (c.distill.cos_weight, c.distill.rel_weight)).to(self.device)
+                            (c.distill.cos_weight, c.distill.rel_weight), from_features=cached).to(self.device)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.model, self.head = model, head
+        self.cache = (feature_cache.prepare_on_ranks(model.stem, self.dataset, c, self.device, self.amp, self.dist)
+                      if cached else None)
+        train_set = self.dataset if self.cache is None else self.cache
         # what the checkpoint's head file holds: the margin head, and the distillation projection
         self.head_state: nn.Module = head if distill is None else nn.ModuleDict({"head": head, "distill": distill})
         cuda = self.device.type == "cuda"
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=c.lr, momentum=c.momentum,
                                          weight_decay=c.weight_decay, fused=cuda or None, foreach=None if cuda else True)
-        self.sampler = GlobalBatchSampler(len(self.dataset), c.batch_size, self.dist.world_size,
-                                          self.dist.rank, c.grad_accum, c.seed, keyed=needs_keys(c))
-        self.loader = build_loader(self.dataset, self.sampler, c, self.device)
+        self.sampler = GlobalBatchSampler(len(train_set), c.batch_size, self.dist.world_size, self.dist.rank,
+                                          c.grad_accum, c.seed, keyed=needs_keys(c) or self.cache is not None)
+        self.loader = build_loader(train_set, self.sampler, c, self.device)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.step, self.epoch, self.position, self.bad_steps = 0, 0, 0, 0
         self.best: dict[str, Any] = {"accuracy": -1.0, "path": None}
@@ -163,7 +167,12 @@ class Trainer:
     def preprocess(self, images: torch.Tensor, micro: int,
                    visibility: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """uint8 (B, 3, H, W) on the device -> normalised, randomly mirrored float input, and the
-        visibility maps (B, H, W) uint8 -> float in [0, 1], mirrored with their images."""
+        visibility maps (B, H, W) uint8 -> float in [0, 1], mirrored with their images.
+
+        From the feature cache, ``images`` are stem outputs (B, C, h, w) float16 and ``visibility``
+        (B, h, w) float in [0, 1], already mirrored when cached: only cast to float32 here."""
+        if self.cache is not None:
+            return images.float(), visibility  # (B, C, h, w), (B, h, w)
         x = normalize(images)  # (B, 3, H, W) in [-1, 1]
         vis = None if visibility is None else visibility.float() / 255.0  # (B, H, W)
         if self.config.hflip:
