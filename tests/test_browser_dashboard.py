@@ -119,7 +119,7 @@ def test_dashboard_in_browser(voila_url):
             open_tab(page, "Pair")
             page.wait_for_selector(".cqa-pair-verdict .cqa-similarity", timeout=60_000)
             page.wait_for_selector(".cqa-pair-matrix .heatmaplayer", timeout=60_000)
-            assert page.locator("img.cqa-pair-cam[src^='blob:']").count() == 2
+            assert page.locator(".cqa-pair-row img.cqa-pair-cam[src^='blob:']").count() == 2
             page.screenshot(path=str(ARTIFACTS / "02b_pair.png"))
 
             # diversity: this model's matrix; no zero matrix stands in for the unloaded second
@@ -190,3 +190,55 @@ def test_dashboard_in_browser(voila_url):
     timings = {k: round(v, 3) for k, v in timings.items()}
     (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=1))
     print("browser timings:", timings)
+
+
+@pytest.fixture()
+def default_onnx(tmp_path):
+    """The bundled default model exported to ONNX: a second, white-box recognizer to add."""
+    pytest.importorskip("onnx2torch", reason="the export extra (onnx, onnx2torch) is not installed")
+    from cqa_core.checkpoint import load_default
+    from cqa_core.export import export_onnx
+
+    return export_onnx(load_default(), tmp_path / "default.onnx")
+
+
+def test_pair_tab_with_two_models_side_by_side(voila_url, default_onnx):
+    """Add an ONNX recognizer through the model picker, put it beside CQA-Face in the Pair tab: two
+    verdict lines (each its own cosine) and the same method's maps on both faces under both models."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(voila_url, timeout=180_000)
+            page.wait_for_selector("img.cqa-branch-cam[src^='blob:']", timeout=180_000)
+            page.locator(".cqa-model-path input").fill(str(default_onnx))
+            page.locator("button.cqa-model-add").click()
+            page.wait_for_function("() => [...document.querySelectorAll('.cqa-model select option')].length >= 2",
+                                   timeout=120_000)
+            assert "Error" not in page.inner_text(".cqa-errors")
+
+            open_tab(page, "Pair")
+            page.wait_for_selector(".cqa-pair-verdict .cqa-similarity", timeout=60_000)
+            beside = page.locator(".cqa-pair-beside select")
+            options = [o.replace("\xa0", " ") for o in beside.locator("option").all_inner_texts()]
+            assert len(options) == 2 and options[0] == "no second model", options
+            assert not page.locator(".cqa-pair-row-other").is_visible()
+            blank = [src_of(page, ".cqa-pair-row-other img.cqa-pair-cam", i) for i in range(2)]
+            beside.select_option(label=options[1])
+            page.wait_for_selector(".cqa-pair-verdict-other .cqa-similarity", timeout=120_000)
+            # the second model's maps of both faces replace the blank images
+            page.wait_for_function("old => [...document.querySelectorAll('.cqa-pair-row-other img.cqa-pair-cam')]"
+                                   ".every((e, i) => e.src.startsWith('blob:') && e.src !== old[i])",
+                                   arg=blank, timeout=120_000)
+            assert page.locator(".cqa-pair-row-other").is_visible()
+            main = float(page.inner_text(".cqa-pair-verdict .cqa-similarity"))
+            other = float(page.inner_text(".cqa-pair-verdict-other .cqa-similarity"))
+            assert -1.0 <= main <= 1.0 and -1.0 <= other <= 1.0
+            assert abs(main - other) < 0.01, (main, other)  # the same weights through ONNX: the same cosine
+            assert options[1] in page.inner_text(".cqa-pair-verdict-other")
+            assert "Error" not in page.inner_text(".cqa-errors")
+            page.screenshot(path=str(ARTIFACTS / "07_pair_side_by_side.png"))
+        finally:
+            browser.close()

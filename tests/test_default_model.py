@@ -19,11 +19,14 @@ def model():
     return load_default()
 
 
-def aligned(path) -> torch.Tensor:
-    """LFW photo -> (1, 3, 112, 112) model input through the fixed LFW centre affine."""
+def aligned(path) -> np.ndarray:
+    """LFW photo -> (112, 112, 3) uint8 crop through the fixed LFW centre affine."""
     img = load_image(path)
-    face = warp(img, center_affine(img.shape[1], img.shape[0]))  # (112, 112, 3) uint8
-    return torch.from_numpy(face).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+    return warp(img, center_affine(img.shape[1], img.shape[0]))  # (112, 112, 3) uint8
+
+
+def model_input(crop: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)  # (1, 3, 112, 112)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,8 @@ def test_loads_in_eval_mode_as_the_light_b4_model(model):
 
 def test_same_people_are_more_similar_than_different_people(model, dev_pairs):
     with torch.no_grad():
-        sims = [torch.cosine_similarity(model(a).embedding, model(b).embedding).item() for a, b, _ in dev_pairs]
+        sims = [torch.cosine_similarity(model(model_input(a)).embedding, model(model_input(b)).embedding).item()
+                for a, b, _ in dev_pairs]
     same = np.array([s for s, (_, _, y) in zip(sims, dev_pairs, strict=True) if y])
     diff = np.array([s for s, (_, _, y) in zip(sims, dev_pairs, strict=True) if not y])
     # 20 + 20 pairs of the official View 1 test list; an untrained model scores ~0.5 here

@@ -23,7 +23,6 @@ is raw 0-255 RGB: the recorded preprocessing is mean (0, 0, 0), std (1, 1, 1).
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -33,7 +32,13 @@ from typing import Any
 import numpy as np
 
 from cqa_core.data.align import umeyama
-from cqa_core.recognizers.base import TEMPLATES, Preprocess, Recognizer, RecognizerError
+from cqa_core.recognizers.base import (
+    TEMPLATES,
+    Preprocess,
+    Recognizer,
+    RecognizerError,
+    file_digest,
+)
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25  # dlib's default for its face recognition chips
@@ -90,14 +95,6 @@ def _shape_predictor() -> Any:
 @functools.lru_cache(maxsize=1)
 def _hog_detector() -> Any:
     return import_dlib().get_frontal_face_detector()
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def embed_chips(chips: np.ndarray) -> np.ndarray:
@@ -161,7 +158,7 @@ def load_dlib(batch_size: int = 32, workers: int | None = None) -> Recognizer:
     workers = default_workers() if workers is None else workers
     embed = parallel_embedder(workers) if workers > 1 else embed_chips
     return Recognizer(name="dlib ResNet", kind="dlib", preprocess=PREPROCESS, embed_fn=embed,
-                      source=str(path), digest=f"dlib-{_file_digest(path)}", batch_size=batch_size)
+                      source=str(path), digest=f"dlib-{file_digest(path)}", batch_size=batch_size)
 
 
 # -- dlib's own pipeline (for checking the template, and for the distillation teacher's chips) -------

@@ -18,7 +18,6 @@ the first output, or the one named by ``output=``.
 
 from __future__ import annotations
 
-import hashlib
 import operator
 import os
 import re
@@ -37,6 +36,7 @@ from cqa_core.recognizers.base import (
     Recognizer,
     RecognizerError,
     feature_layer,
+    file_digest,
     find_layer,
 )
 
@@ -186,14 +186,6 @@ def _probe_chips(size: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
 
 
-def _file_digest(p: Path) -> str:
-    h = hashlib.sha1()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "onnx-" + h.hexdigest()[:16]
-
-
 def _convert(model: Any, io: GraphIO, pre: Preprocess, want: np.ndarray) -> tuple[nn.Module | None, str]:
     """(converted module returning the embedding, "") or (None, why it cannot be used)."""
     try:
@@ -293,7 +285,7 @@ def load_onnx(path: str | os.PathLike, mean: float | tuple[float, float, float] 
         raise RecognizerError(f"{p}: onnxruntime cannot run it ({type(exc).__name__}: {_first_line(exc)})") from exc
     if want.ndim != 2:
         raise RecognizerError(f"output {io.output!r} has shape {want.shape} for 2 chips; an embedding is (N, D)")
-    common = dict(name=name or p.name, kind="onnx", preprocess=pre, source=str(p), digest=_file_digest(p))
+    common = dict(name=name or p.name, kind="onnx", preprocess=pre, source=str(p), digest="onnx-" + file_digest(p))
     module, note = _convert(model, io, pre, want) if whitebox else (None, "loaded black-box (whitebox=False)")
     if module is None:
         if layer is not None:

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 from cqa_core.checkpoint import resolve_model
+from cqa_core.data import lfw_dir
 from cqa_core.data.align import detector_for
 from cqa_core.data.align_store import AlignmentStore
-from cqa_core.evaluation.threshold import lfw_threshold, threshold_path
+from cqa_core.evaluation.threshold import PAIRS, lfw_threshold, threshold_path
 from cqa_core.explain.analysis import Analyser
 from cqa_core.explain.methods import available
 from cqa_core.explain.quality import mask_effect
@@ -100,11 +101,15 @@ class Engine:
                             for m in available(rec)]}
 
     def threshold(self, spec: str | None = None, wait: bool = False) -> dict[str, Any]:
-        """The model's LFW View 1 threshold (``evaluation.threshold``), or {"computing": note} while its first
-        computation (minutes: the photos are aligned once, then embedded) runs in the background."""
+        """The model's LFW View 1 threshold (``evaluation.threshold``), {"computing": note} while its first
+        computation (minutes: the photos are aligned once, then embedded) runs in the background, or
+        {"unavailable": note} on a machine without LFW (the cosine is then shown without a verdict)."""
         rec = self.recognizer(spec)
         if threshold_path(rec, self.settings.cache_root).is_file():
             return lfw_threshold(rec, self.settings.cache_root)
+        if not (lfw_dir() / PAIRS).is_file():
+            return {"unavailable": f"no verdict: a model's own threshold is computed on LFW View 1, and this machine "
+                                   f"has no {lfw_dir() / PAIRS}"}
         with self._lock:
             job = self._thresholds.get(rec.digest)
             if job is None or (job.done() and job.exception() is not None and wait):

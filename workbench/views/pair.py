@@ -45,6 +45,7 @@ class ModelRow:
         self.note = caption("", "cqa-pair-note")
         faces = W.HBox([W.VBox([t, im, d]) for t, im, d in zip(self.titles, self.images, self.deltas, strict=True)])
         self.widget = W.VBox([self.verdict, self.note, faces])
+        self.widget.add_class(f"cqa-pair-row{cls}")
 
 
 class PairInspector:
@@ -149,6 +150,8 @@ class PairInspector:
         info = self.session.info(model)
         cos = f"<i>{html.escape(info['name'])}</i>: cos = <b class='cqa-similarity'>{sim:.3f}</b> &nbsp; "
         thr = self.session.threshold(model)
+        if "unavailable" in thr:
+            return cos + html.escape(thr["unavailable"])
         if "threshold" not in thr:
             self.wait_for_threshold(model)
             return cos + html.escape(thr.get("computing", "its threshold is being computed"))
