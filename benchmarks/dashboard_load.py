@@ -31,7 +31,6 @@ import os
 import statistics
 import sys
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,11 +42,12 @@ sys.path.insert(0, str(ROOT))
 
 def wait_warm(service_url: str, people: int, limit: float = 300.0) -> float:
     """Seconds until the service has analysed the gallery and its queue is empty."""
+    from tests.support.headless import service_json  # after the checkout is on sys.path
+
     t0 = time.monotonic()
     while time.monotonic() - t0 < limit:
         try:
-            with urllib.request.urlopen(service_url + "/stats", timeout=5) as resp:
-                s = json.loads(resp.read())
+            s = service_json(service_url, "/stats", timeout=5)
             if s["computed"] >= people and s["pending"] == 0:
                 return time.monotonic() - t0
         except OSError:
@@ -70,6 +70,7 @@ def main() -> int:
         running_voila,
         running_workbench,
         server_processes,
+        service_json,
     )
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -106,8 +107,7 @@ def main() -> int:
         busy = memory(pid)
         stats = None
         if service_url:
-            with urllib.request.urlopen(service_url + "/stats", timeout=10) as resp:
-                stats = json.loads(resp.read())
+            stats = service_json(service_url, "/stats")
     ok = [v for v in views if "interactive_s" in v]
     served_or_told = [v for v in views if min(v.get("interactive_s", 1e9), v.get("notice_s", 1e9)) <= 60.0]
     result = {

@@ -20,6 +20,11 @@ A flag given on the command line wins over the environment, the environment over
 | torch_threads  | CQA_TORCH_THREADS     | 1 (torch threads of an in-process model)  |
 | edc_results    | CQA_EDC_RESULTS       | ``docs/results`` of the checkout          |
 | lfw_url        | CQA_LFW_URL           | the LFW mirror of ``data.fetch``          |
+| token          | CQA_TOKEN             | generated at start (``cqa workbench``)    |
+| service_token  | CQA_SERVICE_TOKEN     | generated at start (the analysis service) |
+| models_dir     | CQA_MODELS            | none: the service loads only its model    |
+
+The two tokens are secrets: they are left out of ``repr`` (logs, tracebacks).
 
 This module is the lowest layer: it imports nothing of the project.
 """
@@ -30,7 +35,7 @@ import dataclasses
 import enum
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,7 @@ ENV = {
     "checkpoint": "CQA_CHECKPOINT", "faces": "CQA_FACES", "people": "CQA_GALLERY_PEOPLE", "align": "CQA_ALIGN",
     "service_url": "CQA_ANALYSIS_URL", "data_root": "CQA_DATA", "cache_root": "CQA_CACHE", "debug": "CQA_DEBUG",
     "torch_threads": "CQA_TORCH_THREADS", "edc_results": "CQA_EDC_RESULTS", "lfw_url": "CQA_LFW_URL",
+    "token": "CQA_TOKEN", "service_token": "CQA_SERVICE_TOKEN", "models_dir": "CQA_MODELS",
 }
 """Settings field -> the environment variable it is read from."""
 
@@ -89,11 +95,14 @@ class Settings:
     torch_threads: int = 1
     edc_results: Path = CHECKOUT / "docs" / "results"
     lfw_url: str | None = None
+    token: str | None = field(default=None, repr=False)  # the dashboard's (Voila's) login token
+    service_token: str | None = field(default=None, repr=False)  # the analysis service's shared secret
+    models_dir: Path | None = None  # model files the analysis service may load besides its own
 
     def __post_init__(self) -> None:  # normalise types once, so every reader gets the same kinds
         fix = object.__setattr__
         fix(self, "align", AlignMode.parse(self.align))
-        for name in ("faces", "data_root", "cache_root", "edc_results"):
+        for name in ("faces", "data_root", "cache_root", "edc_results", "models_dir"):
             value = getattr(self, name)
             if value is not None:
                 fix(self, name, Path(value).expanduser())

@@ -61,6 +61,8 @@ def test_workbench_serves_voila_with_the_settings(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(serve, "Supervisor", FakeSupervisor)
     monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
     monkeypatch.delenv("CQA_ANALYSIS_URL", raising=False)
+    for var in ("CQA_TOKEN", "CQA_SERVICE_TOKEN", "JUPYTER_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
     assert main(["workbench", "--faces", str(tmp_path), "--port", "8899", "--service-port", "8898"]) == 0
     # first the analysis service (one model process), watched and stopped with Voila
     (sup,) = FakeSupervisor.made
@@ -68,9 +70,10 @@ def test_workbench_serves_voila_with_the_settings(tmp_path, monkeypatch, capsys)
     assert sup.cmd[1:3] == ["-m", "workbench.service"] and "--port=8898" in sup.cmd
     assert f"--faces={tmp_path.resolve()}" in sup.cmd
     (cmd, cwd, env), = FakePopen.calls
-    assert "voila" in cmd and str(serve.NOTEBOOK) in cmd
+    assert cmd[1:3] == ["-m", "workbench.voila_server"] and str(serve.NOTEBOOK) in cmd
     for flag in ("--port=8899", "--no-browser", "--template=cqa", "--strip_sources=True", "--show_tracebacks=False",
-                 "--preheat_kernel=True", f"--Voila.config_file_paths={serve.DASHBOARD_DIR}"):
+                 "--preheat_kernel=True", f"--Voila.config_file_paths={serve.DASHBOARD_DIR}",
+                 "--Voila.ip=127.0.0.1", "--Voila.base_url=/", "--Voila.auto_token=True"):
         assert flag in cmd
     # the kernels talk to that service, and Voila finds our template in the package
     assert env["CQA_ANALYSIS_URL"] == "http://127.0.0.1:8898"
@@ -82,10 +85,15 @@ def test_workbench_serves_voila_with_the_settings(tmp_path, monkeypatch, capsys)
     assert cwd is None
     assert env["CQA_FACES"] == str(tmp_path.resolve())
     assert "CQA_CHECKPOINT" not in env
-    assert "http://localhost:8899/" in capsys.readouterr().out
+    # a login by default, even on loopback: a token made at start, printed in the URL, given to Voila only
+    token = env["JUPYTER_TOKEN"]
+    assert len(token) >= 30 and f"http://localhost:8899/?token={token}" in capsys.readouterr().out
+    assert not any(token in part for part in cmd) and "CQA_TOKEN" not in env
+    # the service's own token reaches the service and the kernels through the environment
+    assert env["CQA_SERVICE_TOKEN"] == sup.env["CQA_SERVICE_TOKEN"] and len(env["CQA_SERVICE_TOKEN"]) >= 40
 
 
-def test_workbench_uses_a_service_running_elsewhere(tmp_path, monkeypatch):
+def test_workbench_uses_a_service_running_elsewhere(tmp_path, monkeypatch, capsys):
     import workbench.serve as serve
 
     FakePopen.calls.clear()
@@ -93,11 +101,16 @@ def test_workbench_uses_a_service_running_elsewhere(tmp_path, monkeypatch):
     monkeypatch.setattr(serve.subprocess, "Popen", FakePopen)
     monkeypatch.setattr(serve, "Supervisor", FakeSupervisor)
     waited = []
-    monkeypatch.setattr(serve, "wait_ready", lambda url, proc=None, timeout=0: waited.append(url))
-    assert main(["workbench", "--service", "http://gpu-box:8867/", "--port", "8899", "--pool", "3"]) == 0
-    assert FakeSupervisor.made == [] and waited == ["http://gpu-box:8867"]  # none started here
+    monkeypatch.setattr(serve, "wait_ready", lambda url, proc=None, timeout=0, token=None: waited.append((url, token)))
+    monkeypatch.delenv("CQA_SERVICE_TOKEN", raising=False)
+    argv = ["workbench", "--service", "http://gpu-box:8867/", "--port", "8899", "--pool", "3"]
+    assert main(argv) == 2  # a remote service needs its token
+    assert "needs that service's token: set CQA_SERVICE_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("CQA_SERVICE_TOKEN", "gpu-box-secret")
+    assert main(argv) == 0
+    assert FakeSupervisor.made == [] and waited == [("http://gpu-box:8867", "gpu-box-secret")]  # none started here
     (cmd, cwd, env), = FakePopen.calls
-    assert env["CQA_ANALYSIS_URL"] == "http://gpu-box:8867"
+    assert env["CQA_ANALYSIS_URL"] == "http://gpu-box:8867" and env["CQA_SERVICE_TOKEN"] == "gpu-box-secret"
     assert "--VoilaConfiguration.default_pool_size=3" in cmd
 
 

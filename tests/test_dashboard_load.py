@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,13 @@ PEOPLE = 12
 
 
 def test_four_simultaneous_viewers_share_one_model_process(lfw_root):
-    from tests.support.headless import CHROMIUM, memory, run_viewers, running_workbench
+    from tests.support.headless import (
+        CHROMIUM,
+        memory,
+        run_viewers,
+        running_workbench,
+        service_json,
+    )
 
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH (.ci/run installs Debian's: apt-get install -y chromium)")
@@ -28,12 +33,12 @@ def test_four_simultaneous_viewers_share_one_model_process(lfw_root):
     with running_workbench(log, preheat=True, CQA_GALLERY_PEOPLE=str(PEOPLE)) as (url, service_url, pid):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:  # the service warms the gallery at start-up
-            stats = json.loads(urllib.request.urlopen(service_url + "/stats", timeout=10).read())
+            stats = service_json(service_url, "/stats")
             if stats["computed"] >= PEOPLE and stats["pending"] == 0:
                 break
             time.sleep(0.5)
         views, _ = asyncio.run(run_viewers(url, 4, timeout=150))
-        stats = json.loads(urllib.request.urlopen(service_url + "/stats", timeout=10).read())
+        stats = service_json(service_url, "/stats")
         mem = memory(pid)
     print(json.dumps({"views": views, "stats": stats, "memory": mem}, indent=1))
     assert [("interactive_s" in v, "click_s" in v) for v in views] == [(True, True)] * 4, views

@@ -192,11 +192,12 @@ def test_wheel_installs_in_a_fresh_venv_and_serves_the_dashboard(tmp_path):
         # 4. cqa workbench --faces DIR from another folder serves the page, rendered by a kernel
         port = _free_port()
         t_serve = time.perf_counter()
-        with open(tmp_path / "serve.log", "w") as out:
+        with open(tmp_path / "serve.log", "w") as out:  # a login by default: the token from CQA_TOKEN
             proc = subprocess.Popen([str(venv / "bin" / "cqa"), "workbench", "--faces", "../faces", "--port", str(port)],
-                                    cwd=elsewhere, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                    cwd=elsewhere, env={**env, "CQA_TOKEN": "packaging-test-token"}, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            status, page = fetch(f"http://127.0.0.1:{port}/", proc, timeout=240)
+            status, page = fetch(f"http://127.0.0.1:{port}/?token=packaging-test-token", proc, timeout=240)
         except OSError as exc:
             pytest.fail(f"cqa workbench did not serve ({exc}):\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
         finally:

@@ -71,9 +71,10 @@ def test_wire_format_never_unpickles():
 def app():
     from workbench.service.app import AnalysisService, create_app
     from workbench.service.engine import Engine
+    from workbench.service.guard import Guard
 
     service = AnalysisService(Engine(Settings(torch_threads=1)))
-    return service, create_app(service)
+    return service, create_app(service, Guard(None))  # no token: the routes' answers (guard: test_service_security)
 
 
 def _ref(path) -> dict:
@@ -135,7 +136,7 @@ def test_bad_input_is_a_one_line_422_and_the_service_lives_on(app):
     r = client.post("/analyse", json={"face": bad})
     assert r.status_code == 422 and "x.jpg" in r.json()["error"] and "\n" not in r.json()["error"]
     r = client.post("/model", json={"spec": "/nonexistent/model.safetensors"})
-    assert r.status_code == 422 and "not found" in r.json()["error"]
+    assert r.status_code == 422 and "is not served here" in r.json()["error"]
     assert client.post("/info", json={}).json()["branches"] == 4
 
 
@@ -148,13 +149,6 @@ def test_viewers_are_counted_ahead_of_each_other(app):
     assert service.viewer("hello", "c") == {"ahead": 1, "loading": 2}
 
 
-def _start_service(port: int, extra_env: dict | None = None) -> subprocess.Popen:
-    env = {**os.environ, "CQA_TORCH_THREADS": "1", **(extra_env or {})}
-    env.pop("CQA_CHECKPOINT", None)
-    return subprocess.Popen([sys.executable, "-m", "workbench.service", f"--port={port}", "--no-warm"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
 @pytest.mark.slow
 @pytest.mark.data
 def test_a_kernel_client_imports_no_torch_and_survives_a_service_restart(photos):
@@ -162,7 +156,8 @@ def test_a_kernel_client_imports_no_torch_and_survives_a_service_restart(photos)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    sup = Supervisor(service_command(port, Settings()) + ["--no-warm"], {**os.environ, "CQA_TORCH_THREADS": "1"}, url)
+    env = {**os.environ, "CQA_TORCH_THREADS": "1", "CQA_SERVICE_TOKEN": "kernel-secret"}
+    sup = Supervisor(service_command(port, Settings()) + ["--no-warm"], env, url)
     sup.start()
     try:
         # a viewer kernel's process: Session over the service, no torch imported, same numbers
@@ -171,7 +166,7 @@ import sys, json
 from cqa_core.settings import Settings
 from workbench.service.wire import Face
 from workbench.session import Session
-s = Session(Settings(service_url={url!r}))
+s = Session(Settings(service_url={url!r}, service_token="kernel-secret"))
 f = Face("A", {photos[0]!r})
 fa = s.analyse(f)
 print(json.dumps({{"torch": "torch" in sys.modules, "method": fa.align_method, "b": s.branches,
@@ -184,7 +179,7 @@ print(json.dumps({{"torch": "torch" in sys.modules, "method": fa.align_method, "
         from workbench.service.client import ServiceClient
 
         notes: list = []
-        client = ServiceClient(url)
+        client = ServiceClient(url, "kernel-secret")
         client.status = notes.append
         first = sup.proc.pid
         os.kill(first, signal.SIGKILL)  # the service dies; the supervisor starts another

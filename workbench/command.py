@@ -1,7 +1,8 @@
 """``cqa workbench``: serve the Voila dashboard on the default model (or explain one face in text).
 
     cqa workbench [--faces DIR] [--port 8866] [--checkpoint PATH]     # service + Voila, prints the URL
-    cqa workbench --service http://gpu-box:8867                       # the model runs elsewhere
+    cqa workbench --host 0.0.0.0 [--base-url /cqa/] [--token T]       # a lab opens it (with the token)
+    CQA_SERVICE_TOKEN=T cqa workbench --service http://gpu-box:8867   # the model runs elsewhere
     cqa workbench --terminal [IMAGE]                                  # the terminal demo
 
 The workbench package contributes this command to ``cqa`` through the entry point
@@ -18,6 +19,7 @@ import argparse
 import numpy as np
 
 from cqa_core.settings import AlignMode
+from workbench.access import Access
 
 SHADES = " .:-=+*#%@"
 GRID = 14
@@ -41,6 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="URL of an analysis service running elsewhere, e.g. on a GPU box (env CQA_ANALYSIS_URL; "
                    "default: start one here)")
     p.add_argument("--service-port", type=int, default=None, help="port of the analysis service it starts (default: a free one)")
+    p.add_argument("--models", default=None, help="folder of model files viewers may load besides the served model "
+                   "and dlib (env CQA_MODELS; default: none)")
+    p.add_argument("--host", default="127.0.0.1", help="address Voila listens on (default 127.0.0.1: this machine "
+                   "only; 0.0.0.0: every interface, a token or password required)")
+    p.add_argument("--base-url", default="/", help="path prefix of every page, e.g. /cqa/ behind a proxy (default /)")
+    p.add_argument("--token", default=None, help="login token (env CQA_TOKEN, which keeps it out of `ps`; "
+                   "default: one made at start, printed in the URL)")
+    p.add_argument("--password-hash", default=None, help="log in with a password instead: a hash from "
+                   "python -c 'from jupyter_server.auth import passwd; print(passwd())'")
+    p.add_argument("--no-auth", action="store_true", help="no login at all (accepted only on a loopback --host)")
     p.add_argument("--terminal", action="store_true", help="print one face's explanation instead of serving")
     p.set_defaults(func=run)
 
@@ -48,14 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve the dashboard, or run the terminal demo with --terminal."""
     settings = args.settings.replace(people=args.people, align=args.align, service_url=args.service_url,
-                                     debug=args.debug or None)
+                                     debug=args.debug or None, token=args.token, models_dir=args.models)
     if args.terminal:
         return run_terminal(settings, args.image)
     if args.image:
         raise ValueError("IMAGE is for the terminal demo: cqa workbench --terminal IMAGE")
     from workbench.serve import serve  # Voila's command line: only when serving
 
-    return serve(settings, port=args.port, preheat=args.preheat, service_port=args.service_port, pool=args.pool)
+    access = Access.choose(args.host, args.base_url, settings.token, args.password_hash, args.no_auth)
+    return serve(settings, port=args.port, preheat=args.preheat, service_port=args.service_port, pool=args.pool,
+                 access=access)
 
 
 def ascii_map(m: np.ndarray) -> list[str]:

@@ -59,5 +59,5 @@ def notice(settings: Settings) -> None:
         display,
     )
 
-    ahead = hello(ServiceClient(settings.service_url)) if settings.service_url else 0
+    ahead = hello(ServiceClient(settings.service_url, settings.service_token)) if settings.service_url else 0
     display(HTML(notice_html(0 if PREHEATED else ahead)))

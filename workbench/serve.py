@@ -9,21 +9,29 @@ The notebook and its Voila settings are package data in ``workbench/dashboard/``
 ``voila.json``), so an installed wheel serves from any folder; ``notebooks/dashboard.ipynb`` is a
 symlink to the same file for JupyterLab. ``cqa workbench`` calls :func:`serve`; tests call
 :func:`voila_command` + :func:`kernel_env` to start the same server as a subprocess on a free port.
+
+Access (``workbench.access``): Voila listens on ``--host`` (default 127.0.0.1) under
+``--base-url``, behind a token or password unless ``--no-auth`` (loopback only). The analysis
+service always listens on 127.0.0.1 here and needs its own token (``CQA_SERVICE_TOKEN``, made at
+start when unset), which the service and the kernels get in their environment.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 from cqa_core.settings import ENV, Settings
+from workbench.access import Access
 
 DEFAULT_PORT = 8866
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
@@ -42,6 +50,7 @@ def kernel_env(settings: Settings, base: dict[str, str] | None = None) -> dict[s
     """The environment Voila (and so each dashboard kernel) runs with: ``settings`` as CQA_* variables."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in ENV.values()}
     env.update(settings.to_env())
+    env.pop(ENV["token"], None)  # Voila's login token reaches Voila only, as JUPYTER_TOKEN (workbench.access)
     # our Voila template (workbench/dashboard/voila/templates/cqa: lab + a plain loading note)
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(DASHBOARD_DIR), env.get("JUPYTER_PATH", "")) if p)
     env["CQA_TORCH_THREADS"] = "1"  # an in-process kernel (no service): one face at a time on a shared CPU
@@ -50,7 +59,7 @@ def kernel_env(settings: Settings, base: dict[str, str] | None = None) -> dict[s
 
 
 def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool = False,
-                  pool: int | None = None) -> list[str]:
+                  pool: int | None = None, access: Access | None = None) -> list[str]:
     """Voila on the dashboard notebook: our ``cqa`` template (lab + a plain loading note), sources stripped,
     no tracebacks, no browser.
 
@@ -65,13 +74,16 @@ def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool =
     at once gets warm kernels.
     ``voila.json`` also culls kernels idle for 15 minutes with no page connected. ``pool``
     overrides the pool size (``cqa workbench --pool N``: a class of 30 wants more, a laptop fewer).
+    ``access`` sets the address, prefix and login (default: 127.0.0.1, ``/``, none; the caller adds
+    ``access.voila_env`` to Voila's environment). ``workbench.voila_server`` is stock Voila with its
+    one unchecked websocket behind the login.
     """
     if not NOTEBOOK.is_file() or not VOILA_CONFIG.is_file():
         raise FileNotFoundError(f"the dashboard is missing from this install: {NOTEBOOK} / {VOILA_CONFIG.name}")
     return [
-        sys.executable, "-m", "voila", str(NOTEBOOK), f"--Voila.config_file_paths={DASHBOARD_DIR}",
+        sys.executable, "-m", "workbench.voila_server", str(NOTEBOOK), f"--Voila.config_file_paths={DASHBOARD_DIR}",
         f"--port={port}", "--no-browser", "--template=cqa", "--strip_sources=True",
-        f"--show_tracebacks={debug}", "--Voila.ip=127.0.0.1", f"--preheat_kernel={preheat}",
+        f"--show_tracebacks={debug}", *(access or Access()).voila_args(), f"--preheat_kernel={preheat}",
         *([f"--VoilaConfiguration.default_pool_size={pool}"] if pool is not None else []),
     ]
 
@@ -84,11 +96,15 @@ def service_command(port: int, settings: Settings) -> list[str]:
         cmd.append(f"--checkpoint={settings.checkpoint}")
     if settings.faces:
         cmd.append(f"--faces={settings.faces}")
+    if settings.models_dir:
+        cmd.append(f"--models={settings.models_dir}")
     return cmd
 
 
-def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
-    """Block until ``url``/health answers (or the process died / time ran out: RuntimeError)."""
+def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 180.0,
+               token: str | None = None) -> None:
+    """Block until ``url``/health answers (or the process died / time ran out: RuntimeError);
+    with ``token``, then check that the service takes it (RuntimeError if it refuses)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -96,10 +112,19 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 
         try:
             with urllib.request.urlopen(url + "/health", timeout=2) as r:  # noqa: S310 - localhost
                 if r.status == 200:
-                    return
+                    break
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"the analysis service at {url} did not start within {timeout:.0f} s")
+    else:
+        raise RuntimeError(f"the analysis service at {url} did not start within {timeout:.0f} s")
+    if token is not None:
+        req = urllib.request.Request(url + "/stats", headers={"Authorization": f"Bearer {token}"})
+        try:
+            urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - the service's URL
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise RuntimeError(f"the analysis service at {url} refuses CQA_SERVICE_TOKEN: "
+                                   "set the token it printed at start") from None
 
 
 class Supervisor:
@@ -144,31 +169,40 @@ def checked(settings: Settings) -> Settings:
         raise FileNotFoundError(f"--faces {settings.faces}: no such folder")
     if settings.checkpoint and not Path(settings.checkpoint).exists():
         raise FileNotFoundError(f"--checkpoint {settings.checkpoint}: no such file")
+    if settings.models_dir and not settings.models_dir.is_dir():
+        raise FileNotFoundError(f"--models {settings.models_dir}: no such folder")
     return settings.replace(faces=settings.faces and settings.faces.resolve(),
-                            checkpoint=settings.checkpoint and str(Path(settings.checkpoint).resolve()))
+                            checkpoint=settings.checkpoint and str(Path(settings.checkpoint).resolve()),
+                            models_dir=settings.models_dir and settings.models_dir.resolve())
 
 
 def serve(settings: Settings, port: int = DEFAULT_PORT, preheat: bool = True, service_port: int | None = None,
-          pool: int | None = None) -> int:
+          pool: int | None = None, access: Access | None = None) -> int:
     """Run the analysis service and Voila in the foreground (Ctrl-C stops both); works from any folder.
 
     ``settings.service_url`` uses a service that runs elsewhere (say, on a GPU box) instead of
-    starting one here.
+    starting one here; its token comes from ``settings.service_token`` (``CQA_SERVICE_TOKEN``).
+    ``access``: Voila's address, prefix and login (default ``Access.choose()``: loopback, a token).
     """
     settings = checked(settings)
+    access = access or Access.choose()
     supervisor = None
     if settings.service_url:
-        wait_ready(settings.service_url, timeout=30)
+        if not settings.service_token:
+            raise ValueError(f"--service {settings.service_url} needs that service's token: set CQA_SERVICE_TOKEN "
+                             "(the service prints one at start when it has none)")
+        wait_ready(settings.service_url, timeout=30, token=settings.service_token)
     else:
         sport = service_port or free_port()
         url = f"http://127.0.0.1:{sport}"
+        settings = settings.replace(service_token=settings.service_token or secrets.token_urlsafe(32))
         print(f"CQA-Face Workbench: starting the analysis service on {url} (model, aligner, cache)", flush=True)
         supervisor = Supervisor(service_command(sport, settings), kernel_env(settings), url)
         supervisor.start()
         settings = settings.replace(service_url=url)
-    cmd = voila_command(port, settings.debug, preheat, pool)
-    print(f"CQA-Face Workbench: http://localhost:{port}/  ({settings.describe_gallery()}; Ctrl-C to stop)", flush=True)
-    proc = subprocess.Popen(cmd, env=kernel_env(settings))
+    cmd = voila_command(port, settings.debug, preheat, pool, access)
+    print(f"CQA-Face Workbench: {access.url(port)}  ({settings.describe_gallery()}; Ctrl-C to stop)", flush=True)
+    proc = subprocess.Popen(cmd, env=access.voila_env(kernel_env(settings)))
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # `kill` stops Voila and its kernels too
     try:
         return proc.wait()

@@ -62,7 +62,7 @@ class Backend(Protocol):
 def backend_for(settings: Settings) -> Backend:
     """The service's client when ``settings.service_url`` is set, else an in-process engine."""
     if settings.service_url:
-        return ServiceClient(settings.service_url)
+        return ServiceClient(settings.service_url, settings.service_token)
     from workbench.service.engine import Engine  # torch: only an in-process session loads it
 
     return Engine(settings)

@@ -4,8 +4,9 @@ Every failure is an :class:`ImageError` (a ``ValueError``) subclass whose messag
 file and the reason, so a folder run can record it and move on:
 
 * :class:`NotAnImageError` - the bytes are not an image format Pillow knows (or the file is empty).
-* :class:`ImageTooLargeError` - the header claims more than :data:`MAX_PIXELS` pixels; refused
-  from the header alone, before any pixel is decoded (decompression-bomb guard).
+* :class:`ImageTooLargeError` - the header claims more than ``max_pixels`` (default :data:`MAX_PIXELS`)
+  pixels; refused from the header alone, before any pixel is decoded (decompression-bomb guard),
+  per call: no process-wide Pillow setting is changed, so threads may decode at once.
 * :class:`CorruptImageError` - a known format whose data is truncated or broken.
 
 Handled on the way: EXIF orientation (the pixels are rotated so the photo is upright),
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,31 +90,33 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     """
     if not data:
         raise NotAnImageError(f"{name}: empty file, not an image")
-    old_limit = Image.MAX_IMAGE_PIXELS
+    # No process-wide Pillow setting is touched (threads decode at once): our limit is checked from
+    # the header here; Pillow's own bomb guard (2 x Image.MAX_IMAGE_PIXELS, ~179 MP) stays as it is.
     try:
-        Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, from the header
-        try:
-            img = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError as exc:
-            raise NotAnImageError(f"{name}: not an image Pillow can identify") from exc
-        except (OSError, SyntaxError, ValueError) as exc:  # broken headers
-            raise CorruptImageError(f"{name}: broken image header ({exc})") from exc
-        w, h = img.size
-        if w * h > max_pixels:
-            raise ImageTooLargeError(
-                f"{name}: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit; "
-                "refused before decoding"
-            )
-        if w == 0 or h == 0:
-            raise CorruptImageError(f"{name}: zero-sized image {w}x{h}")
-        try:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb_array(img)
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise CorruptImageError(f"{name}: corrupt or truncated {img.format} data ({exc})") from exc
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(pixels.group(1)) / 1e6:.3g} MP" if pixels else "its size"
+        raise ImageTooLargeError(f"{name}: {size} exceeds the {max_pixels / 1e6:.3g} MP limit; "
+                                 "refused before decoding") from None
+    except UnidentifiedImageError as exc:
+        raise NotAnImageError(f"{name}: not an image Pillow can identify") from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # broken headers
+        raise CorruptImageError(f"{name}: broken image header ({exc})") from exc
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {w}x{h} = {w * h / 1e6:.3g} MP exceeds the {max_pixels / 1e6:.3g} MP limit; "
+            "refused before decoding"
+        )
+    if w == 0 or h == 0:
+        raise CorruptImageError(f"{name}: zero-sized image {w}x{h}")
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return _to_rgb_array(img)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise CorruptImageError(f"{name}: corrupt or truncated {img.format} data ({exc})") from exc
 
 
 def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -9,7 +9,9 @@ so all measure the same thing the same way. Chromium is Debian's, found on ``PAT
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,6 +30,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 """The Chromium on PATH (None when none is installed: browser tests skip, saying so)."""
 # Playwright cannot download its own browsers here; these flags keep Debian's Chromium off the
 # network and quiet as root in a container.
+TOKEN = secrets.token_urlsafe(16)
+"""The login token of every ``running_workbench`` of this process (in the page URL it yields)."""
+SERVICE_TOKEN = secrets.token_urlsafe(16)
+"""Its analysis service's token (``service_json`` sends it)."""
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
@@ -69,22 +75,27 @@ def running_voila(log_path: Path, settings: Settings | None = None, preheat: boo
 
 
 @contextmanager
-def running_workbench(log_path: Path, preheat: bool = True, **env_updates: str) -> Iterator[tuple[str, str, int]]:
+def running_workbench(log_path: Path, preheat: bool = True, args: tuple[str, ...] = (), base_url: str = "/",
+                      **env_updates: str) -> Iterator[tuple[str, str, int]]:
     """``cqa workbench`` (analysis service + Voila) on free ports; yields (page URL, service URL, pid).
 
-    Everything it started (service, Voila, kernels) is one process group, killed on exit.
+    It logs in with :data:`TOKEN` (the page URL carries ``?token=``; the first page sets the
+    cookie) and its service takes :data:`SERVICE_TOKEN`; ``args`` are more ``cqa workbench``
+    flags (``--base-url`` goes in ``base_url``). Everything it started (service, Voila, kernels)
+    is one process group, killed on exit.
     """
     port, sport = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ENV.values()}  # the settings come from env_updates
-    env.update(env_updates)
-    cmd = [sys.executable, "-m", "cqa_core.cli", "workbench", f"--port={port}", f"--service-port={sport}"]
+    env.update({"CQA_TOKEN": TOKEN, "CQA_SERVICE_TOKEN": SERVICE_TOKEN, **env_updates})
+    cmd = [sys.executable, "-m", "cqa_core.cli", "workbench", f"--port={port}", f"--service-port={sport}",
+           f"--base-url={base_url}", *args]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd + ([] if preheat else ["--no-preheat"]), cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_http(f"http://127.0.0.1:{port}/voila/static/voila.js", timeout=240)
-            yield f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{sport}", proc.pid
+            wait_http(f"http://127.0.0.1:{port}{base_url}voila/static/voila.js", timeout=240)
+            yield f"http://127.0.0.1:{port}{base_url}?token={env['CQA_TOKEN']}", f"http://127.0.0.1:{sport}", proc.pid
         finally:
             left = server_processes(proc.pid)
             try:
@@ -97,6 +108,13 @@ def running_workbench(log_path: Path, preheat: bool = True, **env_updates: str) 
                     p.kill()
                 except Exception:  # noqa: BLE001 - already gone
                     pass
+
+
+def service_json(service_url: str, path: str, timeout: float = 10.0):
+    """GET ``path`` of a ``running_workbench``'s analysis service (with its token), as JSON."""
+    req = urllib.request.Request(service_url + path, headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
 
 
 def server_processes(pid: int) -> list:

@@ -1,7 +1,9 @@
 """``python -m workbench.service``: flags + environment -> Settings -> engine, queue, app, uvicorn.
 
 ``cqa workbench`` starts this next to Voila (``workbench.serve``); it can also run alone on a GPU
-box, with the dashboard elsewhere (``cqa workbench --service URL``).
+box, with the dashboard elsewhere (``cqa workbench --service URL``). Every route but ``/health``
+needs the token ``CQA_SERVICE_TOKEN`` (``Authorization: Bearer``); without one, a token is made
+for this run and printed once, for the dashboard's ``CQA_SERVICE_TOKEN``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
+import sys
 import threading
 
 import uvicorn
@@ -17,6 +21,7 @@ from cqa_core.settings import AlignMode, Settings
 from workbench.gallery import gallery_faces
 from workbench.service.app import AnalysisService, create_app
 from workbench.service.engine import Engine
+from workbench.service.guard import Guard, Limits, Models
 
 log = logging.getLogger("cqa.service")
 
@@ -33,23 +38,45 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
                     help="gallery alignment (env CQA_ALIGN, default mtcnn)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: min(2, cores))")
     ap.add_argument("--no-warm", dest="warm", action="store_false", help="do not analyse the gallery at start-up")
+    ap.add_argument("--models", default=None, help="folder of model files requests may name besides the served "
+                    "model and dlib (env CQA_MODELS; default: none)")
+    ap.add_argument("--timeout", type=float, default=Limits.timeout_s,
+                    help=f"seconds a request may wait for its answer, queue included (default {Limits.timeout_s:g}): 503 after")
+    ap.add_argument("--max-body-mb", type=float, default=Limits.max_body / 2**20,
+                    help=f"largest request body in MB (default {Limits.max_body / 2**20:g}): 413 beyond")
+    ap.add_argument("--max-faces", type=int, default=Limits.max_faces,
+                    help=f"faces per /summaries call (default {Limits.max_faces})")
     args = ap.parse_args(argv)
     settings = Settings.from_env(checkpoint=args.checkpoint, faces=args.faces, people=args.people, align=args.align,
-                                 torch_threads=args.threads or min(2, os.cpu_count() or 1))
+                                 torch_threads=args.threads or min(2, os.cpu_count() or 1), models_dir=args.models)
+    if settings.models_dir is not None and not settings.models_dir.is_dir():
+        ap.error(f"--models {settings.models_dir}: no such folder")
     return args, settings
+
+
+def guard_of(args: argparse.Namespace, settings: Settings) -> Guard:
+    """The token (CQA_SERVICE_TOKEN, else one made now and printed once), model allowlist and limits."""
+    token = settings.service_token
+    if not token:
+        token = secrets.token_urlsafe(32)
+        print(f"CQA-Face analysis service: no CQA_SERVICE_TOKEN set; this run's token is {token} "
+              "(give it to the dashboard as CQA_SERVICE_TOKEN)", file=sys.stderr, flush=True)
+    limits = Limits(max_body=int(args.max_body_mb * 2**20), max_faces=args.max_faces, timeout_s=args.timeout)
+    return Guard(token, Models(settings.checkpoint, settings.models_dir), limits)
 
 
 def main(argv: list[str] | None = None) -> int:
     args, settings = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s service %(levelname)s %(message)s")
-    service = AnalysisService(Engine(settings, maxsize=256))
+    guard = guard_of(args, settings)
+    service = AnalysisService(Engine(settings, maxsize=256), max_pixels=guard.limits.max_pixels)
     log.info("model: %s (%s)", service.engine.label, service.engine.info()["description"])
     faces = gallery_faces(settings) if args.warm else []
     if faces:
         log.info("warm-up: aligning and analysing %d gallery faces (MTCNN runs once per photo, "
                  "then its landmarks are kept on disk)", len(faces))
         threading.Thread(target=service.warm, args=(faces,), daemon=True).start()
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(service, guard), host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

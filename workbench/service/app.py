@@ -2,8 +2,11 @@
 
 Built on Starlette + uvicorn: an ASGI app is the smallest standard way to serve a few JSON/binary
 routes with a queue behind them, and uvicorn is a maintained server (no hand-made protocol).
-Errors in the input (a bad image, an unknown method, a missing checkpoint) answer 422 with a
-one-line message; a full queue 503 (the client waits and retries); tracebacks stay in the log.
+Errors in the input (a bad image, an unknown method, malformed JSON) answer 422 with a one-line
+message; a full queue 503 with ``Retry-After`` (the client waits and retries); a request that gets
+no answer within ``Limits.timeout_s`` 503 with one line (never a hang); tracebacks stay in the log.
+Before any work, ``workbench.service.guard`` checks the token (401; every route but ``/health``),
+the body's size (413) and fields (422), and that a named model is on the allowlist (422).
 
 Routes: ``GET /health``, ``POST /info``, ``POST /analyse``, ``POST /summaries``,
 ``POST /mask_effect``, ``POST /model`` (load a recognizer by its spec: its facts),
@@ -28,8 +31,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from cqa_core.data.imageio import MAX_PIXELS
 from workbench.service import wire
 from workbench.service.engine import Engine
+from workbench.service.guard import Guard, Refused
 from workbench.service.queue import BATCH_MAX, Job, JobQueue
 from workbench.service.wire import Face
 
@@ -41,14 +46,15 @@ VIEWER_STALE_S = 300.0
 class AnalysisService:
     """What the routes call: jobs for the engine, through the queue; viewer counts; statistics."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, max_pixels: int = MAX_PIXELS) -> None:
         self.engine = engine
+        self.max_pixels = max_pixels  # of one decoded face, from its header (``Limits.max_pixels``)
         self.queue = JobQueue(self._run)
         self.cond = threading.Lock()
         self.loading: OrderedDict[str, float] = OrderedDict()  # viewers not drawn yet
 
-    def submit(self, kind: str, body: dict[str, Any]) -> Future:
-        return self.queue.submit(kind, body)
+    def submit(self, kind: str, body: dict[str, Any], tag: str = "") -> Future:
+        return self.queue.submit(kind, body, tag)
 
     # ---- model work (the queue's worker thread only) -----------------------------------------
     def _run(self, jobs: list[Job]) -> list[Any]:
@@ -57,24 +63,24 @@ class AnalysisService:
             models = {j.body.get("checkpoint") for j in jobs}
             if len(models) > 1:  # different models: no shared batch
                 raise ValueError("mixed checkpoints in one batch")
-            out = eng.analyse_many([_face(j.body["face"]) for j in jobs], model=models.pop())
+            out = eng.analyse_many([self._face(j.body["face"]) for j in jobs], model=models.pop())
             return [wire.encode(fa) for fa in out]
         b = jobs[0].body
         kind = jobs[0].kind
         if kind == "info":
             return [eng.info()]
         if kind == "pair":
-            fa = eng.analyse(_face(b["face"]), _face(b["other"]), tuple(b.get("methods") or ("gradcam",)),
+            fa = eng.analyse(self._face(b["face"]), self._face(b["other"]), tuple(b.get("methods") or ("gradcam",)),
                              model=b.get("checkpoint"))
             return [wire.encode(fa)]
         if kind == "summaries":
-            faces = [_face(r) for r in b["faces"]]
+            faces = [self._face(r) for r in b["faces"]]
             rows = []
             for i in range(0, len(faces), BATCH_MAX):
                 rows += [s.row() for s in eng.summaries(faces[i:i + BATCH_MAX], model=b.get("checkpoint"))]
             return [rows]
         if kind == "mask_effect":
-            eff = eng.mask_effect(_face(b["face"]), wire.read_array(b["masked"]), wire.read_array(b.get("alpha")),
+            eff = eng.mask_effect(self._face(b["face"]), wire.read_array(b["masked"]), wire.read_array(b.get("alpha")),
                                   model=b.get("checkpoint"))
             return [wire.encode(eff)]
         if kind == "model":
@@ -107,7 +113,7 @@ class AnalysisService:
         """Analyse the gallery in batches, queued like any request (viewers interleave)."""
         t0 = time.monotonic()
         for i in range(0, len(faces), batch):
-            futures = [self.submit("face", {"face": f, "id": f"warm-{i + k}"}) for k, f in enumerate(faces[i:i + batch])]
+            futures = [self.submit("face", {"face": f}, f"warm-{i + k}") for k, f in enumerate(faces[i:i + batch])]
             for fut in futures:
                 try:
                     fut.result()
@@ -116,54 +122,73 @@ class AnalysisService:
             log.info("warm-up: %d / %d gallery faces analysed", min(i + batch, len(faces)), len(faces))
         log.info("warm-up done: %d faces in %.1f s", len(faces), time.monotonic() - t0)
 
-
-def _face(ref: dict[str, Any] | Face) -> Face:
-    """A wire face reference, or a ``Face`` the service queued itself (its warm-up)."""
-    return ref if isinstance(ref, Face) else wire.read_face(ref)
+    def _face(self, ref: dict[str, Any] | Face) -> Face:
+        """A wire face reference (size checked from its header), or a ``Face`` the service queued itself."""
+        return ref if isinstance(ref, Face) else wire.read_face(ref, max_pixels=self.max_pixels)
 
 
 def _plain(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}" if exc.args else "missing field"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
 
 
-def create_app(service: AnalysisService) -> Starlette:
-    """The Starlette app over a service."""
+def _error(status: int, text: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": text}, status_code=status, headers=headers or None)
 
-    async def run(kind: str, request: Request) -> Any:
-        body = await request.json() if request.method == "POST" else {}
-        if kind == "analyse":
-            kind = "pair" if body.get("other") else "face"
+
+def create_app(service: AnalysisService, guard: Guard) -> Starlette:
+    """The Starlette app over a service; ``guard`` holds its token (``Guard(None)``: open, tests only) and limits."""
+    limit = guard.limits.timeout_s
+
+    async def bounded(kind: str, request: Request, work) -> Any:
+        """``work()``'s answer within the time bound; every failure one line with its status."""
         try:
-            result = await asyncio.wrap_future(service.submit(kind, body))
+            guard.allow(request)
+            result = await asyncio.wait_for(work(), limit)
+        except Refused as exc:
+            return _error(exc.status, exc.message)
+        except asyncio.TimeoutError:
+            return _error(503, f"no answer within {limit:g} s: the analysis service is busy; try again in a minute")
         except OverflowError as exc:
-            return JSONResponse({"error": f"busy: {exc}"}, status_code=503)
+            return _error(503, f"busy: {exc}", **{"Retry-After": "1"})
         except (ValueError, KeyError, FileNotFoundError, TypeError) as exc:
-            return JSONResponse({"error": _plain(exc)}, status_code=422)
+            return _error(422, _plain(exc))
         except Exception as exc:  # noqa: BLE001 - a model failure is one message, the service lives on
             log.exception("request %s failed", kind)
-            return JSONResponse({"error": f"analysis failed: {_plain(exc)}"}, status_code=500)
+            return _error(500, f"analysis failed: {_plain(exc)}")
         if isinstance(result, bytes):
             return Response(result, media_type="application/x-npz")
         return JSONResponse(result)
 
     def route(kind: str):
         async def endpoint(request: Request) -> Any:
-            return await run(kind, request)
+            async def work() -> Any:
+                body = await guard.body(request, kind)
+                job = ("pair" if body.get("other") else "face") if kind == "analyse" else kind
+                return await asyncio.wrap_future(service.submit(job, body, body.get("id", "")))
+            return await bounded(kind, request, work)
         return endpoint
 
     async def health(request: Request) -> Any:
         return PlainTextResponse("ok")
 
     async def queue(request: Request) -> Any:
-        return JSONResponse(service.queue.place(request.query_params.get("id", "")))
+        async def work() -> Any:
+            return service.queue.place(request.query_params.get("id", ""))
+        return await bounded("queue", request, work)
 
     async def stats(request: Request) -> Any:
-        return JSONResponse(service.stats())
+        async def work() -> Any:
+            return service.stats()
+        return await bounded("stats", request, work)
 
     async def viewers(request: Request) -> Any:
-        body = await request.json()
-        return JSONResponse(service.viewer(str(body.get("event", "hello")), str(body.get("id", ""))))
+        async def work() -> Any:
+            body = await guard.body(request, "viewers")
+            return service.viewer(body.get("event", "hello"), body.get("id", ""))
+        return await bounded("viewers", request, work)
 
     return Starlette(routes=[
         Route("/health", health), Route("/queue", queue), Route("/stats", stats),

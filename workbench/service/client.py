@@ -8,7 +8,9 @@ While a call waits, a watcher thread asks the service how many requests are ahea
 reports "busy: N requests ahead of you" through :attr:`status` (the dashboard's message area);
 when the service cannot be reached (a restart after a crash), the call retries for
 :data:`RETRY_S` seconds, saying so, before it gives up with a plain error. No call hangs: every
-request has a timeout.
+request has a timeout. Every request but ``/health`` carries the service's token
+(``Authorization: Bearer``, ``Settings.service_token`` from ``CQA_SERVICE_TOKEN``); a gallery's
+summaries go in calls of at most ``wire.MAX_FACES`` faces and half of ``wire.MAX_BODY`` bytes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from cqa_core.explain.result import FaceAnalysis, MaskEffect
-from workbench.service.wire import Face, FaceSummary, array_ref, decode, face_ref
+from workbench.service.wire import (
+    MAX_BODY,
+    MAX_FACES,
+    Face,
+    FaceSummary,
+    array_ref,
+    decode,
+    face_ref,
+)
 
 RETRY_S = 90.0
 """How long a call keeps retrying while the service is unreachable or says it is full."""
@@ -44,8 +54,9 @@ class ServiceClient:
 
     remote = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
         self.status: Callable[[str | None], None] = lambda text: None
         self._info: dict[str, Any] | None = None
 
@@ -53,7 +64,7 @@ class ServiceClient:
     def _request(self, path: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT_S) -> bytes:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers=self.headers)
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our own service URL
             return resp.read()
 
@@ -86,12 +97,15 @@ class ServiceClient:
                     return self._request(path, body)
                 except urllib.error.HTTPError as exc:
                     detail = _error_text(exc)
-                    if exc.code == 503 and time.monotonic() < deadline:  # queue full: wait our turn
-                        self.status(f"busy: the analysis service is full ({detail}); retrying by itself")
+                    if exc.code == 503 and exc.headers.get("Retry-After") and time.monotonic() < deadline:
+                        self.status(f"busy: the analysis service is full ({detail}); retrying by itself")  # queue full
                         said = True
                         time.sleep(1.0)
                         continue
-                    raise (ValueError(detail) if exc.code in (400, 404, 422) else ServiceError(detail)) from None
+                    if exc.code in (401, 403):
+                        raise ServiceError(f"the analysis service at {self.url} refused this dashboard's token "
+                                           "(CQA_SERVICE_TOKEN)") from None
+                    raise (ValueError(detail) if exc.code in (400, 404, 413, 422) else ServiceError(detail)) from None
                 except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                     if time.monotonic() >= deadline:
                         raise ServiceError(f"the analysis service at {self.url} is not answering ({_reason(exc)}); "
@@ -116,7 +130,9 @@ class ServiceClient:
         return decode(self.call("/analyse", body))
 
     def summaries(self, faces: list[Face], model: str | None = None) -> list[FaceSummary]:
-        rows = json.loads(self.call("/summaries", {"faces": [face_ref(f) for f in faces], "checkpoint": model}))
+        rows: list[dict[str, Any]] = []
+        for refs in _chunks([face_ref(f) for f in faces]):
+            rows += json.loads(self.call("/summaries", {"faces": refs, "checkpoint": model}))
         return [FaceSummary.from_row(r) for r in rows]
 
     def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None,
@@ -139,6 +155,20 @@ class ServiceClient:
             return json.loads(self._request("/viewers", {"event": event, "id": vid}, timeout=3))
         except (OSError, ValueError):
             return {}
+
+
+def _chunks(refs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Face references in calls of at most MAX_FACES faces and about MAX_BODY / 2 bytes each."""
+    out: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for ref in refs:
+        n = sum(len(v) for v in ref.values() if isinstance(v, str))
+        if out[-1] and (len(out[-1]) >= MAX_FACES or size + n > MAX_BODY // 2):
+            out.append([])
+            size = 0
+        out[-1].append(ref)
+        size += n
+    return [c for c in out if c] or [[]]
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:

@@ -6,14 +6,19 @@ what the viewers' "busy, N ahead of you" note reads. Single-face jobs waiting to
 batch (:data:`BATCH_MAX`): the ``run`` callback gets them all at once. A full queue refuses new
 jobs (``OverflowError``; the route answers 503 and the client retries). One bad face never fails
 a batch: the batch is re-run face by face and each job gets its own answer or error.
+
+Each job's key is assigned here (a counter), never taken from the request: a client's ``id`` is
+only a *tag* for :meth:`JobQueue.place`, so a retry or two requests with one id are separate jobs,
+each answered. A job whose caller gave up before it started (its future cancelled: the route's
+time bound) is dropped unrun; once started, a job can no longer be cancelled and always finishes.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -32,7 +37,8 @@ BATCHED = "face"
 class Job:
     kind: str
     body: dict[str, Any]
-    rid: str
+    rid: int  # the queue's own key
+    tag: str = ""  # the client's id, for place() only
     future: Future = field(default_factory=Future)
 
 
@@ -41,43 +47,50 @@ class JobQueue:
 
     def __init__(self, run: Callable[[list[Job]], list[Any]]) -> None:
         self.run = run
-        self.pending: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self.pending: collections.OrderedDict[int, Job] = collections.OrderedDict()
         self.cond = threading.Condition()
         self.requests = 0
+        self._ids = itertools.count(1)
         self.worker = threading.Thread(target=self._loop, name="cqa-model", daemon=True)
         self.worker.start()
 
-    def submit(self, kind: str, body: dict[str, Any]) -> Future:
-        rid = str(body.get("id") or f"anon-{time.monotonic_ns()}")
-        job = Job(kind, body, rid)
+    def submit(self, kind: str, body: dict[str, Any], tag: str = "") -> Future:
+        """Queue a job; its future gets the result. ``tag`` (the client's id) only names it for place()."""
         with self.cond:
+            job = Job(kind, body, next(self._ids), str(tag)[:64])
             if len(self.pending) >= MAX_PENDING:
                 job.future.set_exception(OverflowError(f"{len(self.pending)} requests waiting"))
                 return job.future
-            self.pending[rid] = job
+            self.pending[job.rid] = job
             self.requests += 1
             self.cond.notify()
         return job.future
 
-    def place(self, rid: str) -> dict[str, int]:
-        """How many jobs wait ahead of ``rid``, and in all."""
+    def place(self, tag: str) -> dict[str, int]:
+        """How many jobs wait ahead of the first job tagged ``tag``, and in all."""
         with self.cond:
-            ids = list(self.pending)
-        return {"ahead": ids.index(rid) if rid in ids else 0, "pending": len(ids)}
+            tags = [j.tag for j in self.pending.values()]
+        return {"ahead": tags.index(tag) if tag and tag in tags else 0, "pending": len(tags)}
 
     def __len__(self) -> int:
         with self.cond:
             return len(self.pending)
 
     def _next(self) -> list[Job]:
-        """The oldest job, plus every other waiting single-face job (one batch)."""
+        """The oldest job, plus every other waiting single-face job (one batch); all marked running."""
         with self.cond:
-            while not self.pending:
-                self.cond.wait()
-            first = next(iter(self.pending.values()))
-            if first.kind != BATCHED:
-                return [first]
-            return [j for j in self.pending.values() if j.kind == BATCHED][:BATCH_MAX]
+            while True:
+                while not self.pending:
+                    self.cond.wait()
+                first = next(iter(self.pending.values()))
+                chosen = [first] if first.kind != BATCHED else \
+                    [j for j in self.pending.values() if j.kind == BATCHED][:BATCH_MAX]
+                jobs = [j for j in chosen if j.future.set_running_or_notify_cancel()]  # False: cancelled
+                for j in chosen:
+                    if j.future.cancelled():
+                        self.pending.pop(j.rid, None)
+                if jobs:
+                    return jobs
 
     def _loop(self) -> None:
         while True:
@@ -98,6 +111,8 @@ class JobQueue:
                         self.pending.pop(job.rid, None)
 
     def _run_alone(self, job: Job) -> None:
+        if job.future.done():  # answered by the batch before it failed
+            return
         try:
             job.future.set_result(self.run([job])[0])
         except Exception as exc:  # noqa: BLE001

@@ -27,13 +27,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cqa_core.data.imageio import decode_image
+from cqa_core.data.imageio import MAX_PIXELS, ImageTooLargeError, decode_image
 from cqa_core.explain.render import overall_quality
 from cqa_core.explain.result import FaceAnalysis, IGCheck, MaskEffect, Photo
 from cqa_core.settings import AlignMode
 
 WIRE_VERSION = 2
 ARRAY_DTYPES = ("uint8", "float32", "float64")
+MAX_BODY = 64 * 2**20
+"""Bytes of one request body the service reads (413 beyond): a pair of 10 MB uploads, base64, fits."""
+MAX_FACES = 64
+"""Faces per ``/summaries`` call (422 beyond); the client splits a gallery into calls."""
 
 
 @dataclass
@@ -93,18 +97,27 @@ def face_ref(face: Face | None) -> dict[str, Any] | None:
             "name": face.name}
 
 
-def read_face(ref: dict[str, Any] | None) -> Face | None:
-    """A wire face -> a ``Face`` whose source is a ``Photo`` (pixels + sha1 of the file) or an array."""
+def read_face(ref: dict[str, Any] | None, max_pixels: int = MAX_PIXELS) -> Face | None:
+    """A wire face -> a ``Face`` whose source is a ``Photo`` (pixels + sha1 of the file) or an array.
+
+    A face over ``max_pixels`` is refused (``ImageTooLargeError``) before its pixels are decoded.
+    """
     if ref is None:
         return None
-    if not isinstance(ref, dict):
+    if not isinstance(ref, dict) or not ("file" in ref or "pixels" in ref):
         raise ValueError("a face must be a JSON object with 'file' or 'pixels'")
     align = AlignMode.parse(ref.get("align", AlignMode.MTCNN.value))
-    name = str(ref.get("name", "<upload>"))
+    name = str(ref.get("name", "<upload>"))[:200]
     if "file" in ref:
         data = base64.b64decode(ref["file"])
-        return Face(name, Photo(decode_image(data, name=name), hashlib.sha1(data).hexdigest()), align)
-    shape = tuple(int(s) for s in ref["shape"])
+        return Face(name, Photo(decode_image(data, name=name, max_pixels=max_pixels), hashlib.sha1(data).hexdigest()),
+                    align)
+    try:
+        shape = tuple(int(s) for s in ref["shape"])
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: 'shape' must be 3 integers (height, width, 3)") from None
+    if len(shape) == 3 and shape[0] * shape[1] > max_pixels:
+        raise ImageTooLargeError(f"{name}: {shape[1]}x{shape[0]} pixels exceed the {max_pixels / 1e6:.3g} MP limit")
     arr = np.frombuffer(base64.b64decode(ref["pixels"]), np.uint8)
     if len(shape) != 3 or shape[2] != 3 or arr.size != int(np.prod(shape)):
         raise ValueError(f"pixels do not match the shape {shape}")
