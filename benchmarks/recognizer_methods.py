@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from benchmarks.onnx_latency import race
 from cqa_core.checkpoint import load_default
 from cqa_core.explain import methods
 from cqa_core.explain.methods import Context
-from cqa_core.recognizers.arcface import ArcFaceIResNet
+from cqa_core.recognizers.arcface import ArcFaceIResNet, export_onnx
 from cqa_core.recognizers.base import Recognizer
 from cqa_core.recognizers.cqa import from_cqa
 from cqa_core.recognizers.dlib_resnet import load_dlib
@@ -39,14 +38,7 @@ R50 = (3, 4, 14, 3)  # insightface iresnet50 blocks per stage
 
 def iresnet50_onnx(folder: Path) -> Recognizer:
     """A random-weight iResNet-50 ArcFace exported to ONNX and loaded white-box."""
-    model = ArcFaceIResNet(R50).eval()
-    path = folder / "r50.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(2, 3, 112, 112),), str(path), input_names=["data"],
-                          output_names=["fc1"], dynamic_axes={"data": {0: "n"}, "fc1": {0: "n"}},
-                          opset_version=17, dynamo=False)
-    rec = load_onnx(path, name="iResNet-50 (ONNX)")
+    rec = load_onnx(export_onnx(ArcFaceIResNet(R50), folder / "r50.onnx"), name="iResNet-50 (ONNX)")
     if not rec.whitebox:
         raise SystemExit(f"the iResNet-50 export did not convert: {rec.note}")
     return rec

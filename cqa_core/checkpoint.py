@@ -12,6 +12,7 @@ it scores: ``docs/model_card.md``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -33,6 +34,15 @@ MODEL_FILE = "model.safetensors"
 
 class CheckpointError(ValueError):
     """A file that is not a usable CQA-Face checkpoint (the message says why)."""
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha1", length: int = 16) -> str:
+    """The first ``length`` hex digits of a file's hash, read in 1 MB blocks (cache keys of weights files)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:length]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:

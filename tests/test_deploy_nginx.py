@@ -1,10 +1,12 @@
-"""The shipped nginx configuration in front of ``cqa workbench`` (issue 28, item 3), status codes only.
+"""The shipped nginx configuration in front of ``cqa workbench`` (issue 28, item 3).
 
 Debian's nginx runs ``deploy/nginx-cqa-workbench.conf`` as shipped, but with this test's ports
 and a self-signed certificate, in front of the real ``cqa workbench --base-url /cqa/``. Through
 it: the page, the kernel API and websockets work with the token and are refused without it; the
-analysis service's routes are not reachable at all. (The browser walk through the proxy is not
-here: ``tests/test_browser_dashboard.py`` drives a page without the proxy.)
+analysis service's routes are not reachable at all (status codes). Then headless Chromium opens
+the dashboard through the proxy: with the token it becomes interactive and a click on a gallery
+thumbnail updates the CAMs; without it (or with a wrong one) the login form stands in its place,
+and the token typed into that form opens the dashboard.
 """
 
 from __future__ import annotations
@@ -18,9 +20,22 @@ import ssl
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from tests.support.headless import (
+    CHROMIUM,
+    TOKEN,
+    launch_chromium,
+    running_workbench,
+    wait_src_change,
+)
+from workbench.serve import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "deploy" / "nginx-cqa-workbench.conf"
@@ -69,55 +84,118 @@ def via(port: int, path: str, headers: dict | None = None, upgrade: bool = False
     return resp
 
 
-def test_the_dashboard_through_nginx(tmp_path):
+@contextmanager
+def running_nginx(tmp: Path, voila_url: str) -> Iterator[tuple[int, int]]:
+    """Debian's nginx with the shipped configuration in front of ``voila_url``; yields (HTTPS, HTTP) ports."""
+    port, http_port = free_port(), free_port()
+    conf = render(tmp, port, http_port, int(voila_url.split(":")[2].split("/")[0]))
+    args = [NGINX, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "error.log")]
+    check = subprocess.run([*args, "-t"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    proxy = subprocess.Popen([*args, "-g", "daemon off;"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                via(port, "/cqa/voila/static/voila.js")
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield port, http_port
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        proxy.wait(timeout=10)
+
+
+def needs_nginx() -> None:
     if NGINX is None:
         pytest.skip("nginx not installed (.ci/run installs Debian's: apt-get install -y nginx)")
-    from tests.support.headless import TOKEN, running_workbench
-    from workbench.serve import free_port
 
+
+def test_the_dashboard_through_nginx(tmp_path):
+    needs_nginx()
     empty = tmp_path / "gallery"
     empty.mkdir()
-    port, http_port = free_port(), free_port()
     log = ROOT / "artifacts" / "test_deploy_nginx.log"
     with running_workbench(log, preheat=True, args=("--pool=1",), base_url="/cqa/", CQA_FACES=str(empty)) as (
-            url, service_url, _):
-        voila_port = int(url.split(":")[2].split("/")[0])
-        conf = render(tmp_path, port, http_port, voila_port)
-        args = [NGINX, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
-        check = subprocess.run([*args, "-t"], capture_output=True, text=True)
-        assert check.returncode == 0, check.stderr
-        proxy = subprocess.Popen([*args, "-g", "daemon off;"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            url, _, _), running_nginx(tmp_path, url) as (port, http_port):
+        kid = str(uuid.uuid4())
+        # without the token: the page goes to the login form, the APIs and websockets are refused
+        r = via(port, "/cqa/")
+        assert r.status == 302 and r.getheader("Location").startswith("/cqa/login?next=")
+        assert via(port, f"/cqa/api/kernels/{kid}").status == 403
+        assert via(port, f"/cqa/api/kernels/{kid}/channels", upgrade=True).status == 403
+        assert via(port, f"/cqa/voila/query/{kid}", upgrade=True).status == 403
+        # with it: the page, the kernel API (404: no such kernel, past the login) and a websocket upgrade
+        page = via(port, f"/cqa/?token={TOKEN}")
+        assert page.status == 200 and b"<html" in page.body.lower()
+        auth = {"Authorization": f"token {TOKEN}"}
+        assert via(port, f"/cqa/api/kernels/{kid}", auth).status == 404
+        assert via(port, f"/cqa/voila/query/{kid}", auth, upgrade=True).status == 101
+        # no route to the analysis service, nor to anything outside the prefix
+        for path in ("/health", "/stats", "/queue", "/api/kernels"):
+            assert via(port, path).status == 404, path
+        assert via(port, "/cqa/stats").status == 302  # under the prefix: Voila's (login), not the service's
+        assert via(port, "/").status == 302
+        plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+        plain.request("GET", "/cqa/")
+        assert plain.getresponse().status == 301  # plain HTTP is sent to HTTPS
+        plain.close()
+
+
+CAM = "img.cqa-branch-cam"
+
+
+@pytest.mark.browser
+def test_a_browser_through_nginx(tmp_path):
+    """With the token the page becomes interactive and a click updates the CAMs; without it, the login form."""
+    needs_nginx()
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (.ci/run installs Debian's: apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
+    from playwright.sync_api import (
+        sync_playwright,  # optional: browser tests only (skipped above without it)
+    )
+
+    gallery = tmp_path / "gallery"  # four noise 'people', LFW-framed: the centre crop, no MTCNN wait
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        (gallery / f"P_{i}").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(gallery / f"P_{i}" / "P_0001.jpg")
+    (gallery / ".cqa-framing").write_text("lfw\n")
+    log = ROOT / "artifacts" / "test_deploy_nginx_browser.log"
+    pool = ("--pool=2",)  # a preheated kernel for each of the two dashboards: no wait for a refill
+    with running_workbench(log, preheat=True, args=pool, base_url="/cqa/", CQA_FACES=str(gallery)) as (
+            url, _, _), running_nginx(tmp_path, url) as (port, _), sync_playwright() as p:
+        browser = launch_chromium(p)
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    via(port, "/cqa/voila/static/voila.js")
-                    break
-                except OSError:
-                    time.sleep(0.2)
-            kid = str(uuid.uuid4())
-            # without the token: the page goes to the login form, the APIs and websockets are refused
-            r = via(port, "/cqa/")
-            assert r.status == 302 and r.getheader("Location").startswith("/cqa/login?next=")
-            assert via(port, f"/cqa/api/kernels/{kid}").status == 403
-            assert via(port, f"/cqa/api/kernels/{kid}/channels", upgrade=True).status == 403
-            assert via(port, f"/cqa/voila/query/{kid}", upgrade=True).status == 403
-            # with it: the page, the kernel API (404: no such kernel, past the login) and a websocket upgrade
-            page = via(port, f"/cqa/?token={TOKEN}")
-            assert page.status == 200 and b"<html" in page.body.lower()
-            auth = {"Authorization": f"token {TOKEN}"}
-            assert via(port, f"/cqa/api/kernels/{kid}", auth).status == 404
-            assert via(port, f"/cqa/voila/query/{kid}", auth, upgrade=True).status == 101
-            # no route to the analysis service, nor to anything outside the prefix
-            for path in ("/health", "/stats", "/queue", "/api/kernels"):
-                assert via(port, path).status == 404, path
-            assert via(port, "/cqa/stats").status == 302  # under the prefix: Voila's (login), not the service's
-            assert via(port, "/").status == 302
-            plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
-            plain.request("GET", "/cqa/")
-            assert plain.getresponse().status == 301  # plain HTTP is sent to HTTPS
-            plain.close()
+            origin = f"https://127.0.0.1:{port}"
+            ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
+            page = ctx.new_page()
+            page.goto(f"{origin}/cqa/?token={TOKEN}", timeout=240_000)
+            page.wait_for_selector(f"{CAM}[src^='blob:']", timeout=240_000)
+            old = page.locator(CAM).first.get_attribute("src") or ""
+            thumbs = page.locator("button.cqa-thumb")
+            assert thumbs.count() == 4
+            name = thumbs.nth(2).get_attribute("title")
+            thumbs.nth(2).click()
+            wait_src_change(page, CAM, old, timeout=120)
+            assert page.inner_text(".cqa-selected-name") == name == "P 2"
+            ctx.close()
+            for query in ("?token=not-the-token", ""):  # a fresh browser: no cookie from the page above
+                ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
+                page = ctx.new_page()
+                resp = page.goto(f"{origin}/cqa/{query}", timeout=60_000)
+                assert resp is not None and resp.ok and "/cqa/login" in page.url, page.url  # not a redirect loop
+                assert page.locator("#password_input").count() == 1  # jupyter_server's login form, nothing else
+                page.wait_for_timeout(2000)
+                assert page.locator(CAM).count() == 0 and page.locator(".cqa-dashboard").count() == 0
+            page.fill("#password_input", TOKEN)  # the form under the prefix logs in
+            with page.expect_navigation(url=f"{origin}/cqa/", wait_until="commit", timeout=240_000):
+                page.press("#password_input", "Enter", no_wait_after=True)
+            page.wait_for_selector(f"{CAM}[src^='blob:']", timeout=240_000)
+            assert page.url == f"{origin}/cqa/"
+            ctx.close()
         finally:
-            proxy.send_signal(signal.SIGTERM)
-            proxy.wait(timeout=10)
+            browser.close()

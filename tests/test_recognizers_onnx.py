@@ -9,7 +9,6 @@ has no converter for: LpNormalization) and the one-line errors.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from cqa_core.explain.cams import similarity_gradcam  # noqa: E402
 from cqa_core.explain.layercam import layer_gradcam  # noqa: E402
-from cqa_core.recognizers.arcface import ArcFaceIResNet  # noqa: E402
+from cqa_core.recognizers.arcface import ArcFaceIResNet, export_onnx  # noqa: E402
 from cqa_core.recognizers.base import Preprocess, RecognizerError, spatial_layers  # noqa: E402
 from cqa_core.recognizers.onnx_model import graph_io, load_onnx, node_layer  # noqa: E402
 from cqa_core.recognizers.torch_module import from_module  # noqa: E402
@@ -65,13 +64,7 @@ def r18(tmp_path_factory: pytest.TempPathFactory) -> tuple[ArcFaceIResNet, Path]
     model = ArcFaceIResNet((2, 2, 2, 2))
     model.load_state_dict(scaled_state(seed=4))
     model.eval()
-    path = tmp_path_factory.mktemp("r18") / "r18.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(2, 3, 112, 112),), str(path), input_names=["data"],
-                          output_names=["fc1"], dynamic_axes={"data": {0: "n"}, "fc1": {0: "n"}},
-                          opset_version=17, dynamo=False)
-    return model, path
+    return model, export_onnx(model, tmp_path_factory.mktemp("r18") / "r18.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +228,14 @@ def test_input_and_output_checks(tmp_path: Path) -> None:
     (tmp_path / "empty.onnx").write_bytes(b"")
     with pytest.raises(RecognizerError, match="not an ONNX model"):
         load_onnx(tmp_path / "empty.onnx")
+
+
+def test_a_freshly_initialised_export_converts_white_box(tmp_path: Path, chips: np.ndarray) -> None:
+    """A fresh iResNet-18's folded Conv biases are all zero, so PyTorch's exporter aliases them through
+    Identity nodes (onnx2torch needs them as initializers): they are inlined before conversion."""
+    path = export_onnx(ArcFaceIResNet((2, 2, 2, 2)), tmp_path / "fresh.onnx")
+    assert any(n.op_type == "Identity" for n in onnx.load(str(path)).graph.node)  # the case under test
+    rec = load_onnx(path)
+    assert rec.whitebox and rec.note == ""
+    x = rec.preprocess.to_tensor(chips)  # (N, 3, 112, 112)
+    np.testing.assert_allclose(rec.embed(chips), ort_embed(path, x), atol=1e-4, rtol=0)

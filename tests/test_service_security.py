@@ -37,6 +37,7 @@ class FakeEngine:
         self.gate = threading.Event()
         self.gate.set()
         self.calls: list[tuple[str, object]] = []
+        self.uploads: dict[str, object] = {}  # viewer -> its uploads' cache (none here)
 
     def info(self) -> dict:
         self.calls.append(("info", None))
@@ -51,10 +52,14 @@ class FakeEngine:
         self.calls.append(("threshold", spec))
         return {"threshold": 0.5, "spec": spec}
 
-    def analyse_many(self, faces, model=None) -> list:  # the tests' faces never decode this far
+    def analyse_many(self, faces, model=None, viewers=None) -> list:  # the tests' faces never decode this far
         raise AssertionError(f"unexpected analysis of {len(faces)} faces")
 
-    def summaries(self, faces, model=None) -> list[FaceSummary]:
+    def forget(self, viewer: str) -> bool:
+        self.calls.append(("forget", viewer))
+        return False
+
+    def summaries(self, faces, model=None, viewer=None) -> list[FaceSummary]:
         self.calls.append(("summaries", model))
         self.gate.wait(10)  # (h, w, 3) pixels -> embedding_norm = h: each face's own number
         return [FaceSummary(np.full(4, 0.5, np.float32), 0.5, 0.25, float(f.source.shape[0])) for f in faces]

@@ -6,6 +6,12 @@
 Clicking a thumbnail re-renders the visible tab at once and marks the others stale; a stale tab
 re-renders, in place, when it is opened (so a click costs one tab's work, not five). A tab's
 widgets join the page the first time it is opened.
+
+Uploads stay with their viewer: they live in this kernel's memory only (``Session.upload_face``),
+join this viewer's gallery scans (Diversity, Quality) and no one else's, and the service drops
+their analyses when the kernel ends (``Session.close``). A photo in which MTCNN finds no face says
+so in the header and the message area (``data.align.no_face_note``): its numbers describe the
+centre of the photo.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 
 import ipywidgets as W
 
+from cqa_core.data.align import no_face_note
 from cqa_core.data.imageio import load_image
 from cqa_core.explain.render import overall_quality
 from cqa_core.settings import Settings
@@ -46,7 +53,8 @@ class Workbench:
         self.current: Face | None = None
         self.other: Face | None = None
         self.timings: list[tuple[str, float]] = []
-        gallery = lambda: [f for f in self.faces.values() if isinstance(f.source, str)]  # noqa: E731
+        self.no_face: str | None = None  # the current face's no-face note, kept in the message area
+        gallery = lambda: list(self.faces.values())  # noqa: E731 - the gallery and this viewer's own uploads
         s, m = self.session, self.messages
         # a tab's view is built and attached when the tab is first opened: plotly cannot lay out a
         # figure first drawn inside a hidden tab, and the page has far fewer widgets to build at load
@@ -82,6 +90,8 @@ class Workbench:
             self.messages.info(text)
         elif self.messages.last_error is None:
             self.messages.clear()
+            if self.no_face:
+                self.messages.warn(self.no_face)
 
     # ---- layout ------------------------------------------------------------------------------
     def _header(self) -> W.VBox:
@@ -105,16 +115,24 @@ class Workbench:
 
     def _show_quality(self, name: str) -> None:
         """The current face's overall quality (``explain.quality.overall_quality``) in the header; a plain
-        recognizer's quality reading is its embedding norm, named as such."""
+        recognizer's quality reading is its embedding norm, named as such. When MTCNN found no face,
+        the header and the message area say so first: the numbers describe the centre of the photo."""
         fa = self.session.analyse(self.current)
+        self.no_face = no_face_note(name, fa.align_method, self.current.align)
+        warning = (f"<div class='cqa-no-face' style='color:#a04000;font-weight:bold'>"
+                   f"{html.escape(self.no_face)}</div>") if self.no_face else ""
+        if self.no_face:
+            self.messages.warn(self.no_face)
+        elif "cqa-warning" in self.messages.widget.value:  # the previous face's note
+            self.messages.clear()
         if not fa.branches:
-            self.face_quality.value = (f"<span>face: <b>{html.escape(name)}</b> &nbsp; embedding norm "
+            self.face_quality.value = (f"{warning}<span>face: <b>{html.escape(name)}</b> &nbsp; embedding norm "
                                        f"<b class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</b> (a plain model's "
                                        "quality reading: it has no QAN)</span>")
             return
         q = float(overall_quality(fa.quality, fa.attention))
         branches = " ".join(f"{v:.2f}" for v in fa.quality)
-        self.face_quality.value = (f"<span>face: <b>{html.escape(name)}</b> &nbsp; overall quality "
+        self.face_quality.value = (f"{warning}<span>face: <b>{html.escape(name)}</b> &nbsp; overall quality "
                                    f"<b class='cqa-overall-quality'>{q:.2f}</b> (attention-weighted S&#770;; "
                                    f"branches {branches})</span>")
 

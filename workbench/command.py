@@ -81,7 +81,7 @@ def ascii_map(m: np.ndarray) -> list[str]:
 def run_terminal(settings, image: str | None) -> int:
     """The terminal demo: one face's branch maps, quality scores and CAL penalties."""
     from cqa_core.checkpoint import resolve_model  # torch: only the demo runs a model here
-    from cqa_core.data.align import detector_for
+    from cqa_core.data.align import detector_for, no_face_note
     from cqa_core.explain.analysis import analyse
     from workbench.gallery import gallery_align, gallery_faces
 
@@ -99,6 +99,9 @@ def run_terminal(settings, image: str | None) -> int:
     step = fa.attention.shape[-1] // GRID
     b = len(fa.quality)
     print(f"face: {face_path} (aligned by {fa.align_method})\nmodel: {label}, stem {model.config.stem}, b={b}")
+    note = no_face_note(str(face_path), fa.align_method, align)
+    if note:
+        print(note)
     print(f"embedding norm {fa.embedding_norm:.3f}")
     blocks = [ascii_map(fa.attention[i, step // 2::step, step // 2::step]) for i in range(b)]
     width = 2 * GRID

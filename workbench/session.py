@@ -8,10 +8,17 @@ Both backends implement :class:`Backend` and give the same answers: the service 
 ``Engine``, the same code the in-process backend runs, and sends its ``FaceAnalysis`` back in
 ``workbench.service.wire``'s format. Every number the views show comes from ``cqa_core.explain``;
 nothing here does tensor math.
+
+Each Session is one viewer with its own unguessable id (:attr:`Session.viewer`), sent with every
+analysis: the backend keeps the analyses of this viewer's uploads apart from everyone else's and
+drops them when the Session ends (:meth:`Session.close`, also run when it is garbage-collected or its
+kernel exits). Uploads are decoded in memory and never written anywhere.
 """
 
 from __future__ import annotations
 
+import secrets
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,12 +54,14 @@ class Backend(Protocol):
     def info(self) -> dict[str, Any]: ...
 
     def analyse(self, face: Face, other: Face | None = None, methods: tuple[str, ...] = ("gradcam",),
-                model: str | None = None) -> FaceAnalysis: ...
+                model: str | None = None, viewer: str | None = None) -> FaceAnalysis: ...
 
-    def summaries(self, faces: list[Face], model: str | None = None) -> list[FaceSummary]: ...
+    def summaries(self, faces: list[Face], model: str | None = None, viewer: str | None = None) -> list[FaceSummary]: ...
 
     def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None,
-                    model: str | None = None) -> MaskEffect: ...
+                    model: str | None = None, viewer: str | None = None) -> MaskEffect: ...
+
+    def forget(self, viewer: str) -> bool: ...
 
     def load(self, spec: str) -> dict[str, Any]: ...
 
@@ -90,9 +99,12 @@ def shrink(photo: np.ndarray, side: int = MAX_PHOTO_SIDE) -> np.ndarray:
 class Session:
     """What every view calls: model facts, face constructors and the analyses of ``cqa_core.explain``."""
 
-    def __init__(self, settings: Settings | None = None, backend: Backend | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, backend: Backend | None = None,
+                 viewer: str | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.backend = backend or backend_for(self.settings)
+        self.viewer = viewer or f"viewer-{secrets.token_hex(12)}"  # whose uploads (never guessable by another)
+        self._bye = weakref.finalize(self, self.backend.forget, self.viewer)  # also at the kernel's exit
         info = self.backend.info()
         self.label, self.untrained, self.branches, self.description = (
             info["label"], info["untrained"], int(info["branches"]), info["description"])
@@ -108,6 +120,10 @@ class Session:
         """The in-process model (None with a remote service)."""
         return getattr(self.backend, "model", None)
 
+    def close(self) -> None:
+        """This viewer leaves: the backend drops the analyses of its uploads (once)."""
+        self._bye()
+
     def set_status(self, callback: Callable[[str | None], None]) -> None:
         """Where 'busy, N ahead of you' / 'service restarting' notes go."""
         self.backend.status = callback
@@ -117,7 +133,10 @@ class Session:
         return gallery_faces(self.settings)
 
     def upload_face(self, data: bytes, name: str) -> Face:
-        """Decode an upload (refused over :data:`MAX_UPLOAD_BYTES`); it is aligned with MTCNN."""
+        """Decode an upload in memory (refused over :data:`MAX_UPLOAD_BYTES`); it is aligned with MTCNN.
+
+        The face holds pixels, never a path: the backend treats it as this viewer's own (see the
+        module docstring), and nothing of it is written to disk."""
         if len(data) > MAX_UPLOAD_BYTES:
             raise ImageError(f"{name}: {len(data) / 2**20:.1f} MB is over the {MAX_UPLOAD_BYTES / 2**20:.0f} MB upload limit")
         return Face(name, shrink(decode_image(bytes(data), name=name)), AlignMode.MTCNN)
@@ -132,7 +151,7 @@ class Session:
 
         ``model``: a spec from :meth:`load_other`, else the current model (:attr:`current`).
         """
-        return self.backend.analyse(face, other, tuple(methods), model or self.current)
+        return self.backend.analyse(face, other, tuple(methods), model or self.current, viewer=self.viewer)
 
     def info(self, model: str | None = None) -> dict[str, Any]:
         """Facts of a loaded model (name, kind, description, branches, whitebox, methods); the current one by default."""
@@ -144,7 +163,7 @@ class Session:
 
     def summaries(self, faces: list[Face]) -> list[FaceSummary]:
         """Quality, overall quality, CAL and norm of many faces (batched; cached per face), current CQA-Face model."""
-        return self.backend.summaries(faces, self.current)
+        return self.backend.summaries(faces, self.current, viewer=self.viewer)
 
     def methods(self, model: str | None = None, pair: bool | None = None) -> dict[str, str]:
         """label -> registry name of the dashboard's methods the model supports (pair ones only with ``pair``)."""
@@ -172,7 +191,7 @@ class Session:
 
     def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None) -> MaskEffect:
         """How an edited face differs from the clean one (quality deltas, similarity), current CQA-Face model."""
-        return self.backend.mask_effect(face, masked, alpha, self.current)
+        return self.backend.mask_effect(face, masked, alpha, self.current, viewer=self.viewer)
 
     def load_other(self, spec: str) -> str:
         """Load another model (a checkpoint, .pth, .onnx path or "dlib"): its spec, for ``analyse(model=...)``."""

@@ -5,7 +5,9 @@
 the bundled CQA-Face, as for ``cqa eval`` and ``cqa workbench``. ``--methods`` takes the names of the
 explanation registry (``cqa explain --list-methods``).
 
-Writes overlay PNGs and ``analysis.json`` into DIR (``cqa_core.explain.report`` lists them).
+Writes overlay PNGs and ``analysis.json`` into DIR (``cqa_core.explain.report`` lists them). A photo
+in which MTCNN finds no face gets the dashboard's line (``data.align.no_face_note``): its numbers
+describe the centre of the photo.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 
 from tqdm import tqdm
+
+from cqa_core.data.align import no_face_note
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     default = "gradcam" if rec.whitebox else "occlusion"
     methods = tuple(m.strip() for m in (args.methods or default).split(",") if m.strip()) if args.other else ()
     fa = analyse(rec, args.image, args.other, methods=methods, progress=progress_bar(methods))
+    for name, face in ((args.image, fa), (args.other, fa.other)):
+        note = no_face_note(str(name), face.align_method) if face is not None else None
+        if note:
+            print(note)
     files = write_report(fa, args.out, rec.name, args.image, args.other, args.alpha)
     label = rec.name
     line = f"{label}: wrote {len(files) - 1} PNGs and analysis.json to {args.out}"

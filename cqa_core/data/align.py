@@ -46,8 +46,21 @@ CENTER_LANDMARKS = np.array(
 )  # (5, 2) median MTCNN points on 150 random LFW deep-funneled photos, / (w, h)
 
 
+NO_FACE = "no face found: the numbers describe the centre of the photo, not a face"
+"""What the dashboard's header and message area and ``cqa explain`` say when MTCNN found no face."""
+
+
 class NoFaceError(ImageError):
     """The detector found no face and no fallback was allowed."""
+
+
+def no_face_note(name: str, method: str, mode: AlignMode | str = AlignMode.MTCNN) -> str | None:
+    """``"NAME: no face found: ..."`` when a photo meant for MTCNN fell back to the centre crop
+    (``AlignedFace.method`` / ``FaceAnalysis.align_method`` ``"center"``); None for a found face, an
+    aligned crop, or a photo whose centre crop was asked for (``mode`` CENTER: LFW-framed folders)."""
+    if method != "center" or AlignMode.parse(mode) is AlignMode.CENTER:
+        return None
+    return f"{name}: {NO_FACE}"
 
 
 @dataclass

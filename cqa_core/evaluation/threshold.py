@@ -10,19 +10,24 @@ Computed once per model (its weights digest) and kept as JSON under ``<cache>/th
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from cqa_core.checkpoint import atomic_write
 from cqa_core.data import lfw_dir
 from cqa_core.data.pairs import read_pairs
 from cqa_core.data.verification import aligned_pair_photos, from_pair_list
 from cqa_core.evaluation.protocols import Options, embedder
 from cqa_core.metrics import best_threshold, pair_scores
 from cqa_core.recognizers.base import Recognizer
+from cqa_core.recognizers.load import load_recognizer
+from cqa_core.settings import Settings
 
 PAIRS = "pairsDevTest.txt"
 
@@ -31,13 +36,17 @@ def threshold_path(rec: Recognizer, cache_root: Path) -> Path:
     return Path(cache_root) / "thresholds" / f"{rec.kind}-{rec.digest}.json"
 
 
-def lfw_threshold(rec: Recognizer, cache_root: Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def lfw_threshold(rec: Recognizer, cache_root: Path, progress: Callable[[str], None] | None = None,
+                  path: Path | None = None) -> dict[str, Any]:
     """{"threshold", "accuracy", "pairs", "source"} of ``rec`` on LFW View 1 (cached; see the module docstring).
+
+    Args:
+        path: where the JSON is kept (default :func:`threshold_path`).
 
     Raises:
         FileNotFoundError: LFW (``Settings.data_root``) has no ``pairsDevTest.txt``.
     """
-    path = threshold_path(rec, cache_root)
+    path = Path(path) if path else threshold_path(rec, cache_root)
     if path.is_file():
         return json.loads(path.read_text())
     src = lfw_dir()
@@ -54,5 +63,23 @@ def lfw_threshold(rec: Recognizer, cache_root: Path, progress: Callable[[str], N
     result = {"threshold": float(thr), "accuracy": float(acc), "pairs": int(len(scores)),
               "source": f"LFW View 1 {PAIRS}", "model": rec.name}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cqa_core.evaluation.threshold SPEC --out PATH``: the dashboard computes a model's
+    threshold in this separate process (settings from the environment), never in its own threads."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("spec", help="a recognizer spec (cqa_core.recognizers.load_recognizer)")
+    p.add_argument("--checkpoint", default=None, help="the CQA-Face a 'default' spec means")
+    p.add_argument("--out", required=True, help="the JSON file to write")
+    args = p.parse_args(argv)
+    settings = Settings.from_env()
+    torch.set_num_threads(settings.torch_threads)
+    rec = load_recognizer(args.spec, checkpoint=args.checkpoint)
+    lfw_threshold(rec, settings.cache_root, progress=lambda text: print(text, flush=True), path=Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from cqa_core.model.backbones import IRESNET_DEPTHS, conv3x3, make_stage
-from cqa_core.model.transfer import read_insightface_state
+from cqa_core.model.transfer import iresnet_depths, read_insightface_state
 from cqa_core.recognizers.base import Preprocess, Recognizer, RecognizerError
 
 WIDTHS = (64, 128, 256, 512)
@@ -83,14 +83,8 @@ def infer_depth(state: dict[str, torch.Tensor]) -> str:
     Raises:
         RecognizerError: no layer1..layer4 keys, or block counts of no known depth.
     """
-    counts = [0, 0, 0, 0]
-    for key in state:
-        m = re.match(r"(?:module\.)?layer([1-4])\.(\d+)\.", key)
-        if m:
-            i, j = int(m.group(1)) - 1, int(m.group(2))
-            counts[i] = max(counts[i], j + 1)
-    found = tuple(counts)
-    if not any(found):
+    found = iresnet_depths(state)
+    if not found:
         shown = ", ".join(list(state)[:4])
         raise RecognizerError(f"no layer1..layer4 keys (first keys: {shown}): not an arcface_torch iResNet backbone")
     for name, depths in IRESNET_DEPTHS.items():
@@ -139,3 +133,14 @@ def load_arcface(path: str | os.PathLike, name: str | None = None, layer: str | 
     size = spatial * 16  # four stride-2 stages
     return Recognizer(name=name or p.name, kind="arcface", preprocess=Preprocess(size=size), module=model.eval(),
                       layer=layer or DEFAULT_LAYER, source=str(p))
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike) -> Path:
+    """An iResNet as insightface's model packs hold it: input ``data`` (N, 3, 112, 112), output
+    ``fc1`` (N, 512), dynamic batch, opset 17 (the TorchScript exporter)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros(2, 3, 112, 112),), str(path), input_names=["data"],
+                          output_names=["fc1"], dynamic_axes={"data": {0: "n"}, "fc1": {0: "n"}},
+                          opset_version=17, dynamo=False)
+    return Path(path)

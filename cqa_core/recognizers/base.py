@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cqa_core.checkpoint import file_digest
 from cqa_core.data.align import (
     LANDMARK_WEIGHTS,
     AlignedFace,
@@ -213,15 +214,6 @@ def find_layer(module: nn.Module, name: str) -> nn.Module:
         hint = f"; did you mean {', '.join(near)}" if near else ""
         raise RecognizerError(f"layer {name!r} is not a submodule of the model{hint}")
     return found[name]
-
-
-def file_digest(path: str | Path) -> str:
-    """sha1 of a file's bytes (first 16 hex digits), read in 1 MB blocks."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def module_digest(module: nn.Module) -> str:

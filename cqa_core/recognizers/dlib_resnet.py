@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
+from cqa_core.checkpoint import file_digest
 from cqa_core.data.align import umeyama
 from cqa_core.recognizers.base import (
     TEMPLATES,
     Preprocess,
     Recognizer,
     RecognizerError,
-    file_digest,
 )
 
 CHIP_SIZE = 150

@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from cqa_core.checkpoint import file_digest
 from cqa_core.recognizers.base import (
     Preprocess,
     Recognizer,
     RecognizerError,
     feature_layer,
-    file_digest,
     find_layer,
 )
 
@@ -186,6 +186,29 @@ def _probe_chips(size: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
 
 
+def inline_identities(model: Any) -> Any:
+    """A copy of the graph whose ``Identity`` nodes of an initializer are gone, their readers reading
+    the initializer itself.
+
+    PyTorch's exporter stores equal tensors once and aliases the others through ``Identity``: a freshly
+    initialised model's folded Conv biases are all zero, so most become ``Identity(layer1.0.bn1.bias)``.
+    onnx2torch reads a Conv's weight and bias only from the initializers and fails on them.
+    """
+    inits = {i.name for i in model.graph.initializer}
+    alias = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity" and n.input[0] in inits}
+    outputs = {o.name for o in model.graph.output}
+    alias = {k: v for k, v in alias.items() if k not in outputs}
+    if not alias:
+        return model
+    model = type(model).FromString(model.SerializeToString())  # a copy: the session keeps the original
+    for node in model.graph.node:
+        node.input[:] = [alias.get(name, name) for name in node.input]
+    keep = [n for n in model.graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return model
+
+
 def _convert(model: Any, io: GraphIO, pre: Preprocess, want: np.ndarray) -> tuple[nn.Module | None, str]:
     """(converted module returning the embedding, "") or (None, why it cannot be used)."""
     try:
@@ -195,7 +218,7 @@ def _convert(model: Any, io: GraphIO, pre: Preprocess, want: np.ndarray) -> tupl
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            module = keep_output(convert(model), model, io.output).eval()
+            module = keep_output(convert(inline_identities(model)), model, io.output).eval()
     except Exception as exc:  # NotImplementedError / KeyError / ...: some node has no converter
         return None, f"onnx2torch cannot convert {failed_op(exc)}: black-box, occlusion / RISE only"
     try:

@@ -27,7 +27,6 @@ machines that have only torch.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -43,7 +42,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from cqa_core.checkpoint import atomic_write, load_model
+from cqa_core.checkpoint import atomic_write, file_digest, load_model
 from cqa_core.data.align_run import mtcnn_rows
 from cqa_core.data.datasets import FaceFolder
 from cqa_core.data.imageio import load_image
@@ -111,7 +110,7 @@ class CheckpointTeacher:
 
     def __init__(self, path: str | Path) -> None:
         self.model = load_model(path).eval()
-        self.name, self.dim = f"ckpt-{Path(path).stem}-{_file_hash(path)}", self.model.config.embedding_size
+        self.name, self.dim = f"ckpt-{Path(path).stem}-{file_digest(path, 'sha256', 12)}", self.model.config.embedding_size
 
     @torch.no_grad()
     def __call__(self, faces: Sequence[Face]) -> np.ndarray:
@@ -130,7 +129,7 @@ class OnnxTeacher:
             raise RuntimeError("an ONNX teacher needs onnxruntime: pip install onnxruntime") from exc
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
-        self.name = f"onnx-{Path(path).stem}-{_file_hash(path)}"
+        self.name = f"onnx-{Path(path).stem}-{file_digest(path, 'sha256', 12)}"
         self.dim = None  # known after the first batch
 
     def __call__(self, faces: Sequence[Face]) -> np.ndarray:
@@ -152,14 +151,6 @@ def make_teacher(spec: str) -> Callable[[Sequence[Face]], np.ndarray]:
     if path.suffix == ".safetensors":
         return CheckpointTeacher(path)
     raise ValueError(f"unknown teacher file type {path.suffix!r}: use a .safetensors checkpoint or an .onnx file")
-
-
-def _file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
 
 
 # -- targets ---------------------------------------------------------------------------------

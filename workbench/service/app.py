@@ -11,7 +11,9 @@ the body's size (413) and fields (422), and that a named model is on the allowli
 Routes: ``GET /health``, ``POST /info``, ``POST /analyse``, ``POST /summaries``,
 ``POST /mask_effect``, ``POST /model`` (load a recognizer by its spec: its facts),
 ``POST /threshold`` (a model's LFW threshold, or "computing"), ``GET /queue?id=``, ``GET /stats``, ``POST /viewers``
-(kernels say hello / ready, for the "N viewers loading ahead of you" note of ``workbench.loading``).
+(kernels say hello / ready, for the "N viewers loading ahead of you" note of ``workbench.loading``,
+and bye when they end: the analyses of that viewer's uploads are dropped, ``Engine.forget``).
+A request's ``viewer`` field names who asks: uploads are analysed in that viewer's own cache.
 Bodies and answers are ``workbench.service.wire``'s.
 """
 
@@ -63,7 +65,8 @@ class AnalysisService:
             models = {j.body.get("checkpoint") for j in jobs}
             if len(models) > 1:  # different models: no shared batch
                 raise ValueError("mixed checkpoints in one batch")
-            out = eng.analyse_many([self._face(j.body["face"]) for j in jobs], model=models.pop())
+            out = eng.analyse_many([self._face(j.body["face"]) for j in jobs], model=models.pop(),
+                                   viewers=[j.body.get("viewer") for j in jobs])
             return [wire.encode(fa) for fa in out]
         b = jobs[0].body
         kind = jobs[0].kind
@@ -71,17 +74,18 @@ class AnalysisService:
             return [eng.info()]
         if kind == "pair":
             fa = eng.analyse(self._face(b["face"]), self._face(b["other"]), tuple(b.get("methods") or ("gradcam",)),
-                             model=b.get("checkpoint"))
+                             model=b.get("checkpoint"), viewer=b.get("viewer"))
             return [wire.encode(fa)]
         if kind == "summaries":
             faces = [self._face(r) for r in b["faces"]]
             rows = []
             for i in range(0, len(faces), BATCH_MAX):
-                rows += [s.row() for s in eng.summaries(faces[i:i + BATCH_MAX], model=b.get("checkpoint"))]
+                rows += [s.row() for s in eng.summaries(faces[i:i + BATCH_MAX], model=b.get("checkpoint"),
+                                                         viewer=b.get("viewer"))]
             return [rows]
         if kind == "mask_effect":
             eff = eng.mask_effect(self._face(b["face"]), wire.read_array(b["masked"]), wire.read_array(b.get("alpha")),
-                                  model=b.get("checkpoint"))
+                                  model=b.get("checkpoint"), viewer=b.get("viewer"))
             return [wire.encode(eff)]
         if kind == "model":
             return [eng.load(str(b["spec"]))]
@@ -91,7 +95,10 @@ class AnalysisService:
 
     # ---- viewers, statistics, warm-up --------------------------------------------------------
     def viewer(self, event: str, vid: str) -> dict[str, int]:
-        """A viewer kernel says hello (loading) or ready (drawn); hello answers how many load ahead of it."""
+        """A viewer kernel says hello (loading), ready (drawn) or bye (gone: its uploads' analyses are
+        dropped); hello answers how many load ahead of it."""
+        if event == "bye":
+            self.engine.forget(vid)
         with self.cond:
             if event == "hello":
                 self.loading.setdefault(vid, time.monotonic())
@@ -107,7 +114,8 @@ class AnalysisService:
         an = self.engine.analyser
         return {"requests": self.queue.requests, "pending": len(self.queue), "computed": an.computed,
                 "cached": len(an), "batches": {str(k): v for k, v in sorted(an.batches.items())},
-                "max_runs_per_face": max(an.runs.values(), default=0), "faces_run": len(an.runs), "pid": os.getpid()}
+                "max_runs_per_face": max(an.runs.values(), default=0), "faces_run": len(an.runs), "pid": os.getpid(),
+                "viewers_with_uploads": len(self.engine.uploads)}
 
     def warm(self, faces: list[Face], batch: int = 8) -> None:
         """Analyse the gallery in batches, queued like any request (viewers interleave)."""

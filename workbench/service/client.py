@@ -125,19 +125,21 @@ class ServiceClient:
         return self._info
 
     def analyse(self, face: Face, other: Face | None = None, methods: tuple[str, ...] = ("gradcam",),
-                model: str | None = None) -> FaceAnalysis:
-        body = {"face": face_ref(face), "other": face_ref(other), "methods": list(methods), "checkpoint": model}
+                model: str | None = None, viewer: str | None = None) -> FaceAnalysis:
+        body = {"face": face_ref(face), "other": face_ref(other), "methods": list(methods), "checkpoint": model,
+                "viewer": viewer}
         return decode(self.call("/analyse", body))
 
-    def summaries(self, faces: list[Face], model: str | None = None) -> list[FaceSummary]:
+    def summaries(self, faces: list[Face], model: str | None = None, viewer: str | None = None) -> list[FaceSummary]:
         rows: list[dict[str, Any]] = []
         for refs in _chunks([face_ref(f) for f in faces]):
-            rows += json.loads(self.call("/summaries", {"faces": refs, "checkpoint": model}))
+            rows += json.loads(self.call("/summaries", {"faces": refs, "checkpoint": model, "viewer": viewer}))
         return [FaceSummary.from_row(r) for r in rows]
 
     def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None,
-                    model: str | None = None) -> MaskEffect:
-        body = {"face": face_ref(face), "masked": array_ref(masked), "alpha": array_ref(alpha), "checkpoint": model}
+                    model: str | None = None, viewer: str | None = None) -> MaskEffect:
+        body = {"face": face_ref(face), "masked": array_ref(masked), "alpha": array_ref(alpha), "checkpoint": model,
+                "viewer": viewer}
         return decode(self.call("/mask_effect", body))
 
     def load(self, spec: str) -> dict[str, Any]:
@@ -148,9 +150,13 @@ class ServiceClient:
         """The model's LFW threshold, or {"computing": note} while the service computes it."""
         return json.loads(self.call("/threshold", {"spec": spec}))
 
+    def forget(self, viewer: str) -> bool:
+        """The viewer left: the service drops the analyses of its uploads (never raises)."""
+        return self.viewer("bye", viewer) != {}
+
     # ---- viewer counts (the dashboard's first cell; never retried, never raises) -------------
     def viewer(self, event: str, vid: str) -> dict[str, int]:
-        """Say a viewer is loading ("hello") or drawn ("ready"); {} when the service cannot be reached."""
+        """Say a viewer is loading ("hello"), drawn ("ready") or gone ("bye"); {} when the service cannot be reached."""
         try:
             return json.loads(self._request("/viewers", {"event": event, "id": vid}, timeout=3))
         except (OSError, ValueError):

@@ -9,18 +9,29 @@ Model: ``Settings.checkpoint``, else the bundled default model, else an *untrain
 recognizers (a CQA-Face checkpoint, an insightface ``.pth``, an ``.onnx``, ``dlib``: a "spec" of
 ``cqa_core.recognizers.load``) are loaded once each and kept in a small LRU cache; each gets its
 own LFW threshold, computed once and kept on disk (``cqa_core.evaluation.threshold``).
-Alignment: MTCNN, stored on disk once per photo (``AlignmentStore``, keyed by the file's hash), or
-the fixed LFW centre affine, per face (``Face.align``). Analyses are cached by (image hash,
-alignment, weights). torch runs ``Settings.torch_threads`` intra-op threads: one face at a time on a
-shared CPU, two contending threads made a forward pass ~20x slower.
+Alignment: MTCNN, stored on disk once per gallery photo (``AlignmentStore``, keyed by the file's
+hash), or the fixed LFW centre affine, per face (``Face.align``). Analyses are cached by (image
+hash, alignment, weights). torch runs ``Settings.torch_threads`` intra-op threads: one face at a
+time on a shared CPU, two contending threads made a forward pass ~20x slower.
+
+Uploads are biometric data: a face that arrives as pixels (an upload, or an edit of one) rather
+than as a gallery file is analysed in its viewer's own cache (:meth:`Engine.uploads_of`), never in
+the shared one, and its alignment is never stored: nothing of it reaches the disk, no other viewer
+can hit its cache entries, and :meth:`Engine.forget` drops them all when the viewer leaves (a viewer
+silent for :data:`UPLOAD_IDLE_S` is forgotten too). The kernel sends the pixels with every call, so
+a forgotten entry is only recomputed.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +39,13 @@ import numpy as np
 import torch
 
 from cqa_core.checkpoint import resolve_model
-from cqa_core.data import lfw_dir
 from cqa_core.data.align import detector_for
 from cqa_core.data.align_store import AlignmentStore
 from cqa_core.evaluation.threshold import PAIRS, lfw_threshold, threshold_path
 from cqa_core.explain.analysis import Analyser
 from cqa_core.explain.methods import available
 from cqa_core.explain.quality import mask_effect
-from cqa_core.explain.result import FaceAnalysis, MaskEffect
+from cqa_core.explain.result import FaceAnalysis, MaskEffect, Photo
 from cqa_core.recognizers.base import Recognizer
 from cqa_core.recognizers.cqa import from_cqa
 from cqa_core.recognizers.load import load_recognizer
@@ -46,6 +56,18 @@ MAX_MODELS = 4
 """Recognizers besides the session's kept loaded at once (least recently used goes first)."""
 DEFAULT = "default"
 """The spec of the session's own model."""
+UPLOADS_PER_VIEWER = 16
+"""Analyses (faces and pairs) of one viewer's uploads kept at once (least recently used goes first)."""
+MAX_VIEWERS = 64
+"""Viewers whose uploads' analyses are kept at once (the longest silent one is forgotten first)."""
+UPLOAD_IDLE_S = 1200.0
+"""A viewer silent this long is forgotten (a kernel that died without saying bye; Voila culls an
+idle kernel after 15 minutes, ``voila.json``)."""
+
+
+def is_upload(face: Face | None) -> bool:
+    """True for a face given as pixels (an upload or an edited face), False for a gallery file."""
+    return face is not None and not isinstance(face.source, (str, os.PathLike, Photo))
 
 
 def spec_key(spec: str | None) -> str:
@@ -66,8 +88,10 @@ class Engine:
         self.model, self.label, self.untrained = resolve_model(settings.checkpoint, allow_untrained=True)
         self.default = from_cqa(self.model, name=self.label, source=settings.checkpoint)
         self.analyser = Analyser(maxsize=maxsize, store=AlignmentStore(cache=settings.cache_root))
+        self.uploads: OrderedDict[str, tuple[Analyser, float]] = OrderedDict()  # viewer -> its cache, last use
         self.others: OrderedDict[str, Recognizer] = OrderedDict()
-        self._thresholds: dict[str, Future] = {}  # weights digest -> its threshold's computation
+        self._thresholds: dict[str, subprocess.Popen] = {}  # weights digest -> its threshold's process
+        atexit.register(self.close)
         self._lock = threading.Lock()
         self.status: Callable[[str | None], None] = lambda text: None  # busy notes: nothing waits in-process
 
@@ -107,48 +131,99 @@ class Engine:
         rec = self.recognizer(spec)
         if threshold_path(rec, self.settings.cache_root).is_file():
             return lfw_threshold(rec, self.settings.cache_root)
-        if not (lfw_dir() / PAIRS).is_file():
+        if not (self.settings.lfw / PAIRS).is_file():
             return {"unavailable": f"no verdict: a model's own threshold is computed on LFW View 1, and this machine "
-                                   f"has no {lfw_dir() / PAIRS}"}
+                                   f"has no {self.settings.lfw / PAIRS}"}
+        if (rec is self.default and self.untrained) or rec.note.startswith("UNTRAINED"):
+            return {"unavailable": "no verdict: an untrained model has no threshold worth computing"}
+        path = threshold_path(rec, self.settings.cache_root)
         with self._lock:
-            job = self._thresholds.get(rec.digest)
-            if job is None or (job.done() and job.exception() is not None and wait):
-                job = self._thresholds[rec.digest] = Future()
-                threading.Thread(target=_run_into, args=(job, lfw_threshold, rec, self.settings.cache_root),
-                                 name="cqa-threshold", daemon=True).start()  # daemon: never holds the process open
-        if wait or job.done():
-            return job.result()  # raises what the computation raised (no LFW: FileNotFoundError)
-        return {"computing": f"{rec.name}'s LFW View 1 threshold is being computed (minutes the first time)"}
+            proc = self._thresholds.get(rec.digest)
+            if proc is None or (wait and proc.poll() not in (None, 0)):
+                proc = self._thresholds[rec.digest] = self._start_threshold(spec_key(spec), path)
+        if wait:
+            proc.wait()
+        if proc.poll() is None:
+            return {"computing": f"{rec.name}'s LFW View 1 threshold is being computed (minutes the first time)"}
+        if path.is_file():
+            return lfw_threshold(rec, self.settings.cache_root)
+        log = path.with_suffix(".log").read_text(errors="replace").strip().splitlines() if path.with_suffix(".log").is_file() else []
+        raise RuntimeError(f"{rec.name}'s LFW threshold could not be computed: {log[-1] if log else 'no output'}")
+
+    def _start_threshold(self, key: str, path: Path) -> subprocess.Popen:
+        """``python -m cqa_core.evaluation.threshold`` in its own process (minutes of aligning and
+        embedding that never block this one and end with it: :meth:`close`); its log beside the JSON."""
+        cmd = [sys.executable, "-m", "cqa_core.evaluation.threshold", key, "--out", str(path)]
+        if key == DEFAULT and self.settings.checkpoint:
+            cmd += ["--checkpoint", str(self.settings.checkpoint)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".log"), "wb") as log:
+            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, **self.settings.to_env()})
+
+    def close(self) -> None:
+        """Stop threshold computations still running (a half-done one leaves no file behind)."""
+        for proc in self._thresholds.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+    def uploads_of(self, viewer: str | None) -> Analyser:
+        """The viewer's own analysis cache for its uploads: in memory only (no alignment store)."""
+        key = viewer or ""
+        now = time.monotonic()
+        with self._lock:
+            for k in [k for k, (_, seen) in self.uploads.items() if now - seen > UPLOAD_IDLE_S]:
+                del self.uploads[k]
+            analyser = self.uploads.pop(key, (None, 0.0))[0] or Analyser(maxsize=UPLOADS_PER_VIEWER, store=None)
+            self.uploads[key] = (analyser, now)
+            while len(self.uploads) > MAX_VIEWERS:
+                self.uploads.popitem(last=False)
+        return analyser
+
+    def forget(self, viewer: str) -> bool:
+        """Drop every analysis of the viewer's uploads (the viewer left); True when it had any."""
+        with self._lock:
+            return self.uploads.pop(viewer or "", None) is not None
+
+    def _cache_for(self, viewer: str | None, *faces: Face | None) -> Analyser:
+        return self.uploads_of(viewer) if any(is_upload(f) for f in faces) else self.analyser
 
     def analyse(self, face: Face, other: Face | None = None, methods: tuple[str, ...] = ("gradcam",),
-                model: str | None = None) -> FaceAnalysis:
-        """``FaceAnalysis`` of a face and optional partner, by the model ``model`` names (a spec)."""
-        return self.analyser(self.recognizer(model), face.source, other.source if other else None,
-                             methods=tuple(methods), detector=detector_for(face.align),
-                             other_detector=detector_for(other.align) if other else "same")
+                model: str | None = None, viewer: str | None = None) -> FaceAnalysis:
+        """``FaceAnalysis`` of a face and optional partner, by the model ``model`` names (a spec).
 
-    def analyse_many(self, faces: list[Face], model: str | None = None) -> list[FaceAnalysis]:
-        """Single-face analyses of many faces; the uncached ones run as one batch."""
-        found = self.analyser.faces(self.recognizer(model), [f.source for f in faces],
-                                    [detector_for(f.align) for f in faces])
-        return [r[0] for r in found]
+        ``viewer``: who asks; an upload among the faces is analysed in that viewer's own cache."""
+        return self._cache_for(viewer, face, other)(
+            self.recognizer(model), face.source, other.source if other else None, methods=tuple(methods),
+            detector=detector_for(face.align), other_detector=detector_for(other.align) if other else "same")
 
-    def summaries(self, faces: list[Face], model: str | None = None) -> list[FaceSummary]:
+    def analyse_many(self, faces: list[Face], model: str | None = None,
+                     viewers: list[str | None] | None = None) -> list[FaceAnalysis]:
+        """Single-face analyses of many faces (``viewers[i]`` asks for ``faces[i]``); the uncached ones
+        of each cache run as one batch."""
+        rec = self.recognizer(model)
+        groups: dict[int, tuple[Analyser, list[int]]] = {}
+        for i, (face, viewer) in enumerate(zip(faces, viewers or [None] * len(faces), strict=True)):
+            cache = self._cache_for(viewer, face)
+            groups.setdefault(id(cache), (cache, []))[1].append(i)
+        out: list[FaceAnalysis | None] = [None] * len(faces)
+        for cache, idx in groups.values():
+            found = cache.faces(rec, [faces[i].source for i in idx], [detector_for(faces[i].align) for i in idx])
+            for i, r in zip(idx, found, strict=True):
+                out[i] = r[0]
+        return out  # type: ignore[return-value]
+
+    def summaries(self, faces: list[Face], model: str | None = None, viewer: str | None = None) -> list[FaceSummary]:
         """Quality, overall quality, CAL and norm of many faces (batched; cached per face)."""
-        return [FaceSummary.of(fa) for fa in self.analyse_many(faces, model)]
+        return [FaceSummary.of(fa) for fa in self.analyse_many(faces, model, [viewer] * len(faces))]
 
     def mask_effect(self, face: Face, masked: np.ndarray, alpha: np.ndarray | None,
-                    model: str | None = None) -> MaskEffect:
+                    model: str | None = None, viewer: str | None = None) -> MaskEffect:
         """How an edited (masked) version of a face changes each branch of a CQA-Face model."""
         rec = self.recognizer(model)
         if not rec.branches:
             raise ValueError(f"the quality deltas are QAN's: {rec.name} has no QAN")
-        return mask_effect(rec.cqa, self.analyse(face, model=model).aligned, masked=masked, alpha=alpha)
+        return mask_effect(rec.cqa, self.analyse(face, model=model, viewer=viewer).aligned, masked=masked, alpha=alpha)
 
 
-def _run_into(job: Future, fn: Callable[..., Any], *args: Any) -> None:
-    """``fn(*args)``'s result or error into ``job``."""
-    try:
-        job.set_result(fn(*args))
-    except Exception as exc:  # noqa: BLE001 - the caller of job.result() gets it
-        job.set_exception(exc)

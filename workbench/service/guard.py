@@ -79,10 +79,10 @@ FACE, OPT_FACE, TEXT, OPT_TEXT = (dict,), (dict, type(None)), (str,), (str, type
 FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "info": {},
     "analyse": {"face": (FACE, True), "other": (OPT_FACE, False), "methods": ((list, type(None)), False),
-                "checkpoint": (OPT_TEXT, False)},
-    "summaries": {"faces": ((list,), True), "checkpoint": (OPT_TEXT, False)},
+                "checkpoint": (OPT_TEXT, False), "viewer": (OPT_TEXT, False)},
+    "summaries": {"faces": ((list,), True), "checkpoint": (OPT_TEXT, False), "viewer": (OPT_TEXT, False)},
     "mask_effect": {"face": (FACE, True), "masked": ((dict,), True), "alpha": ((dict, type(None)), False),
-                    "checkpoint": (OPT_TEXT, False)},
+                    "checkpoint": (OPT_TEXT, False), "viewer": (OPT_TEXT, False)},
     "model": {"spec": (TEXT, True)},
     "threshold": {"spec": (OPT_TEXT, False)},
     "viewers": {"event": (TEXT, False), "id": (TEXT, False)},

@@ -52,6 +52,12 @@ class Messages:
         self.last_error = None
         self.widget.value = f"<div class='cqa-info' style='color:#555'>{html.escape(text)}</div>"
 
+    def warn(self, text: str) -> None:
+        """Show a warning the viewer must not miss (bold, amber; replaces any error)."""
+        self.last_error = None
+        self.widget.value = (f"<div class='cqa-warning' style='color:#a04000;font-weight:bold'>"
+                             f"{html.escape(text)}</div>")
+
     def clear(self) -> None:
         self.last_error = None
         self.widget.value = ""
@@ -76,6 +82,16 @@ def plain_note(session: Any, what: str, model: str | None = None) -> str:
     """One line on why a view shows nothing for a recognizer without CQA-Face's branches."""
     info = session.info(model)
     return f"{what}: {info['name']} is a plain recognizer ({info['kind']}) with no branches or QAN"
+
+
+def branch_scan(session: Any, faces: list, what: str) -> list:
+    """The gallery faces a scan over branch outputs runs on, or a one-line ValueError: no faces, or
+    ``what`` needs branches and the current model has none (:func:`plain_note`)."""
+    if not faces:
+        raise ValueError("no gallery faces to scan")
+    if not session.info()["branches"]:
+        raise ValueError(plain_note(session, what))
+    return faces
 
 
 def png(image: np.ndarray, size: int | None = None) -> bytes:

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from workbench.session import Face, Session
 from workbench.views.common import (
     Messages,
+    branch_scan,
     caption,
     draw_heatmap,
     heatmap_figure,
@@ -82,11 +83,7 @@ class DiversityPanel:
 
     def histogram(self) -> None:
         """Per-face CAL over the gallery (cached per face)."""
-        faces = self.gallery()
-        if not faces:
-            raise ValueError("no gallery faces to scan")
-        if not self.session.info()["branches"]:
-            raise ValueError(plain_note(self.session, "the CAL histogram compares branch attention maps"))
+        faces = branch_scan(self.session, self.gallery(), "the CAL histogram compares branch attention maps")
         values = self.session.dataset_diversity(faces)
         with self.hist.batch_update():
             self.hist.data[0].x = values

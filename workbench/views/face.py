@@ -11,6 +11,7 @@ import html
 import ipywidgets as W
 import numpy as np
 
+from cqa_core.data.align import no_face_note
 from workbench.session import Face, Session
 from workbench.views.common import (
     Messages,
@@ -94,15 +95,17 @@ class FaceExplorer:
         if src in SLOW:
             self.messages.info(f"computing {src} for this pair (seconds to minutes on a CPU; cached after)")
         heat = unit(self.session.source_map(self.face, self.other, src))  # (S, S)
-        if self.messages.last_error is None:
+        if src in SLOW and self.messages.last_error is None:  # the "computing" note only: a no-face warning stays
             self.messages.clear()
         main = png(overlay_on(fa, heat, alpha), 2 * self.size)
         partner = f" vs {html.escape(self.other.name)}" if (src != "attention" and self.other) else ""
         info = self.session.info()
         quality = "" if fa.branches else " (a plain model's quality reading)"
+        aligned = ("<b class='cqa-no-face'>no face found: centre of the photo</b>"
+                   if no_face_note("", fa.align_method, self.face.align) else f"aligned by {fa.align_method}")
         self.info.value = (f"<b>{html.escape(self.face.name)}</b> &nbsp; {html.escape(info['name'])} &nbsp; embedding "
                            f"norm <span class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</span>{quality} &nbsp; "
-                           + (f"CAL {fa.cal:.3f} &nbsp; " if fa.branches else "") + f"aligned by {fa.align_method}")
+                           + (f"CAL {fa.cal:.3f} &nbsp; " if fa.branches else "") + aligned)
         self.main_title.value = f"<b>{html.escape(src)}</b>{partner}"
         self.ig_delta.value = ig_text(self.session.analyse(self.face, self.other, methods=("ig",)).ig) \
             if src == "integrated gradients" and self.other else ""

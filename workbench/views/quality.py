@@ -14,6 +14,7 @@ from workbench.views.audit import AuditBrowser
 from workbench.views.common import (
     Messages,
     bar_figure,
+    branch_scan,
     caption,
     heatmap_figure,
     image_widget,
@@ -72,11 +73,7 @@ class QualityPanel:
 
     def scan_gallery(self) -> None:
         """Score every gallery face (one batched call, cached) and show the k lowest on the chosen branch."""
-        faces = self.gallery()
-        if not faces:
-            raise ValueError("no gallery faces to scan")
-        if not self.session.info()["branches"]:
-            raise ValueError(plain_note(self.session, "the scan ranks faces by branch quality"))
+        faces = branch_scan(self.session, self.gallery(), "the scan ranks faces by branch quality")
         i = int(self.branch.value)
         scored = sorted(((float(s.quality[i]), f) for s, f in zip(self.session.summaries(faces), faces, strict=True)),
                         key=lambda t: t[0])
