@@ -8,6 +8,7 @@ independently of ``cqa_core``; so is the reference forward they are checked agai
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,11 @@ def test_r18_import_computes_insightface_forward(tmp_path: Path, capsys) -> None
     torch.manual_seed(0)
     fresh = create_model(ModelConfig(stem="r18", branches=4))
     torch.testing.assert_close(model.fc.weight, fresh.fc.weight)  # the head is seed 0's, not the file's fc
+    hint = printed.split("Train its heads: ")[1].split(" (notebooks")[0]  # the printed command runs as is
+    assert main([*shlex.split(hint)[1:], "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert (config["model"]["stem"], config["model"]["branches"]) == ("r18", 4)
+    assert (config["init_from"], config["freeze_stem"]) == (str(out), True)
 
 
 def test_r100_and_r50_layouts_without_allocating() -> None:

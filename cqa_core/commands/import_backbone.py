@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         shapes = ", ".join(f"{k} {tuple(source[k].shape)}" for k in report.unused)
         print(f"not used (insightface's embedding head; CQA-Face trains its own): {shapes}")
     print(f"wrote {args.out}: CQA-Face {args.stem} b={args.branches}{'' if config.qan else ' no QAN'}, "
-          f"new head seeded {args.seed}. Fine-tune: cqa train --set model.stem={args.stem} "
-          f"model.branches={args.branches}{'' if config.qan else ' model.qan=False'} init_from={args.out} "
-          "[freeze_stem=true]")
+          f"new head seeded {args.seed}. Train its heads: cqa train --set model.stem={args.stem} "
+          f"--set model.branches={args.branches}{'' if config.qan else ' --set model.qan=False'} "
+          f"--set init_from={args.out} --set freeze_stem=true (notebooks/08_cqa_on_your_backbone)")
     return 0
