@@ -84,6 +84,11 @@ class _Counter:
             self.progress(min(self.done, self.total), self.total)
 
 
+def pixels(chips: np.ndarray) -> torch.Tensor:
+    """uint8 RGB chips (N, S, S, 3) -> float pixels (N, 3, S, S) in 0-255 (what the perturbations edit)."""
+    return torch.from_numpy(np.array(chips, np.uint8, copy=True)).permute(0, 3, 1, 2).float()  # (N, 3, S, S)
+
+
 def _pair_inputs(recognizer: Recognizer, chips_a: np.ndarray,
                  chips_b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Face a as float pixels (B, 3, S, S) and the partners' embeddings (B, D) (:func:`embed_pixels`)."""
@@ -96,9 +101,9 @@ def _pair_inputs(recognizer: Recognizer, chips_a: np.ndarray,
             raise RecognizerError(f"{name}: {recognizer.name} takes uint8 ({s}, {s}, 3) chips, got {c.shape} {c.dtype}")
     if len(b) not in (1, len(a)):
         raise RecognizerError(f"chips_b has {len(b)} rows; give 1 or one per face of chips_a ({len(a)})")
-    refs = embed_pixels(recognizer, torch.from_numpy(b.copy()).permute(0, 3, 1, 2).float())  # (B | 1, D)
+    refs = embed_pixels(recognizer, pixels(b))  # (B | 1, D)
     refs = refs.expand(len(a), -1) if len(refs) == 1 else refs  # (B, D)
-    return torch.from_numpy(a.copy()).permute(0, 3, 1, 2).float(), refs  # (B, 3, S, S), (B, D)
+    return pixels(a), refs  # (B, 3, S, S), (B, D)
 
 
 def window_and_stride(size: int, grid: int) -> tuple[int, int]:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cqa_core.explain.blackbox import embed_pixels, similarity_forward
+from cqa_core.explain.blackbox import embed_pixels, pixels, similarity_forward
 from cqa_core.explain.common import ExplainError
 from cqa_core.explain.tensors import as_batch, cosine, eval_mode, model_device
 from cqa_core.recognizers.base import Recognizer
@@ -152,8 +152,7 @@ def recognizer_score(rec: Recognizer, chip_b: np.ndarray) -> ScoreFn:
 
     Black-box recognizers (dlib) see the pixels rounded to uint8 (``blackbox.embed_pixels``).
     """
-    b = torch.from_numpy(np.asarray(chip_b, np.uint8).copy()).permute(2, 0, 1)[None].float()  # (1, 3, S, S)
-    return similarity_forward(rec, embed_pixels(rec, b)[0])
+    return similarity_forward(rec, embed_pixels(rec, pixels(np.asarray(chip_b)[None]))[0])
 
 
 def compare_maps(model: torch.nn.Module | Recognizer, image_a, image_b, maps: dict[str, np.ndarray],
@@ -170,10 +169,7 @@ def compare_maps(model: torch.nn.Module | Recognizer, image_a, image_b, maps: di
             baseline is in the model's input units (0-255 pixels for a Recognizer).
     """
     if isinstance(model, Recognizer):
-        score = recognizer_score(model, image_b)
-        x = torch.from_numpy(np.asarray(image_a, np.uint8).copy()).permute(2, 0, 1)[None].float()  # (1, 3, S, S)
-        return {name: curves(score, x, m, **kwargs) for name, m in maps.items()}
-    with eval_mode(model):
-        score = similarity_score(model, image_b)
-        x = as_batch(image_a, model_device(model))[:1]  # (1, 3, H, W)
-        return {name: curves(score, x, m, **kwargs) for name, m in maps.items()}
+        score, x = recognizer_score(model, image_b), pixels(np.asarray(image_a)[None])  # x (1, 3, S, S)
+    else:
+        score, x = similarity_score(model, image_b), as_batch(image_a, model_device(model))[:1]  # x (1, 3, H, W)
+    return {name: curves(score, x, m, **kwargs) for name, m in maps.items()}
