@@ -129,14 +129,14 @@ class Engine:
         computation (minutes: the photos are aligned once, then embedded) runs in the background, or
         {"unavailable": note} on a machine without LFW (the cosine is then shown without a verdict)."""
         rec = self.recognizer(spec)
-        if threshold_path(rec, self.settings.cache_root).is_file():
+        path = threshold_path(rec, self.settings.cache_root)
+        if path.is_file():
             return lfw_threshold(rec, self.settings.cache_root)
         if not (self.settings.lfw / PAIRS).is_file():
             return {"unavailable": f"no verdict: a model's own threshold is computed on LFW View 1, and this machine "
                                    f"has no {self.settings.lfw / PAIRS}"}
         if (rec is self.default and self.untrained) or rec.note.startswith("UNTRAINED"):
             return {"unavailable": "no verdict: an untrained model has no threshold worth computing"}
-        path = threshold_path(rec, self.settings.cache_root)
         with self._lock:
             proc = self._thresholds.get(rec.digest)
             if proc is None or (wait and proc.poll() not in (None, 0)):
@@ -147,7 +147,8 @@ class Engine:
             return {"computing": f"{rec.name}'s LFW View 1 threshold is being computed (minutes the first time)"}
         if path.is_file():
             return lfw_threshold(rec, self.settings.cache_root)
-        log = path.with_suffix(".log").read_text(errors="replace").strip().splitlines() if path.with_suffix(".log").is_file() else []
+        log_file = path.with_suffix(".log")
+        log = log_file.read_text(errors="replace").strip().splitlines() if log_file.is_file() else []
         raise RuntimeError(f"{rec.name}'s LFW threshold could not be computed: {log[-1] if log else 'no output'}")
 
     def _start_threshold(self, key: str, path: Path) -> subprocess.Popen:
