@@ -27,7 +27,6 @@ machines that have only torch.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -48,6 +47,8 @@ from cqa_core.data.datasets import FaceFolder
 from cqa_core.data.imageio import load_image
 from cqa_core.data.template import ARCFACE_TEMPLATE
 from cqa_core.preprocess import normalize
+from cqa_core.recognizers import dlib_resnet
+from cqa_core.recognizers.base import RecognizerError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,16 +74,10 @@ class DlibTeacher:
 
     def __init__(self) -> None:
         try:
-            import dlib  # optional: the distill extra
-        except ImportError as exc:
-            raise RuntimeError("the dlib teacher needs the distill extra: pip install 'cqa-face[distill]'") from exc
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("dlib's model files come with face_recognition_models: pip install 'cqa-face[distill]'")
-        models = Path(next(iter(spec.submodule_search_locations))) / "models"
-        self.dlib = dlib
-        self.shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-        self.net = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+            dlib_resnet.import_dlib()
+            dlib_resnet.model_dir()
+        except RecognizerError as exc:
+            raise RuntimeError(f"the dlib teacher: {exc}") from exc
 
     def chip(self, face: Face) -> np.ndarray:
         """dlib's aligned 150 x 150 chip of ``face`` (from the photo when known)."""
@@ -93,16 +88,10 @@ class DlibTeacher:
             img = np.pad(face.crop, ((40, 40), (40, 40), (0, 0)), mode="edge")
 
             lm = ARCFACE_TEMPLATE + 40.0
-        centre = lm.mean(axis=0)  # (2,)
-        side = 2.2 * max(np.linalg.norm(lm[1] - lm[0]), np.linalg.norm((lm[3] + lm[4]) / 2 - (lm[0] + lm[1]) / 2))
-        box = self.dlib.rectangle(int(centre[0] - side / 2), int(centre[1] - side / 2),
-                                  int(centre[0] + side / 2), int(centre[1] + side / 2))
-        shape = self.shape(img, box)
-        return self.dlib.get_face_chip(img, shape, size=150, padding=0.25)  # (150, 150, 3)
+        return dlib_resnet.dlib_chip(img, lm, detect=False)[0]  # (150, 150, 3): shape predictor in the landmark box
 
     def __call__(self, faces: Sequence[Face]) -> np.ndarray:
-        chips = [self.chip(f) for f in faces]
-        return np.asarray(self.net.compute_face_descriptor(chips), np.float32)  # (n, 128)
+        return dlib_resnet.embed_chips(np.stack([self.chip(f) for f in faces]))  # (n, 128)
 
 
 class CheckpointTeacher:
