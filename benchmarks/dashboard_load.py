@@ -1,11 +1,14 @@
 """Many viewers at once: N browser contexts open the dashboard at the same moment.
 
-    .venv/bin/python benchmarks/dashboard_load.py --viewers 10 [--people 60] [--settle 20] [--no-service]
+    .venv/bin/python benchmarks/dashboard_load.py --viewers 10 [--people 60] [--settle 20] [--proxy] [--no-service]
 
 Starts ``cqa workbench`` (the analysis service + Voila, preheated kernels, the default model,
 the first ``--people`` LFW people) on free ports, waits until the service has warmed its gallery
 and ``--settle`` more seconds (the preheated kernels fill), then opens N pages in N headless
-Chromium contexts at once (Playwright's async API, one browser). For each viewer it records:
+Chromium contexts at once (Playwright's async API, one browser). ``--proxy`` puts Debian's nginx
+with the shipped ``deploy/nginx-cqa-workbench.conf`` in front (TLS with a self-signed certificate,
+``cqa workbench --base-url /cqa/``) and the viewers open ``https://.../cqa/?token=...`` through
+it, as a lab would. For each viewer it records:
 
 * ``interactive_s``: request -> the b branch CAMs of the first face shown;
 * ``notice_s``: request -> a plain note is visible (the first cell's "loading" / "busy: N viewers
@@ -19,17 +22,20 @@ It also prints the CPU seconds spent while the viewers loaded, split between the
 cores; a real lab's browsers run on the viewers' own machines). It then prints the number of kernels, the RSS of every server process (service, Voila, kernels;
 PSS where the kernel allows, which counts shared libraries once) and the same right after start-up,
 so "per extra viewer" is (RSS now - RSS idle) / N. ``--no-service`` runs the old setup for the
-baseline: Voila alone, each kernel loads its own model. JSON goes to artifacts/dashboard_load_N.json.
+baseline: Voila alone, each kernel loads its own model. JSON goes to
+artifacts/dashboard_load_N[_proxy|_noservice].json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,17 +84,25 @@ def main() -> int:
     ap.add_argument("--people", type=int, default=60, help="gallery size (CQA_GALLERY_PEOPLE)")
     ap.add_argument("--settle", type=float, default=20.0, help="seconds after warm-up before the viewers arrive")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds a viewer waits before it counts as failed")
+    ap.add_argument("--proxy", action="store_true", help="through nginx with deploy/'s configuration (TLS, /cqa/)")
     ap.add_argument("--no-service", dest="service", action="store_false", help="baseline: Voila alone")
     args = ap.parse_args()
+    if args.proxy and not args.service:
+        ap.error("--proxy needs the service (cqa workbench)")
     log = ROOT / "artifacts" / f"dashboard_load_{args.viewers}.log"
     env = {"CQA_GALLERY_PEOPLE": str(args.people)}
     t_start = time.monotonic()
     if args.service:
-        ctx = running_workbench(log, preheat=True, **env)
+        ctx = running_workbench(log, preheat=True, base_url="/cqa/" if args.proxy else "/", **env)
     else:
         ctx = running_voila(log, Settings(people=args.people), preheat=True)
-    with ctx as handle:
+    with ctx as handle, contextlib.ExitStack() as stack:
         url, service_url, pid = handle if args.service else (handle, None, None)
+        if args.proxy:
+            from tests.support.proxy import running_nginx
+
+            port, _ = stack.enter_context(running_nginx(Path(stack.enter_context(tempfile.TemporaryDirectory())), url))
+            url = f"https://127.0.0.1:{port}/cqa/?{url.split('?', 1)[1]}"  # the same token, through the proxy
         warm = wait_warm(service_url, args.people) if service_url else 0.0
         time.sleep(args.settle)
         if pid is None:  # Voila alone: its pid is the parent of the kernels
@@ -112,7 +126,7 @@ def main() -> int:
     served_or_told = [v for v in views if min(v.get("interactive_s", 1e9), v.get("notice_s", 1e9)) <= 60.0]
     result = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
-        "service": args.service, "viewers": args.viewers, "gallery_people": args.people,
+        "service": args.service, "proxy": args.proxy, "viewers": args.viewers, "gallery_people": args.people,
         "startup_to_warm_s": round(warm, 1), "server_start_s": round(time.monotonic() - t_start - wall, 1),
         "load_avg_1m_before": round(load0, 2), "wall_s": round(wall, 1),
         "cpu_s_during_viewers": {"server (service + Voila + kernels)": round(server_cpu, 1),
@@ -131,7 +145,8 @@ def main() -> int:
     }
     print(json.dumps(result, indent=1))
     (ROOT / "artifacts").mkdir(exist_ok=True)
-    (ROOT / "artifacts" / f"dashboard_load_{args.viewers}{'' if args.service else '_noservice'}.json").write_text(
+    suffix = "_proxy" if args.proxy else "" if args.service else "_noservice"
+    (ROOT / "artifacts" / f"dashboard_load_{args.viewers}{suffix}.json").write_text(
         json.dumps(result, indent=1))
     return 0
 

@@ -103,7 +103,8 @@ def test_workbench_uses_a_service_running_elsewhere(tmp_path, monkeypatch, capsy
     waited = []
     monkeypatch.setattr(serve, "wait_ready", lambda url, proc=None, timeout=0, token=None: waited.append((url, token)))
     monkeypatch.delenv("CQA_SERVICE_TOKEN", raising=False)
-    argv = ["workbench", "--service", "http://gpu-box:8867/", "--port", "8899", "--pool", "3"]
+    argv = ["workbench", "--service", "http://gpu-box:8867/", "--port", "8899", "--pool", "3",
+            "--refill-after", "90"]
     assert main(argv) == 2  # a remote service needs its token
     assert "needs that service's token: set CQA_SERVICE_TOKEN" in capsys.readouterr().err
     monkeypatch.setenv("CQA_SERVICE_TOKEN", "gpu-box-secret")
@@ -111,7 +112,7 @@ def test_workbench_uses_a_service_running_elsewhere(tmp_path, monkeypatch, capsy
     assert FakeSupervisor.made == [] and waited == [("http://gpu-box:8867", "gpu-box-secret")]  # none started here
     (cmd, cwd, env), = FakePopen.calls
     assert env["CQA_ANALYSIS_URL"] == "http://gpu-box:8867" and env["CQA_SERVICE_TOKEN"] == "gpu-box-secret"
-    assert "--VoilaConfiguration.default_pool_size=3" in cmd
+    assert "--VoilaConfiguration.default_pool_size=3" in cmd and "--VoilaKernelManager.fill_delay=90.0" in cmd
 
 
 def test_workbench_bad_faces_folder_is_a_clear_error(tmp_path, capsys):

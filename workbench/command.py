@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8866, help="Voila port (default 8866)")
     p.add_argument("--pool", type=int, default=None,
                    help="preheated viewer kernels kept ready (default 10, voila.json; ~130 MB each)")
+    p.add_argument("--refill-after", type=float, default=None, metavar="SECONDS",
+                   help="start a used pool kernel's replacement this long after (default 60, voila.json); "
+                   "a visitor finding the pool empty meanwhile gets a kernel of its own at once")
     p.add_argument("--no-preheat", dest="preheat", action="store_false",
                    help="start each visitor's kernel on request (slower first page, no idle kernel)")
     p.add_argument("--service", dest="service_url", default=None,
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     access = Access.choose(args.host, args.base_url, settings.token, args.password_hash, args.no_auth)
     return serve(settings, port=args.port, preheat=args.preheat, service_port=args.service_port, pool=args.pool,
-                 access=access)
+                 access=access, refill_after=args.refill_after)
 
 
 def ascii_map(m: np.ndarray) -> list[str]:

@@ -59,7 +59,8 @@ def kernel_env(settings: Settings, base: dict[str, str] | None = None) -> dict[s
 
 
 def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool = False,
-                  pool: int | None = None, access: Access | None = None) -> list[str]:
+                  pool: int | None = None, access: Access | None = None,
+                  refill_after: float | None = None) -> list[str]:
     """Voila on the dashboard notebook: our ``cqa`` template (lab + a plain loading note), sources stripped,
     no tracebacks, no browser.
 
@@ -68,8 +69,9 @@ def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool =
 
     ``preheat`` keeps ``default_pool_size`` kernels (10, voila.json) that have already run the
     dashboard waiting for the next visitors (Voila's ``preheat_kernel``), refilled 60 s after use
-    (``VoilaKernelManager.fill_delay``: a shorter delay makes the refill compete with the pages
-    still loading; docs/benchmarks.md). With the analysis service a viewer kernel holds only
+    (``VoilaKernelManager.fill_delay``, ``refill_after``: a shorter delay makes the refill compete
+    with the pages still loading; docs/benchmarks.md). A visitor who finds the pool used up gets a
+    kernel of its own at once, never the refill's (``workbench.voila_server.ReadyPool``). With the analysis service a viewer kernel holds only
     widgets (~130 MB RSS, no torch), so ten idle ones cost ~1.3 GB and a lab of ten that arrives
     at once gets warm kernels.
     ``voila.json`` also culls kernels idle for 15 minutes with no page connected. ``pool``
@@ -85,6 +87,7 @@ def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool =
         f"--port={port}", "--no-browser", "--template=cqa", "--strip_sources=True",
         f"--show_tracebacks={debug}", *(access or Access()).voila_args(), f"--preheat_kernel={preheat}",
         *([f"--VoilaConfiguration.default_pool_size={pool}"] if pool is not None else []),
+        *([f"--VoilaKernelManager.fill_delay={refill_after}"] if refill_after is not None else []),
     ]
 
 
@@ -177,7 +180,7 @@ def checked(settings: Settings) -> Settings:
 
 
 def serve(settings: Settings, port: int = DEFAULT_PORT, preheat: bool = True, service_port: int | None = None,
-          pool: int | None = None, access: Access | None = None) -> int:
+          pool: int | None = None, access: Access | None = None, refill_after: float | None = None) -> int:
     """Run the analysis service and Voila in the foreground (Ctrl-C stops both); works from any folder.
 
     ``settings.service_url`` uses a service that runs elsewhere (say, on a GPU box) instead of
@@ -200,7 +203,7 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, preheat: bool = True, se
         supervisor = Supervisor(service_command(sport, settings), kernel_env(settings), url)
         supervisor.start()
         settings = settings.replace(service_url=url)
-    cmd = voila_command(port, settings.debug, preheat, pool, access)
+    cmd = voila_command(port, settings.debug, preheat, pool, access, refill_after)
     print(f"CQA-Face Workbench: {access.url(port)}  ({settings.describe_gallery()}; Ctrl-C to stop)", flush=True)
     proc = subprocess.Popen(cmd, env=access.voila_env(kernel_env(settings)))
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # `kill` stops Voila and its kernels too

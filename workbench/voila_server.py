@@ -8,11 +8,19 @@ login check: without the token it answers 403 before the upgrade. Voila also mou
 form at ``/login`` whatever its ``base_url``, while the login check sends a browser to
 ``<base_url>login``; under a prefix (``--base-url /cqa/``) that page was the dashboard's own route,
 behind the login: a redirect loop. Here the login and logout forms live under the prefix.
+
+Voila's pool of preheated kernels (``preheat_kernel``) refills a used kernel's place after
+``fill_delay`` (60 s here), so that new kernels do not compete with the pages still loading; it
+puts the refill's waiting task in the pool at once. A request that found only such tasks took
+one and waited out its delay: a lab of 20 opening a pool of 10 left 10 pages blank for a minute.
+Here the pool counts only kernels that are started or starting: a request arriving while the rest
+still wait out their delay gets a kernel of its own at once (Voila's path without a pool).
 Everything else is stock Voila (``voila.app.Voila``), configured by ``workbench.serve.voila_command``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from jupyter_server.base.handlers import JupyterHandler
@@ -28,8 +36,40 @@ class LoggedInRequestInfo(RequestInfoSocketHandler, JupyterHandler):
         return JupyterHandler.prepare(self, _redirect_to_login=False)
 
 
+class ReadyPool:
+    """Mixed into Voila's pooled kernel manager: the pool's size counts only kernels past their delay.
+
+    Voila's handler takes a pooled kernel when ``get_pool_size`` is above zero, and the manager then
+    hands out the pool's first task, awaiting it. Refill tasks go in at the back with the time their
+    delay ends (the first fill has none: it starts at once), so the first task is never later than
+    any other and counting the tasks whose delay is over is enough.
+    """
+
+    _pools: dict[str, list[asyncio.Task]]
+    fill_delay: float
+
+    def fill_if_needed(self, delay: float | None = None, notebook_name: str | None = None, **kwargs: Any) -> None:
+        before = set(map(id, self._pools.get(notebook_name, ())))
+        super().fill_if_needed(delay, notebook_name, **kwargs)  # type: ignore[misc]
+        starts = asyncio.get_event_loop().time() + (self.fill_delay if delay is None else delay)
+        for task in self._pools[notebook_name]:
+            if id(task) not in before:
+                task.cqa_starts_at = starts  # type: ignore[attr-defined]
+
+    def get_pool_size(self, notebook_name: str) -> int:
+        now = asyncio.get_event_loop().time()
+        return sum(getattr(task, "cqa_starts_at", 0.0) <= now for task in self._pools.get(notebook_name, ()))
+
+
 class WorkbenchVoila(Voila):
-    """Voila whose every non-static route needs the login."""
+    """Voila whose every non-static route needs the login, and whose pool never parks a request."""
+
+    def init_settings(self) -> dict:
+        settings = super().init_settings()
+        manager = self.kernel_manager
+        if hasattr(manager, "_pools"):  # preheat_kernel: Voila built its pooled manager class
+            manager.__class__ = type("WorkbenchKernelManager", (ReadyPool, type(manager)), {})
+        return settings
 
     def init_handlers(self) -> list:
         forms = {pattern for pattern, *_ in self.identity_provider.get_handlers()}  # "/login", "/logout"
