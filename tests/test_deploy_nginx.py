@@ -12,6 +12,7 @@ and the token typed into that form opens the dashboard.
 from __future__ import annotations
 
 import http.client
+import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tests.support.headless import (
     CHROMIUM,
     TOKEN,
     launch_chromium,
+    memory,
     running_workbench,
     wait_src_change,
 )
@@ -81,7 +83,9 @@ CAM = "img.cqa-branch-cam"
 
 @pytest.mark.browser
 def test_a_browser_through_nginx(tmp_path):
-    """With the token the page becomes interactive and a click updates the CAMs; without it, the login form."""
+    """With the token the page becomes interactive and a click updates the CAMs, and leaving the page ends
+    its kernel (Voila's leave-beacon needs the _xsrf cookie: workbench.voila_server.DashboardPage);
+    without the token, the login form."""
     needs_nginx()
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH (.ci/run installs Debian's: apt-get install -y chromium)")
@@ -97,9 +101,9 @@ def test_a_browser_through_nginx(tmp_path):
         Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(gallery / f"P_{i}" / "P_0001.jpg")
     (gallery / ".cqa-framing").write_text("lfw\n")
     log = ROOT / "artifacts" / "test_deploy_nginx_browser.log"
-    pool = ("--pool=2",)  # a preheated kernel for each of the two dashboards: no wait for a refill
+    pool = ("--pool=2", "--refill-after=3600")  # a preheated kernel for each of the two dashboards, no refill
     with running_workbench(log, preheat=True, args=pool, base_url="/cqa/", CQA_FACES=str(gallery)) as (
-            url, _, _), running_nginx(tmp_path, url) as (port, _), sync_playwright() as p:
+            url, _, pid), running_nginx(tmp_path, url) as (port, _), sync_playwright() as p:
         browser = launch_chromium(p)
         try:
             origin = f"https://127.0.0.1:{port}"
@@ -114,6 +118,12 @@ def test_a_browser_through_nginx(tmp_path):
             thumbs.nth(2).click()
             wait_src_change(page, CAM, old, timeout=120)
             assert page.inner_text(".cqa-selected-name") == name == "P 2"
+            assert memory(pid)["kernels"] == 2  # this page's and the pool's other one (no refill for an hour)
+            page.close(run_before_unload=True)  # the viewer leaves: its kernel (and its uploads) go at once
+            deadline = time.monotonic() + 60
+            while memory(pid)["kernels"] > 1 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert memory(pid)["kernels"] == 1, "the page's kernel outlived the page"  # stock Voila: 403, 15 min
             ctx.close()
             for query in ("?token=not-the-token", ""):  # a fresh browser: no cookie from the page above
                 ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})

@@ -9,6 +9,12 @@ form at ``/login`` whatever its ``base_url``, while the login check sends a brow
 ``<base_url>login``; under a prefix (``--base-url /cqa/``) that page was the dashboard's own route,
 behind the login: a redirect loop. Here the login and logout forms live under the prefix.
 
+Voila's page, when the viewer leaves it, asks the server to shut its kernel down (a beacon to
+``/voila/api/shutdown/<kernel id>`` carrying the ``_xsrf`` cookie's value), but no Voila route ever
+sets that cookie, so jupyter_server refused the request (403, "'_xsrf' argument missing") and the
+kernel, with the viewer's uploads, lived on until culled 15 minutes later. Here the dashboard page
+sets the cookie, so leaving ends the kernel at once (and its session tells the service "bye").
+
 Voila's pool of preheated kernels (``preheat_kernel``) refills a used kernel's place after
 ``fill_delay`` (60 s here), so that new kernels do not compete with the pages still loading; it
 puts the refill's waiting task in the pool at once. A request that found only such tasks took
@@ -23,10 +29,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import tornado.web
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from voila.app import Voila
 from voila.request_info_handler import RequestInfoSocketHandler
+from voila.tornado.handler import TornadoVoilaHandler
 
 
 class LoggedInRequestInfo(RequestInfoSocketHandler, JupyterHandler):
@@ -34,6 +42,15 @@ class LoggedInRequestInfo(RequestInfoSocketHandler, JupyterHandler):
 
     def prepare(self) -> Any:  # jupyter_server's check; 403 rather than a redirect to the login page
         return JupyterHandler.prepare(self, _redirect_to_login=False)
+
+
+class DashboardPage(TornadoVoilaHandler):
+    """Voila's notebook page, which also sets the ``_xsrf`` cookie its leave-beacon sends back."""
+
+    @tornado.web.authenticated
+    async def get(self, path: str | None = None) -> None:
+        self.xsrf_token  # noqa: B018 - reading it sets the cookie (tornado)
+        await super().get(path)
 
 
 class ReadyPool:
@@ -62,7 +79,8 @@ class ReadyPool:
 
 
 class WorkbenchVoila(Voila):
-    """Voila whose every non-static route needs the login, and whose pool never parks a request."""
+    """Voila whose every non-static route needs the login, whose page ends its kernel on leaving,
+    and whose pool never parks a request."""
 
     def init_settings(self) -> dict:
         settings = super().init_settings()
@@ -77,6 +95,8 @@ class WorkbenchVoila(Voila):
         for route in super().init_handlers():
             if route[1] is RequestInfoSocketHandler:
                 route = (route[0], LoggedInRequestInfo, *route[2:])
+            elif route[1] is TornadoVoilaHandler:
+                route = (route[0], DashboardPage, *route[2:])
             elif route[0] in forms:
                 route = (url_path_join(self.server_url, route[0]), *route[1:])
             routes.append(route)
