@@ -108,6 +108,19 @@ def test_service_answers_what_in_process_analysis_gives(app, photos):
 
 
 @pytest.mark.data
+def test_a_pair_with_no_methods_gets_no_maps(app, photos):
+    """``"methods": []`` (the Pair tab's row of a black-box model such as dlib) asks for no maps: the
+    service must not turn it into Grad-CAM, which a black-box model cannot give."""
+    from starlette.testclient import TestClient
+
+    client = TestClient(app[1])
+    pair = decode(client.post("/analyse", json={"face": _ref(photos[0]), "other": _ref(photos[1]),
+                                                "methods": []}).content)
+    assert pair.maps == {} and pair.maps_other == {}
+    assert -1.0 <= pair.similarity <= 1.0
+
+
+@pytest.mark.data
 def test_each_face_runs_once_however_many_ask(app, photos):
     from concurrent.futures import ThreadPoolExecutor
 

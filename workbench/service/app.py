@@ -73,7 +73,9 @@ class AnalysisService:
         if kind == "info":
             return [eng.info()]
         if kind == "pair":
-            fa = eng.analyse(self._face(b["face"]), self._face(b["other"]), tuple(b.get("methods") or ("gradcam",)),
+            methods = b.get("methods")  # [] asks for no maps (a black-box model's row); absent: Grad-CAM
+            fa = eng.analyse(self._face(b["face"]), self._face(b["other"]),
+                             ("gradcam",) if methods is None else tuple(methods),
                              model=b.get("checkpoint"), viewer=b.get("viewer"))
             return [wire.encode(fa)]
         if kind == "summaries":
