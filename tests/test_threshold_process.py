@@ -63,6 +63,12 @@ def test_computed_in_another_process_then_cached(engine_on_small_lfw):
     assert json.loads(path.read_text()) == result  # the child wrote it where the parent reads it
     assert engine.threshold() == result  # cached: no second process
     assert list(engine._thresholds.values())[0].returncode == 0
+    from workbench.service.engine import Engine
+
+    later = Engine(engine.settings)  # the next start: another model object with the same weights
+    assert later.default.digest != engine.default.digest  # the in-memory key differs ...
+    assert later.threshold() == result and later._thresholds == {}  # ... the file is found: no process
+    later.close()
 
 
 def test_no_lfw_is_unavailable_not_an_error(tmp_path):

@@ -5,7 +5,8 @@ dlib descriptor's cosines live on another scale than an ArcFace's. The threshold
 maximises accuracy on ``pairsDevTest.txt`` (LFW View 1: 500 same and 500 different pairs over
 1,549 photos), LFW's development split; View 2 (``pairs.txt``) stays for reporting accuracy. Only
 those photos are aligned (``data.verification.aligned_pair_photos``, the cache training shares).
-Computed once per model (its weights digest) and kept as JSON under ``<cache>/thresholds/``.
+Computed once per model and kept as JSON under ``<cache>/thresholds/``, named by the sha1 of its
+weights (the model file's, else its parameters'), so every run that loads the same weights finds it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cqa_core.data.pairs import read_pairs
 from cqa_core.data.verification import aligned_pair_photos, from_pair_list
 from cqa_core.evaluation.protocols import Options, embedder
 from cqa_core.metrics import best_threshold, pair_scores
-from cqa_core.recognizers.base import Recognizer
+from cqa_core.recognizers.base import Recognizer, module_digest
 from cqa_core.recognizers.load import load_recognizer
 from cqa_core.settings import Settings
 
@@ -33,7 +34,10 @@ PAIRS = "pairsDevTest.txt"
 
 
 def threshold_path(rec: Recognizer, cache_root: Path) -> Path:
-    return Path(cache_root) / "thresholds" / f"{rec.kind}-{rec.digest}.json"
+    """Where ``rec``'s threshold is kept. ``rec.digest`` may name an object in memory (a CQA-Face
+    model's is its id, for in-process caches), so a module is named by its weights' sha1 here."""
+    key = module_digest(rec.module) if rec.digest.startswith("cqa:") and rec.module is not None else rec.digest
+    return Path(cache_root) / "thresholds" / f"{rec.kind}-{key}.json"
 
 
 def lfw_threshold(rec: Recognizer, cache_root: Path, progress: Callable[[str], None] | None = None,
