@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# torch/torchvision are pinned to the releases that lie on this machine's disk (see README).
+# torch/torchvision are pinned to the releases that lie on this machine's disk (docs/install.md).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv test test-fast workbench lab bench lint wheel clean
+.PHONY: venv test test-fast workbench lab bench lint wheel clean docs docs-build docs-images
 
 venv: $(STAMP)
 
@@ -40,12 +40,28 @@ bench: $(STAMP)
 
 # style (ruff) and the layer contracts (import-linter, pyproject [tool.importlinter]; docs/architecture.md)
 lint: $(STAMP)
-	$(VENV)/bin/ruff check cqa_core workbench tests benchmarks
+	$(VENV)/bin/ruff check cqa_core workbench tests benchmarks tools
 	$(VENV)/bin/lint-imports
 
-# dist/cqa_face-*.whl (+ sdist) with the weights, the dashboard notebook and voila.json; see README "Install"
+# dist/cqa_face-*.whl (+ sdist) with the weights, the dashboard notebook and voila.json; see docs/install.md
 wheel: $(STAMP)
 	$(PY) -m build --outdir dist .
 
+# the documentation site (mkdocs.yml): `make docs` serves it at http://127.0.0.1:8000, `make docs-build`
+# writes site/ (--strict); both run the notebooks so their pages show outputs (tests/test_docs_site.py
+# builds without running them); plotly figures as HTML (the widgets keep their saved state)
+DOCS_ENV := CQA_DOCS_EXECUTE=true PLOTLY_RENDERER=notebook_connected CQA_GALLERY_PEOPLE=12 CQA_TORCH_THREADS=1 OMP_NUM_THREADS=1 NO_MKDOCS_2_WARNING=1
+
+docs: $(STAMP)
+	$(DOCS_ENV) $(VENV)/bin/mkdocs serve
+
+docs-build: $(STAMP)
+	$(DOCS_ENV) $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# docs/images/*.webp: screenshots of the real workbench (bundled model, a fixed list of LFW photos)
+# through the browser tests' headless Chromium; needs chromium and LFW (tools/docs_images.py)
+docs-images: $(STAMP)
+	PYTHONPATH=. $(PY) tools/docs_images.py
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info site

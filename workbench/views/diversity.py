@@ -30,7 +30,7 @@ class DiversityPanel:
         self.gallery = gallery or (lambda: [])
         self.face: Face | None = None
         b = session.branches
-        self.matrix = heatmap_figure("this model: Gaussian similarity of M_i, M_j", b, zmin=0, zmax=1)
+        self.matrix = heatmap_figure("this model: map similarity (Eq. 2)", b, zmin=0, zmax=1)
         self.matrix_other = None  # built when a checkpoint is loaded: no zero matrix stands in for it
         self.hist = go.FigureWidget(data=[go.Histogram(x=[], nbinsx=20)],
                                     layout=go.Layout(title="CAL penalty over the gallery", height=260, width=380,
