@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.support.headless import (
+    CAM,
     CHROMIUM,
     TOKEN,
     launch_chromium,
@@ -76,9 +77,6 @@ def test_the_dashboard_through_nginx(tmp_path):
         plain.request("GET", "/cqa/")
         assert plain.getresponse().status == 301  # plain HTTP is sent to HTTPS
         plain.close()
-
-
-CAM = "img.cqa-branch-cam"
 
 
 @pytest.mark.browser

@@ -28,6 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.support.headless import CAM  # noqa: E402 - after the checkout is on sys.path
+
 OUT = ROOT / "docs" / "images"
 
 FACES = (
@@ -45,13 +48,9 @@ MASK_KIND = "surgical_blue"
 PAIR_METHOD = "occlusion"
 """The two-recognizers shot's maps: a black-box method both CQA-Face and dlib support."""
 
-SHOTS = ("face-tab.webp", "pair-tab.webp", "mask-lab.webp", "two-recognizers.webp", "diversity-tab.webp",
-         "quality-tab.webp")
-"""Every picture this script makes, as named under ``docs/images`` (tests/test_docs_images.py checks the folder)."""
 MAX_BYTES = 300_000
 """Each picture is at most this big (the total stays under 3 MB)."""
 VIEWPORT = {"width": 1300, "height": 1000}
-CAM = "img.cqa-branch-cam"
 LONG = 900_000  # ms: a model's first LFW threshold takes minutes on a busy CPU
 
 
@@ -226,7 +225,8 @@ STEPS: dict[str, tuple[str, Callable]] = {
     "diversity-tab.webp": ("Diversity tab: CAL's branch-to-branch matrix", shot_diversity),
     "quality-tab.webp": ("Quality tab: QAN's quality per branch", shot_quality),
 }
-assert tuple(STEPS) == SHOTS
+SHOTS = tuple(STEPS)
+"""Every picture this script makes, as named under ``docs/images`` (tests/test_docs_images.py checks the folder)."""
 
 
 # ---- the files ----------------------------------------------------------------------------------
@@ -294,7 +294,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown shot {unknown[0]}: choose from {', '.join(SHOTS)}")
 
-    sys.path.insert(0, str(ROOT))
     from tests.support.headless import CHROMIUM, launch_chromium, running_workbench
 
     if CHROMIUM is None:

@@ -27,6 +27,7 @@ from cqa_core.data.verification import aligned_pair_photos, from_pair_list
 from cqa_core.evaluation.protocols import Options, embedder
 from cqa_core.metrics import best_threshold, pair_scores
 from cqa_core.recognizers.base import Recognizer, module_digest
+from cqa_core.recognizers.cqa import in_memory_key
 from cqa_core.recognizers.load import load_recognizer
 from cqa_core.settings import Settings
 
@@ -36,7 +37,7 @@ PAIRS = "pairsDevTest.txt"
 def threshold_path(rec: Recognizer, cache_root: Path) -> Path:
     """Where ``rec``'s threshold is kept. ``rec.digest`` may name an object in memory (a CQA-Face
     model's is its id, for in-process caches), so a module is named by its weights' sha1 here."""
-    key = module_digest(rec.module) if rec.digest.startswith("cqa:") and rec.module is not None else rec.digest
+    key = module_digest(rec.module) if in_memory_key(rec.digest) and rec.module is not None else rec.digest
     return Path(cache_root) / "thresholds" / f"{rec.kind}-{key}.json"
 
 

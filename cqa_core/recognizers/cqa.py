@@ -30,9 +30,16 @@ class Embedding(nn.Module):
 
 
 def weights_key(model: nn.Module) -> str:
-    """Identity of a model's current weights: object id + in-place update counters (training changes it)."""
+    """Identity of a model's current weights: object id + in-place update counters (training changes it).
+
+    Cheap, and valid only in this process (:func:`in_memory_key` tells such a key apart)."""
     versions = sum(t._version for t in model.state_dict(keep_vars=True).values())
     return f"cqa:{id(model)}:{versions}"
+
+
+def in_memory_key(digest: str) -> bool:
+    """Whether ``digest`` is a :func:`weights_key` (names an object in memory, not its weights)."""
+    return digest.startswith("cqa:")
 
 
 def from_cqa(model: CQAFace, name: str = "CQA-Face", source: str | None = None) -> Recognizer:

@@ -131,7 +131,7 @@ class Engine:
         rec = self.recognizer(spec)
         path = threshold_path(rec, self.settings.cache_root)
         if path.is_file():
-            return lfw_threshold(rec, self.settings.cache_root)
+            return lfw_threshold(rec, self.settings.cache_root, path=path)
         if not (self.settings.lfw / PAIRS).is_file():
             return {"unavailable": f"no verdict: a model's own threshold is computed on LFW View 1, and this machine "
                                    f"has no {self.settings.lfw / PAIRS}"}
@@ -146,7 +146,7 @@ class Engine:
         if proc.poll() is None:
             return {"computing": f"{rec.name}'s LFW View 1 threshold is being computed (minutes the first time)"}
         if path.is_file():
-            return lfw_threshold(rec, self.settings.cache_root)
+            return lfw_threshold(rec, self.settings.cache_root, path=path)
         log_file = path.with_suffix(".log")
         log = log_file.read_text(errors="replace").strip().splitlines() if log_file.is_file() else []
         raise RuntimeError(f"{rec.name}'s LFW threshold could not be computed: {log[-1] if log else 'no output'}")
