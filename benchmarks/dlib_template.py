@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from cqa_core.data import shared_data_dir
     from cqa_core.data.align_store import AlignmentStore
-    from cqa_core.recognizers.dlib_resnet import DLIB_TEMPLATE
+    from cqa_core.data.template import DLIB_TEMPLATE
 
     root = shared_data_dir() / "lfw-deepfunneled"
     store = AlignmentStore()

@@ -76,11 +76,11 @@ CASES: dict[str, dict[str, Case]] = {
     "eval": {
         "bin": lambda x, t: ["eval", "--data", f"bin:{x}", "--device", "cpu"],
         "pairs": lambda x, t: ["eval", "--data", f"pairs:{t}:{x}", "--device", "cpu"],
-        "checkpoint": lambda x, t: ["eval", "--checkpoint", x, "--data", f"bin:{t / 'good.bin'}", "--device", "cpu"],
+        "checkpoint": lambda x, t: ["eval", "--model", x, "--data", f"bin:{t / 'good.bin'}", "--device", "cpu"],
     },
     "audit": {
         "dataset": lambda x, t: ["audit", x, "--out", str(t / "out" / "a.parquet"), "--no-progress"],
-        "checkpoint": lambda x, t: ["audit", _faces(t), "--checkpoint", x, "--out", str(t / "out" / "a.parquet"),
+        "checkpoint": lambda x, t: ["audit", _faces(t), "--model", x, "--out", str(t / "out" / "a.parquet"),
                                     "--no-progress"],
     },
     "train": {"config": lambda x, t: ["train", "--config", x]},
@@ -91,15 +91,15 @@ CASES: dict[str, dict[str, Case]] = {
     "explain": {
         "image": lambda x, t: ["explain", x, "--out", str(t / "out")],
         "other": lambda x, t: ["explain", _face(t), x, "--out", str(t / "out")],
-        "checkpoint": lambda x, t: ["explain", _face(t), "--checkpoint", x, "--out", str(t / "out")],
+        "checkpoint": lambda x, t: ["explain", _face(t), "--model", x, "--out", str(t / "out")],
     },
-    "export": {"checkpoint": lambda x, t: ["export", "--checkpoint", x, "--onnx", str(t / "out" / "m.onnx")]},
+    "export": {"checkpoint": lambda x, t: ["export", "--model", x, "--onnx", str(t / "out" / "m.onnx")]},
     "import-backbone": {
         "pth": lambda x, t: ["import-backbone", "insightface", x, "--stem", "r18", "--out", str(t / "out" / "m.st")],
     },
     "workbench": {
         "image": lambda x, t: ["workbench", "--terminal", x],
-        "checkpoint": lambda x, t: ["workbench", "--terminal", _face(t), "--checkpoint", x],
+        "checkpoint": lambda x, t: ["workbench", "--terminal", _face(t), "--model", x],
         "faces": lambda x, t: ["workbench", "--faces", x],  # never a folder here, so Voila never starts
     },
 }

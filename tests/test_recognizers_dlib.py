@@ -60,8 +60,9 @@ def test_batch_equals_one_by_one(dlib_rec):
 
 
 def test_template_is_registered():
+    from cqa_core.data.template import DLIB_TEMPLATE
     from cqa_core.recognizers.base import TEMPLATES
-    from cqa_core.recognizers.dlib_resnet import DLIB_TEMPLATE, PREPROCESS
+    from cqa_core.recognizers.dlib_resnet import PREPROCESS
 
     assert TEMPLATES["dlib"] is DLIB_TEMPLATE
     pts = PREPROCESS.points()  # (5, 2) chip pixels

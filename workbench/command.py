@@ -1,6 +1,6 @@
 """``cqa workbench``: serve the Voila dashboard on the default model (or explain one face in text).
 
-    cqa workbench [--faces DIR] [--port 8866] [--checkpoint PATH]     # service + Voila, prints the URL
+    cqa workbench [--faces DIR] [--port 8866] [--model PATH]       # service + Voila, prints the URL
     cqa workbench --host 0.0.0.0 [--base-url /cqa/] [--token T]       # a lab opens it (with the token)
     CQA_SERVICE_TOKEN=T cqa workbench --service http://gpu-box:8867   # the model runs elsewhere
     cqa workbench --terminal [IMAGE]                                  # the terminal demo
@@ -18,6 +18,7 @@ import argparse
 
 import numpy as np
 
+from cqa_core.commands.common import add_model_argument
 from cqa_core.settings import AlignMode
 from workbench.access import Access
 
@@ -33,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--people", type=int, default=None, help="gallery size (env CQA_GALLERY_PEOPLE; default 60)")
     p.add_argument("--align", choices=[m.value for m in AlignMode], default=None,
                    help="gallery alignment: mtcnn (default) or center for LFW-framed photos (env CQA_ALIGN)")
-    p.add_argument("--checkpoint", default=None, help="model weights (env CQA_CHECKPOINT; default: the bundled model)")
+    add_model_argument(p, "the CQA-Face served: a .safetensors checkpoint or run folder (env CQA_CHECKPOINT; "
+                       "default: the bundled model)")
     p.add_argument("--port", type=int, default=8866, help="Voila port (default 8866)")
     p.add_argument("--pool", type=int, default=None,
                    help="preheated viewer kernels kept ready (default 10, voila.json; ~130 MB each)")
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the dashboard, or run the terminal demo with --terminal."""
-    settings = args.settings.replace(people=args.people, align=args.align, service_url=args.service_url,
+    settings = args.settings.replace(checkpoint=args.model, people=args.people, align=args.align, service_url=args.service_url,
                                      debug=args.debug or None, token=args.token, models_dir=args.models)
     if args.terminal:
         return run_terminal(settings, args.image)

@@ -7,6 +7,9 @@ per process); a killed run resumes from its finished chunks. See :mod:`cqa_core.
 from __future__ import annotations
 
 import argparse
+import sys
+
+from cqa_core.commands.common import add_model_argument, main_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("dataset", help="lfw | celeba299 | FOLDER (aligned crops, or photos to align) | PREFIX.rec")
     p.add_argument("--out", required=True, help="the Parquet file to write (partial chunks in OUT.parts/)")
-    p.add_argument("--checkpoint", default=None,
-                   help="model .safetensors (default: $CQA_CHECKPOINT, else the embedded default model)")
+    add_model_argument(p, "a CQA-Face .safetensors checkpoint or run folder (default: $CQA_CHECKPOINT, else the bundled model)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--chunk", type=int, default=1024, help="faces per resumable part (default 1024)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader decode workers per process (default 2)")
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--batch-size must be >= 1 and --workers >= 0")
     pyarrow()
     src = open_source(args.dataset)
-    model, label, _ = resolve_model(args.settings.checkpoint, "cpu")
+    model, label, _ = resolve_model(args.model or args.settings.checkpoint, "cpu")
     try:
         summary = run_audit(src, args.out, model, label, chunk=args.chunk, batch_size=args.batch_size,
                             workers=args.workers, device=args.device, restart=args.restart,
@@ -55,8 +57,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python -m cqa_core.commands.audit ... (what torchrun launches)
-    import sys
-
-    from cqa_core.cli import main
-
-    sys.exit(main(["audit", *sys.argv[1:]]))
+    sys.exit(main_of(register, "audit"))

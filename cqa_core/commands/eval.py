@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cqa_core.commands.common import add_model_argument
 from cqa_core.settings import AlignMode
 
 PAIR_PROTOCOLS = ("verify", "masked-m2n", "masked-m2m", "cross-quality")  # = evaluation.protocols' (tested)
@@ -20,11 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval", help="LFW-protocol verification, TAR@FAR, masked / cross-quality, rank-1, quality EDC",
         description="Embeds aligned faces and prints a table; --json writes the full result.",
     )
-    p.add_argument("--checkpoint", default=None,
-                   help="model .safetensors (default: $CQA_CHECKPOINT, else the embedded default model)")
-    p.add_argument("--model", default=None, metavar="SPEC",
-                   help="any recognizer: PATH.safetensors (CQA-Face), PATH.pth (insightface iResNet), PATH.onnx, "
-                   "or dlib (default: --checkpoint / $CQA_CHECKPOINT, else the bundled CQA-Face)")
+    add_model_argument(p)
     p.add_argument("--data", default="lfw", help="lfw | celeba299 | bin:PATH | pairs:ROOT:PAIRS_FILE (default lfw)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="verify")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the result as JSON")

@@ -1,8 +1,8 @@
 """``cqa explain IMAGE [OTHER] --out DIR [--model SPEC]``: overlay PNGs and a JSON of the numbers.
 
 ``--model`` takes any recognizer (``cqa_core.recognizers.load``: a CQA-Face checkpoint, an insightface
-``.pth``, an ``.onnx``, ``dlib``); without it the model is ``--checkpoint`` / ``$CQA_CHECKPOINT`` or
-the bundled CQA-Face, as for ``cqa eval`` and ``cqa workbench``. ``--methods`` takes the names of the
+``.pth``, an ``.onnx``, ``dlib``, a plug-in's name; ``--checkpoint`` is its old name); without it the
+model is ``$CQA_CHECKPOINT`` or the bundled CQA-Face, as for ``cqa eval`` and ``cqa workbench``. ``--methods`` takes the names of the
 explanation registry (``cqa explain --list-methods``).
 
 Writes overlay PNGs and ``analysis.json`` into DIR (``cqa_core.explain.report`` lists them). A photo
@@ -16,6 +16,7 @@ import argparse
 
 from tqdm import tqdm
 
+from cqa_core.commands.common import add_model_argument
 from cqa_core.data.align import no_face_note
 
 
@@ -23,12 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="explain one face or why two faces match (PNGs + JSON)")
     p.add_argument("image", nargs="?", help="photo or aligned 112x112 face")
     p.add_argument("other", nargs="?", default=None, help="optional second face: explain the pair")
-    p.add_argument("--checkpoint", default=None,
-                   help="model .safetensors or a directory holding one (default: $CQA_CHECKPOINT, else the "
-                   "bundled default model)")
-    p.add_argument("--model", default=None, metavar="SPEC",
-                   help="any recognizer: PATH.safetensors (CQA-Face), PATH.pth (insightface iResNet), PATH.onnx, "
-                   "or dlib (default: --checkpoint / $CQA_CHECKPOINT, else the bundled CQA-Face)")
+    add_model_argument(p)
     p.add_argument("--layer", default=None, help="Grad-CAM layer of a .pth / .onnx model (default: found automatically)")
     p.add_argument("--out", default=None, help="output directory (created; needed with IMAGE)")
     p.add_argument("--methods", default=None,

@@ -1,4 +1,4 @@
-"""``cqa export --onnx MODEL.onnx [--checkpoint PATH]``: CQA-Face as an ONNX graph.
+"""``cqa export --onnx MODEL.onnx [--model PATH]``: CQA-Face as an ONNX graph.
 
 Outputs embedding, attention_maps and quality with a dynamic batch axis (see
 :mod:`cqa_core.export`). With onnxruntime installed the file is checked against PyTorch on a
@@ -11,12 +11,13 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+from cqa_core.commands.common import add_model_argument
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export CQA-Face to ONNX (embedding, attention maps, quality)")
     p.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write")
-    p.add_argument("--checkpoint", default=None,
-                   help="model .safetensors (default: $CQA_CHECKPOINT, else the bundled default model)")
+    add_model_argument(p, "a CQA-Face .safetensors checkpoint or run folder (default: $CQA_CHECKPOINT, else the bundled model)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the onnx checker and the onnxruntime parity run")
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from cqa_core.checkpoint import resolve_model
     from cqa_core.export import OUTPUTS, export_onnx, onnx_session, parity
 
-    model, label, _ = resolve_model(args.settings.checkpoint, "cpu")
+    model, label, _ = resolve_model(args.model or args.settings.checkpoint, "cpu")
     out = export_onnx(model, args.onnx, opset=args.opset, check=args.verify)
     b, emb = model.config.branches, model.config.embedding_size
     print(f"{label} -> {out} ({Path(out).stat().st_size / 1e6:.1f} MB, opset {args.opset})")

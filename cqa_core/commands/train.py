@@ -13,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
+from cqa_core.commands.common import main_of
+
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "configs" / "default_cpu.py"
 
 
@@ -75,11 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m cqa_core.commands.train ...`` = ``cqa train ...``."""
-    from cqa_core.cli import (
-        main as cli_main,  # the cli imports every command module: a cycle at the top
-    )
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+    return main_of(register, "train", argv)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from torch import nn
 from cqa_core.model.backbones import IRESNET_DEPTHS, conv3x3, make_stage
 from cqa_core.model.transfer import iresnet_depths, read_insightface_state
 from cqa_core.recognizers.base import Preprocess, Recognizer, RecognizerError
+from cqa_core.recognizers.registry import LoadOptions, register_recognizer
 
 WIDTHS = (64, 128, 256, 512)
 DEFAULT_LAYER = "layer4"  # (B, 512, 7, 7), the last IBasicBlock stage (bn2 follows it)
@@ -94,7 +95,8 @@ def infer_depth(state: dict[str, torch.Tensor]) -> str:
     raise RecognizerError(f"layer1..layer4 hold {found} blocks: not an iResNet depth the workbench builds ({known})")
 
 
-def load_arcface(path: str | os.PathLike, name: str | None = None, layer: str | None = None) -> Recognizer:
+def load_arcface(path: str | os.PathLike, name: str | None = None, layer: str | None = None,
+                 device: str | torch.device = "cpu") -> Recognizer:
     """An arcface_torch ``backbone.pth`` (plain, DDP ``module.``-prefixed or wrapped) as a recognizer.
 
     Args:
@@ -102,6 +104,7 @@ def load_arcface(path: str | os.PathLike, name: str | None = None, layer: str | 
             ``.safetensors``).
         name: display name; the file name by default.
         layer: Grad-CAM target (dotted submodule name); ``layer4`` (512 x 7 x 7) by default.
+        device: where the model runs.
 
     Returns:
         A white-box Recognizer, kind "arcface", insightface preprocessing (RGB, (x - 127.5) / 127.5,
@@ -131,8 +134,17 @@ def load_arcface(path: str | os.PathLike, name: str | None = None, layer: str | 
         first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
         raise RecognizerError(f"{p}: does not load into an insightface {depth}: {first[:200]}") from exc
     size = spatial * 16  # four stride-2 stages
-    return Recognizer(name=name or p.name, kind="arcface", preprocess=Preprocess(size=size), module=model.eval(),
+    return Recognizer(name=name or p.name, kind="arcface", preprocess=Preprocess(size=size), module=model.eval().to(device),
                       layer=layer or DEFAULT_LAYER, source=str(p))
+
+
+def load_arcface_file(target: str | Path, options: LoadOptions) -> Recognizer:
+    """The registry's loader: an insightface iResNet state dict file."""
+    return load_arcface(target, layer=options.layer, device=options.device)
+
+
+def register() -> None:
+    register_recognizer(load_arcface_file, suffixes=(".pth", ".pt"), about="PATH.pth (insightface iResNet)")
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike) -> Path:

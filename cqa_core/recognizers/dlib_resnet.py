@@ -11,7 +11,7 @@ the retired ``pkg_resources``, so it is located with ``importlib`` and never imp
 Its chip. dlib aligns a face with its 5-point shape predictor (eye corners, bottom of the nose)
 and ``get_face_chip(img, shape, size=150, padding=0.25)``. Here the chip is instead cut from the
 workbench's own MTCNN landmarks (eye centres, nose tip, mouth corners), like every other
-recognizer's, with the eye-weighted similarity fit onto :data:`DLIB_TEMPLATE`: where MTCNN's five
+recognizer's, with the eye-weighted similarity fit onto :data:`cqa_core.data.template.DLIB_TEMPLATE`: where MTCNN's five
 points fall, on average, inside dlib's own chip. So one MTCNN alignment per photo serves every
 recognizer, and a map on the chip goes back onto the photo through the chip's own affine.
 :func:`dlib_chip` keeps dlib's own pipeline, to check the template against.
@@ -23,66 +23,23 @@ is raw 0-255 RGB: the recorded preprocessing is mean (0, 0, 0), std (1, 1, 1).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from cqa_core.checkpoint import file_digest
 from cqa_core.data.align import umeyama
-from cqa_core.recognizers.base import (
-    TEMPLATES,
-    Preprocess,
-    Recognizer,
-    RecognizerError,
-)
+from cqa_core.recognizers.base import Preprocess, Recognizer, RecognizerError
+from cqa_core.recognizers.dlib_net import CHIP_SIZE, embed_chips, import_dlib, model_dir, net
+from cqa_core.recognizers.dlib_workers import Workers
+from cqa_core.recognizers.registry import DLIB, LoadOptions, register_recognizer
 
-CHIP_SIZE = 150
 CHIP_PADDING = 0.25  # dlib's default for its face recognition chips
-INSTALL_HINT = "pip install 'cqa-face[distill]'"
 
-DLIB_TEMPLATE = np.array(
-    [[0.3210, 0.3060], [0.6853, 0.3053], [0.5027, 0.5222], [0.3407, 0.7065], [0.6618, 0.7058]],
-    dtype=np.float64,
-)  # (5, 2) left eye, right eye, nose tip, left / right mouth corner, as fractions of the 150 px side.
-# Measured by benchmarks/dlib_template.py on 2026-12-04 (200 LFW photos of pairsDevTrain.txt): the
-# mean of MTCNN's landmarks mapped into dlib's own chip (HOG detector + 5-point shape predictor +
-# get_face_chip_details(size=150, padding=0.25)); see that script for the residual.
-
-TEMPLATES["dlib"] = DLIB_TEMPLATE
-
-PREPROCESS = Preprocess(size=CHIP_SIZE, template="dlib", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), bgr=False)
+PREPROCESS = Preprocess(size=CHIP_SIZE, template=DLIB, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), bgr=False)
 """Raw RGB pixels: dlib normalises inside the network (mean / std recorded as 0 / 1)."""
-
-
-def import_dlib() -> ModuleType:
-    """The ``dlib`` module, or a RecognizerError naming the extra to install."""
-    try:
-        import dlib  # optional: the distill extra (dlib-bin)
-    except ImportError as exc:
-        raise RecognizerError(f"the dlib recognizer needs dlib: {INSTALL_HINT}") from exc
-    return dlib
-
-
-def model_dir() -> Path:
-    """The ``models`` folder of ``face_recognition_models`` (located, never imported)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RecognizerError(f"dlib's model files come with face_recognition_models: {INSTALL_HINT}")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "models"
-    if not (folder / "dlib_face_recognition_resnet_model_v1.dat").is_file():
-        raise RecognizerError(f"no dlib_face_recognition_resnet_model_v1.dat in {folder}: {INSTALL_HINT}")
-    return folder
-
-
-@functools.lru_cache(maxsize=1)
-def _net() -> Any:
-    """dlib's ``face_recognition_model_v1``, loaded once per process."""
-    dlib = import_dlib()
-    return dlib.face_recognition_model_v1(str(model_dir() / "dlib_face_recognition_resnet_model_v1.dat"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,28 +54,11 @@ def _hog_detector() -> Any:
     return import_dlib().get_frontal_face_detector()
 
 
-def embed_chips(chips: np.ndarray) -> np.ndarray:
-    """dlib descriptors (N, 128) float32 of its 150 x 150 uint8 RGB chips (N, 150, 150, 3).
-
-    One call of dlib's batch form ``compute_face_descriptor(list_of_chips, num_jitters=0)``, in
-    this process.
-    """
-    chips = np.asarray(chips)
-    if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
-        raise RecognizerError(f"dlib takes ({CHIP_SIZE}, {CHIP_SIZE}, 3) chips, got {chips.shape}")
-    if len(chips) == 0:
-        return np.zeros((0, 128), np.float32)
-    batch = [np.ascontiguousarray(c, dtype=np.uint8) for c in chips]  # N x (150, 150, 3) uint8
-    return np.asarray(_net().compute_face_descriptor(batch, 0), np.float32)  # (N, 128)
-
-
 MIN_SPLIT = 8  # chips per worker below which a batch stays in this process
 
 
 @functools.lru_cache(maxsize=4)
-def _workers(n: int) -> Any:
-    from cqa_core.recognizers.dlib_workers import Workers  # dlib_workers imports this module
-
+def _workers(n: int) -> Workers:
     return Workers(n)
 
 
@@ -154,11 +94,20 @@ def load_dlib(batch_size: int = 32, workers: int | None = None) -> Recognizer:
     """
     import_dlib()
     path = model_dir() / "dlib_face_recognition_resnet_model_v1.dat"
-    _net()
+    net()
     workers = default_workers() if workers is None else workers
     embed = parallel_embedder(workers) if workers > 1 else embed_chips
     return Recognizer(name="dlib ResNet", kind="dlib", preprocess=PREPROCESS, embed_fn=embed,
                       source=str(path), digest=f"dlib-{file_digest(path)}", batch_size=batch_size)
+
+
+def load_dlib_spec(target: str | Path, options: LoadOptions) -> Recognizer:
+    """The registry's loader of the ``"dlib"`` spec (CPU only: options are not used)."""
+    return load_dlib()
+
+
+def register() -> None:
+    register_recognizer(load_dlib_spec, names=(DLIB,), about=f"{DLIB} (dlib's ResNet, black-box)")
 
 
 # -- dlib's own pipeline (for checking the template, and for the distillation teacher's chips) -------

@@ -21,6 +21,7 @@ from typing import BinaryIO
 import numpy as np
 
 from cqa_core.recognizers.base import RecognizerError
+from cqa_core.recognizers.dlib_net import embed_chips
 
 
 def _send(pipe: BinaryIO, array: np.ndarray) -> None:
@@ -79,8 +80,6 @@ class Workers:
 
 def main() -> None:
     """Worker loop: chips in, descriptors out, until stdin closes."""
-    from cqa_core.recognizers.dlib_resnet import embed_chips
-
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while (chips := _receive(stdin)) is not None:
         _send(stdout, embed_chips(chips))

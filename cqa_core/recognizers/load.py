@@ -6,6 +6,10 @@
     load_recognizer("w600k_r50.onnx")          # any ONNX face embedder (white-box when convertible)
     load_recognizer("dlib")                    # dlib's ResNet (black-box)
 
+The spec is looked up in the registry (:mod:`.registry`): first as a name, then as a file by its
+suffix. Before the first look-up the built-in adapters register themselves (:data:`BUILTINS`), then
+the plug-ins of other packages (entry-point group ``cqa.recognizers``).
+
 A bad file is a one-line ``RecognizerError`` / ``CheckpointError`` (both ``ValueError``): a pickle
 refused by ``weights_only=True``, an ONNX op that cannot be converted (it then loads black-box and
 says why in its ``note``), a wrong input size.
@@ -13,17 +17,37 @@ says why in its ``note``), a wrong input size.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
-from cqa_core.checkpoint import MODEL_FILE, load_model, resolve_model
-from cqa_core.recognizers.arcface import load_arcface
+from cqa_core.plugins import RECOGNIZERS, load_plugins
+from cqa_core.recognizers import arcface, cqa_files, dlib_resnet, onnx_model, registry
 from cqa_core.recognizers.base import Recognizer, RecognizerError
-from cqa_core.recognizers.cqa import from_cqa
-from cqa_core.recognizers.dlib_resnet import load_dlib
-from cqa_core.recognizers.onnx_model import load_onnx
+from cqa_core.recognizers.registry import DEFAULT, LoadOptions
 
-SPECS = "default | PATH.safetensors (CQA-Face) | PATH.pth (insightface iResNet) | PATH.onnx | dlib"
+BUILTINS = (cqa_files.register, arcface.register, onnx_model.register, dlib_resnet.register)
+"""The ``register()`` of each built-in adapter, in the order their specs are listed."""
+
+
+@functools.cache
+def registered() -> None:
+    """Register the built-in adapters, then the plug-ins (once per process)."""
+    for register in BUILTINS:
+        register()
+    load_plugins(RECOGNIZERS)
+
+
+def spec_names() -> list[str]:
+    """Every spec that is a name rather than a file ("default", "dlib", a plug-in's)."""
+    registered()
+    return registry.names()
+
+
+def specs() -> str:
+    """What a spec may be, in one line (help texts, errors)."""
+    registered()
+    return registry.describe()
 
 
 def load_recognizer(spec: str | os.PathLike | None = None, device: str = "cpu", checkpoint: str | None = None,
@@ -31,35 +55,24 @@ def load_recognizer(spec: str | os.PathLike | None = None, device: str = "cpu", 
     """The recognizer a spec names (see the module docstring).
 
     Args:
-        spec: "default" / None (the session's CQA-Face: ``checkpoint``, else the bundled model), "dlib",
-            or a path ending in .safetensors (or a folder with ``model.safetensors``), .pth / .pt, .onnx.
+        spec: a registered name ("default" / None: the session's CQA-Face, "dlib", a plug-in's), or a
+            model file (or a folder holding one) whose suffix is registered.
         device: where a torch model runs.
         checkpoint: the CQA-Face a "default" spec means (``Settings.checkpoint``).
-        layer: the Grad-CAM layer of a .pth / .onnx model (found automatically when None).
+        layer: the Grad-CAM layer of a white-box model (found automatically when None).
     """
-    text = str(spec or "default").strip()
-    if text == "default":
-        model, label, untrained = resolve_model(checkpoint, device, allow_untrained=True)
-        rec = from_cqa(model, name=label, source=checkpoint)
-        if untrained:
-            rec.note = "UNTRAINED: maps and scores are not meaningful"
-        return rec
-    if text == "dlib":
-        return load_dlib()
+    registered()
+    text = str(spec or DEFAULT).strip()
+    options = LoadOptions(device=device, checkpoint=checkpoint, layer=layer)
+    named = registry.by_name(text)
+    if named is not None:
+        return named.load(text, options)
     path = Path(text).expanduser()
-    if path.is_dir() and (path / MODEL_FILE).is_file():
-        path = path / MODEL_FILE
+    if path.is_dir():
+        path = next((path / f for f in registry.folder_files() if (path / f).is_file()), path)
     if not path.is_file():
-        raise RecognizerError(f"model not found: {text} (give {SPECS})")
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        return from_cqa(load_model(path, device), name=path.name, source=str(path))
-    if suffix in (".pth", ".pt"):
-        rec = load_arcface(path, layer=layer)
-    elif suffix == ".onnx":
-        rec = load_onnx(path, layer=layer)
-    else:
-        raise RecognizerError(f"{path.name}: unknown model file type {suffix!r} (give {SPECS})")
-    if rec.module is not None:
-        rec.module.to(device)
-    return rec
+        raise RecognizerError(f"model not found: {text} (give {registry.describe()})")
+    entry = registry.by_suffix(path.suffix)
+    if entry is None:
+        raise RecognizerError(f"{path.name}: unknown model file type {path.suffix.lower()!r} (give {registry.describe()})")
+    return entry.load(path, options)

@@ -39,6 +39,7 @@ from cqa_core.recognizers.base import (
     feature_layer,
     find_layer,
 )
+from cqa_core.recognizers.registry import LoadOptions, register_recognizer
 
 EMBEDDING = "embedding"  # the embedding output of a CQA-Face export (cqa_core.export.OUTPUTS[0])
 MIN_SIDE = 7  # the Grad-CAM layer is a map of at least 7 x 7
@@ -268,7 +269,7 @@ def _embedder(session: Any, io: GraphIO, pre: Preprocess) -> Callable[[np.ndarra
 def load_onnx(path: str | os.PathLike, mean: float | tuple[float, float, float] = (127.5,) * 3,
               std: float | tuple[float, float, float] = (127.5,) * 3, bgr: bool = False, layer: str | None = None,
               whitebox: bool = True, output: str | int | None = None, size: int | None = None,
-              template: str = "arcface", name: str | None = None) -> Recognizer:
+              template: str = "arcface", name: str | None = None, device: str | torch.device = "cpu") -> Recognizer:
     """An ONNX face embedder as a recognizer.
 
     Args:
@@ -283,6 +284,7 @@ def load_onnx(path: str | os.PathLike, mean: float | tuple[float, float, float] 
         size: the chip side, needed only when the graph's side is dynamic.
         template: alignment template of the chip (a key of ``base.TEMPLATES``).
         name: display name; the file name by default.
+        device: where a converted (white-box) module runs; onnxruntime runs a black-box one on the CPU.
 
     Returns:
         An :class:`Recognizer` of kind "onnx": white-box (``module``, ``layer``) or black-box
@@ -321,5 +323,14 @@ def load_onnx(path: str | os.PathLike, mean: float | tuple[float, float, float] 
             layer = feature_layer(module, pre, MIN_SIDE)
         except RecognizerError:
             note = f"no layer outputs a {MIN_SIDE} x {MIN_SIDE} or larger map: input gradients only, no Grad-CAM"
-    return Recognizer(module=module, layer=layer, note=note, **common)
+    return Recognizer(module=module.to(device), layer=layer, note=note, **common)
+
+
+def load_onnx_file(target: str | Path, options: LoadOptions) -> Recognizer:
+    """The registry's loader: an ONNX face embedder file (insightface's preprocessing)."""
+    return load_onnx(target, layer=options.layer, device=options.device)
+
+
+def register() -> None:
+    register_recognizer(load_onnx_file, suffixes=(".onnx",), about="PATH.onnx")
 

@@ -3,7 +3,8 @@
     cqa distill-targets ~/.cache/cqa-face/aligned-v2/celeba299 --teacher dlib
     cqa train --config configs/default_cpu.py --set distill.teacher=dlib
 
-A *teacher* is any face embedder (:func:`make_teacher`):
+A *teacher* is any recognizer a model spec names (:func:`make_teacher`, through
+``recognizers.load_recognizer``, the loader of ``--model``):
 
 * ``dlib``: dlib's public ResNet (128-d, ~99.4% on LFW as published; the ``distill`` extra:
   ``dlib-bin`` + ``face_recognition_models``, whose model files are read from the package
@@ -13,7 +14,8 @@ A *teacher* is any face embedder (:func:`make_teacher`):
   photo (RecordIO) are padded and used as the photo.
 * a CQA-Face ``.safetensors`` checkpoint (e.g. an r100 trained on a GPU, distilled into the
   light model a CPU dashboard serves): flip-summed embeddings of the aligned crop;
-* an ``.onnx`` embedder taking (N, 3, 112, 112) RGB in [-1, 1] (``onnxruntime``).
+* an ``.onnx`` embedder taking (N, 3, 112, 112) RGB in [-1, 1], or any other recognizer taking
+  the aligned 112 x 112 crop (an insightface ``.pth``, a plug-in's): its embeddings of the crop.
 
 Targets are cached beside the aligned crops in ``ROOT/distill/<teacher id>.safetensors``
 (raw embeddings + the relative paths in metadata; resumable: a partial file is written every
@@ -21,8 +23,8 @@ Targets are cached beside the aligned crops in ``ROOT/distill/<teacher id>.safet
 L2-normalises them. The student learns them through :class:`DistillLoss`, a training-only
 projection that is not part of the model.
 
-numpy, dlib and onnxruntime are imported where used: the trainer imports :class:`DistillLoss` on
-machines that have only torch.
+dlib and onnxruntime are imported by their adapters when loaded: the trainer imports
+:class:`DistillLoss` on machines that have only torch.
 """
 
 from __future__ import annotations
@@ -41,14 +43,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from cqa_core.checkpoint import atomic_write, file_digest, load_model
+from cqa_core.checkpoint import atomic_write, file_digest
 from cqa_core.data.align_run import mtcnn_rows
 from cqa_core.data.datasets import FaceFolder
 from cqa_core.data.imageio import load_image
 from cqa_core.data.template import ARCFACE_TEMPLATE
-from cqa_core.preprocess import normalize
 from cqa_core.recognizers import dlib_resnet
-from cqa_core.recognizers.base import RecognizerError
+from cqa_core.recognizers.base import Recognizer, RecognizerError
+from cqa_core.recognizers.load import load_recognizer
+from cqa_core.recognizers.registry import DLIB
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,16 +71,12 @@ class Face:
 
 
 class DlibTeacher:
-    """dlib's ResNet face descriptor (128-d) on its own 150 x 150 chips."""
+    """dlib's ResNet face descriptor (128-d) on its own 150 x 150 chips, cut by dlib's pipeline."""
 
-    name, dim = "dlib", 128
+    name, dim = DLIB, 128
 
-    def __init__(self) -> None:
-        try:
-            dlib_resnet.import_dlib()
-            dlib_resnet.model_dir()
-        except RecognizerError as exc:
-            raise RuntimeError(f"the dlib teacher: {exc}") from exc
+    def __init__(self, rec: Recognizer) -> None:
+        self.rec = rec
 
     def chip(self, face: Face) -> np.ndarray:
         """dlib's aligned 150 x 150 chip of ``face`` (from the photo when known)."""
@@ -91,55 +90,47 @@ class DlibTeacher:
         return dlib_resnet.dlib_chip(img, lm, detect=False)[0]  # (150, 150, 3): shape predictor in the landmark box
 
     def __call__(self, faces: Sequence[Face]) -> np.ndarray:
-        return dlib_resnet.embed_chips(np.stack([self.chip(f) for f in faces]))  # (n, 128)
+        return self.rec.embed(np.stack([self.chip(f) for f in faces]))  # (n, 128)
 
 
-class CheckpointTeacher:
-    """A CQA-Face checkpoint: flip-summed embeddings of the aligned crops."""
+class CropTeacher:
+    """Any recognizer taking the aligned 112 x 112 crop (CQA-Face, ONNX, a plug-in): its embeddings,
+    flip-summed for a CQA-Face checkpoint (its own test-time habit)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.model = load_model(path).eval()
-        self.name, self.dim = f"ckpt-{Path(path).stem}-{file_digest(path, 'sha256', 12)}", self.model.config.embedding_size
-
-    @torch.no_grad()
-    def __call__(self, faces: Sequence[Face]) -> np.ndarray:
-        x = normalize(torch.from_numpy(np.stack([f.crop for f in faces])).permute(0, 3, 1, 2))  # (n, 3, 112, 112)
-        e = self.model(x).embedding + self.model(x.flip(3)).embedding  # (n, D)
-        return e.numpy().astype(np.float32)
-
-
-class OnnxTeacher:
-    """An ONNX face embedder: input (N, 3, 112, 112) RGB in [-1, 1], first output (N, D)."""
-
-    def __init__(self, path: str | Path) -> None:
-        try:
-            import onnxruntime as ort  # optional: the export extra
-        except ImportError as exc:
-            raise RuntimeError("an ONNX teacher needs onnxruntime: pip install onnxruntime") from exc
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-        self.name = f"onnx-{Path(path).stem}-{file_digest(path, 'sha256', 12)}"
-        self.dim = None  # known after the first batch
+    def __init__(self, rec: Recognizer, name: str, flip: bool) -> None:
+        if not rec.preprocess.is_arcface112:
+            raise ValueError(f"teacher {rec.name}: a teacher other than dlib takes the aligned 112 x 112 crop, "
+                             f"not a {rec.preprocess.size} x {rec.preprocess.size} {rec.preprocess.template} chip")
+        self.rec, self.name, self.flip = rec, name, flip
+        self.dim: int | None = None  # known after the first batch
 
     def __call__(self, faces: Sequence[Face]) -> np.ndarray:
-        x = np.stack([f.crop for f in faces]).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0  # (n, 3, 112, 112)
-        e = np.asarray(self.session.run(None, {self.input: x})[0], np.float32)  # (n, D)
+        crops = np.stack([f.crop for f in faces])  # (n, 112, 112, 3) uint8
+        e = self.rec.embed(crops)  # (n, D)
+        if self.flip:
+            e = e + self.rec.embed(np.ascontiguousarray(crops[:, :, ::-1]))  # (n, D)
         self.dim = e.shape[1]
-        return e
+        return e.astype(np.float32)
+
+
+def teacher_name(rec: Recognizer) -> str:
+    """The id its targets are cached under: kind, file stem and the file's sha256 (``ckpt-NAME-HASH``)."""
+    prefix = {"cqa-face": "ckpt"}.get(rec.kind, rec.kind)
+    if rec.source and Path(rec.source).is_file():
+        return f"{prefix}-{Path(rec.source).stem}-{file_digest(rec.source, 'sha256', 12)}"
+    return f"{prefix}-{rec.digest}"
 
 
 def make_teacher(spec: str) -> Callable[[Sequence[Face]], np.ndarray]:
-    """``dlib``, a ``.safetensors`` CQA-Face checkpoint or an ``.onnx`` file -> a teacher."""
-    if spec == "dlib":
-        return DlibTeacher()
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher not found: {spec!r} (use 'dlib', a .safetensors checkpoint or an .onnx file)")
-    if path.suffix == ".onnx":
-        return OnnxTeacher(path)
-    if path.suffix == ".safetensors":
-        return CheckpointTeacher(path)
-    raise ValueError(f"unknown teacher file type {path.suffix!r}: use a .safetensors checkpoint or an .onnx file")
+    """A teacher from a recognizer spec (``recognizers.load_recognizer``: ``dlib``, a ``.safetensors``
+    CQA-Face checkpoint, an ``.onnx`` file, a plug-in's name)."""
+    try:
+        rec = load_recognizer(spec)
+    except RecognizerError as exc:
+        raise RecognizerError(f"the teacher {spec!r}: {exc}") from exc
+    if rec.kind == DLIB:
+        return DlibTeacher(rec)
+    return CropTeacher(rec, teacher_name(rec), flip=rec.kind == "cqa-face")
 
 
 # -- targets ---------------------------------------------------------------------------------
