@@ -6,7 +6,9 @@ Errors in the input (a bad image, an unknown method, malformed JSON) answer 422 
 message; a full queue 503 with ``Retry-After`` (the client waits and retries); a request that gets
 no answer within ``Limits.timeout_s`` 503 with one line (never a hang); tracebacks stay in the log.
 Before any work, ``workbench.service.guard`` checks the token (401; every route but ``/health``),
-the body's size (413) and fields (422), and that a named model is on the allowlist (422).
+the body's size (413) and fields (422), and that a named model is on the allowlist (422). Every
+photo is shrunk to a 512 px longer side before its analysis (``workbench.service.photo``), and an
+answer over ``Limits.max_answer`` bytes is refused in one line (507), never sent.
 
 Routes: ``GET /health``, ``POST /info``, ``POST /analyse``, ``POST /summaries``,
 ``POST /mask_effect``, ``POST /model`` (load a recognizer by its spec: its facts),
@@ -37,6 +39,7 @@ from cqa_core.data.imageio import MAX_PIXELS
 from workbench.service import wire
 from workbench.service.engine import Engine
 from workbench.service.guard import Guard, Refused
+from workbench.service.photo import MAX_PHOTO_SIDE, shrunk
 from workbench.service.queue import BATCH_MAX, Job, JobQueue
 from workbench.service.wire import Face
 
@@ -48,9 +51,10 @@ VIEWER_STALE_S = 300.0
 class AnalysisService:
     """What the routes call: jobs for the engine, through the queue; viewer counts; statistics."""
 
-    def __init__(self, engine: Engine, max_pixels: int = MAX_PIXELS) -> None:
+    def __init__(self, engine: Engine, max_pixels: int = MAX_PIXELS, side: int = MAX_PHOTO_SIDE) -> None:
         self.engine = engine
         self.max_pixels = max_pixels  # of one decoded face, from its header (``Limits.max_pixels``)
+        self.side = side  # every photo is analysed with its longer side at most this (``workbench.service.photo``)
         self.queue = JobQueue(self._run)
         self.cond = threading.Lock()
         self.loading: OrderedDict[str, float] = OrderedDict()  # viewers not drawn yet
@@ -133,8 +137,9 @@ class AnalysisService:
         log.info("warm-up done: %d faces in %.1f s", len(faces), time.monotonic() - t0)
 
     def _face(self, ref: dict[str, Any] | Face) -> Face:
-        """A wire face reference (size checked from its header), or a ``Face`` the service queued itself."""
-        return ref if isinstance(ref, Face) else wire.read_face(ref, max_pixels=self.max_pixels)
+        """A wire face reference (size checked from its header), or a ``Face`` the service queued itself,
+        shrunk to :attr:`side` either way: no analysis, answer or cache entry holds a larger photo."""
+        return shrunk(ref if isinstance(ref, Face) else wire.read_face(ref, max_pixels=self.max_pixels), self.side)
 
 
 def _plain(exc: BaseException) -> str:
@@ -169,6 +174,10 @@ def create_app(service: AnalysisService, guard: Guard) -> Starlette:
             log.exception("request %s failed", kind)
             return _error(500, f"analysis failed: {_plain(exc)}")
         if isinstance(result, bytes):
+            if len(result) > guard.limits.max_answer:
+                log.error("request %s: a %d-byte answer refused (limit %d)", kind, len(result), guard.limits.max_answer)
+                return _error(507, f"the analysis is {len(result) / 2**20:.0f} MB, over this service's "
+                                   f"{guard.limits.max_answer / 2**20:.0f} MB answer limit")
             return Response(result, media_type="application/x-npz")
         return JSONResponse(result)
 

@@ -28,6 +28,9 @@ HEADER = "authorization"
 """The request header holding ``Bearer TOKEN``."""
 NOT_SERVED = "this model is not served here: the service loads its own model, 'dlib', and files in its --models folder"
 """The one answer for a model file that is missing or not allowed: it tells nothing of the disk."""
+MAX_ANSWER = 48 * 2**20
+"""Bytes of one answer the service sends (507 beyond): a pair's analysis of two 512 px photos with
+every map is under 30 MB."""
 
 
 class Refused(Exception):
@@ -46,6 +49,7 @@ class Limits:
     max_faces: int = MAX_FACES  # faces per /summaries call
     timeout_s: float = 240.0  # a handler's answer, queue wait included (under the client's 300 s)
     max_pixels: int = MAX_PIXELS  # pixels of one decoded face, checked from the image header
+    max_answer: int = MAX_ANSWER  # bytes of one answer (an analysis of a 512 px photo is a few MB)
 
 
 class Models:
