@@ -203,3 +203,20 @@ def test_black_box_recognizer_is_refused():
     rec = Recognizer(name="bb", kind="torch", preprocess=Preprocess(), embed_fn=lambda c: np.ones((len(c), 4)))
     with pytest.raises(ExplainError, match="black-box"):
         similarity_map_chips(rec, np.zeros((2, 112, 112, 3), np.uint8))
+
+
+def test_onnx_export_converted_back_is_decomposed_at_its_found_layer(tmp_path):
+    pytest.importorskip("onnx2torch", reason="the export extra converts ONNX graphs to torch modules")
+    from cqa_core.recognizers.arcface import export_onnx
+    from cqa_core.recognizers.onnx_model import load_onnx
+
+    torch.manual_seed(0)
+    model = _randomise_bn(ArcFaceIResNet(IRESNET_DEPTHS["r18"]))
+    rec = load_onnx(export_onnx(model, tmp_path / "r18.onnx"))  # layer: bn2/BatchNormalization (found)
+    chips = np.random.default_rng(0).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
+    r = similarity_map_chips(rec, chips)
+    assert r.head == "Flatten -> fc/Gemm -> features/BatchNormalization"
+    e = model(torch.from_numpy(chips).permute(0, 3, 1, 2).float().sub(127.5).div(127.5)).detach()  # (2, 512)
+    cos = float(torch.nn.functional.cosine_similarity(e[:1], e[1:]))
+    for k in range(2):
+        assert r.terms[k].sum() + r.remainder[k] == pytest.approx(cos, abs=1e-5)
