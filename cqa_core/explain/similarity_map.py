@@ -239,11 +239,11 @@ def _cqa(module: nn.Module) -> CQAFace | None:
     return inner if isinstance(inner, CQAFace) else None
 
 
-def _terms(per_loc: torch.Tensor, e: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Rows [a vs b, b vs a] from v_l = <u_l, e_other> (2, ..., h, w) unnormalised, embeddings (2, D), bias (D,)."""
+def _terms(per_loc: torch.Tensor, e: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(terms, remainder) of rows [a vs b, b vs a]: <u_l, e_other> (2, ..., h, w) and <c, e_other> (2,),
+    both over |e_a||e_b|; e (2, D) the folded embeddings, c (D,) the bias."""
     norm = float(e[0].norm() * e[1].norm())
-    other = e.flip(0)  # (2, D) the partner of each row
-    return per_loc / norm, (other @ c) / norm, float(e[0] @ e[1]) / norm
+    return per_loc / norm, (e.flip(0) @ c) / norm  # e.flip(0): the partner of each row
 
 
 def similarity_map(module: nn.Module, layer: str, x_a: torch.Tensor, x_b: torch.Tensor,
@@ -276,7 +276,7 @@ def similarity_map(module: nn.Module, layer: str, x_a: torch.Tensor, x_b: torch.
     f = _cpu64(feats)  # (2, C, h, w)
     e = head.embed(f)  # (2, D) the folded embeddings (= the module's within float32 rounding)
     v = torch.einsum("dchw,bd->bchw", head.weight, e.flip(0))  # (2, C, h, w) W^T e_other
-    terms, rem, _ = _terms((v * f).sum(1), e, head.bias)  # (2, h, w), (2,)
+    terms, rem = _terms((v * f).sum(1), e, head.bias)  # (2, h, w), (2,)
     emb = emb.double()
     cos = float(torch.nn.functional.cosine_similarity(emb[:1], emb[1:], dim=1))
     return _result(terms, rem, cos, x.shape[-1], head.path)
@@ -297,7 +297,7 @@ def _cqa_map(module: nn.Module, model: CQAFace, layer: str, x: torch.Tensor) -> 
     e = z @ w.T + c  # (2, D) the folded embeddings
     v = torch.einsum("dkc,bd->bkc", w.view(w.shape[0], nb, -1), e.flip(0))  # (2, b, C) W_i^T e_other
     per = torch.einsum("bkc,bchw,bkhw,bk->bkhw", v, feats, maps, q) / (h * wd)  # (2, b, h, w)
-    terms, rem, _ = _terms(per.sum(1), e, c)  # (2, h, w), (2,)
+    terms, rem = _terms(per.sum(1), e, c)  # (2, h, w), (2,)
     by_branch = per / float(e[0].norm() * e[1].norm())  # (2, b, h, w)
     emb = out.embedding.double()
     cos = float(torch.nn.functional.cosine_similarity(emb[:1], emb[1:], dim=1))
