@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import torch
 
-from cqa_core.data import lfw_dir
 from cqa_core.data.align import align_image, fit_template, get_detector, load_image, warp
+from cqa_core.settings import Settings
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    root = lfw_dir()
+    root = Settings.from_env().lfw
     files = sorted(root.glob("*/*.jpg"))[:: 13233 // args.n][: args.n]
     imgs = [load_image(f) for f in files]
     det = get_detector()

@@ -160,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chips", default="ours,box,hog", help=f"chips of the check, of {','.join(CHIPS)}")
     args = p.parse_args(argv)
 
-    from cqa_core.data import shared_data_dir
     from cqa_core.data.align_store import AlignmentStore
     from cqa_core.data.template import DLIB_TEMPLATE
+    from cqa_core.settings import Settings
 
-    root = shared_data_dir() / "lfw-deepfunneled"
+    root = Settings.from_env().lfw
     store = AlignmentStore()
     if args.lfw is not None:
         which = [w for w in args.chips.split(",") if w]

@@ -47,7 +47,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from cqa_core.data import lfw_dir
 from cqa_core.data.align import center_affine, load_image, warp
 from cqa_core.data.datasets import MARKER, aligned_dir
 from cqa_core.data.pairs import pair_paths, read_pairs
@@ -57,12 +56,12 @@ from cqa_core.explain.analysis import as_recognizer
 from cqa_core.explain.common import ExplainError
 from cqa_core.explain.faithfulness import compare_maps
 from cqa_core.explain.methods import Context
-from cqa_core.explain.result import IGCheck
+from cqa_core.explain.result import Check
 from cqa_core.explain.tensors import eval_mode, to_numpy, upsample
 from cqa_core.recognizers.base import Recognizer
 from cqa_core.recognizers.chips import recognizer_chips
 from cqa_core.recognizers.load import load_recognizer
-from cqa_core.settings import LFW_DIR
+from cqa_core.settings import LFW_DIR, Settings
 
 METHODS = ("gradcam", "ig", "occlusion", "rise", "attention", "random", "flat")
 
@@ -101,7 +100,7 @@ def attention_map(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 def method_maps(rec: Recognizer, a: np.ndarray, b: np.ndarray, methods: Sequence[str] = METHODS,
-                rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], IGCheck | None]:
+                rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], Check | None]:
     """(method -> (S, S) map of chip a for cos(e_a, e_b), integrated gradients' check or None).
 
     ``random`` and ``flat`` are made here; ``attention`` reads CQA-Face's branches; every other name is
@@ -117,9 +116,9 @@ def method_maps(rec: Recognizer, a: np.ndarray, b: np.ndarray, methods: Sequence
         elif m == "flat":
             maps[m] = np.zeros(size, np.float32)
         elif m == "attention":
-            if not rec.branches:
+            if rec.readout is None:
                 raise ExplainError(f"attention needs CQA-Face's branches; {rec.name} has none")
-            maps[m] = attention_map(rec.cqa, rec.preprocess.to_tensor(a[None], rec.device))
+            maps[m] = attention_map(rec.readout.model, rec.preprocess.to_tensor(a[None], rec.device))
         elif m == "ig":
             pm = registry.get(m).fn(rec, np.stack([a, b]), Context())
             maps[m], ig = pm.maps[0], pm.checks[0]
@@ -210,7 +209,7 @@ def lfw_dev_pairs(n: int, same: bool = True, align: str = "auto", data: str | Pa
     Returns:
         (a, b) pairs of (112, 112, 3) uint8 RGB crops.
     """
-    lfw = Path(data) / LFW_DIR if data else lfw_dir()
+    lfw = Path(data) / LFW_DIR if data else Settings.from_env().lfw
     pairs = [p for p in read_pairs(lfw / "pairsDevTest.txt") if bool(p.same) == same][:n]
     align = resolve_align(align)
     cache = aligned_dir(lfw.name)
@@ -232,7 +231,7 @@ def dev_pair_chips(rec: Recognizer, n: int, same: bool = True, align: str = "aut
     if resolve_align(align) != "cache":
         raise ExplainError(f"{rec.name} cuts its own chip from the photo's landmarks: it needs the aligned LFW "
                            "cache (run `cqa align`)")
-    lfw = lfw_dir()
+    lfw = Settings.from_env().lfw
     pairs = [p for p in read_pairs(lfw / "pairsDevTest.txt") if bool(p.same) == same][:n]
     crops = [c for pq in pair_paths(pairs, aligned_dir(lfw.name)) for c in pq]  # a0, b0, a1, b1, ...
     sources = aligned_sources(aligned_dir(lfw.name), lfw, crops)

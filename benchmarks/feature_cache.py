@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 import torch
 
-from cqa_core.data import shared_data_dir
 from cqa_core.data.align import CenterDetector, align_image, load_image
+from cqa_core.settings import Settings
 from cqa_core.training.callbacks import Callback
 from cqa_core.training.overrides import apply_overrides, load_preset
 from cqa_core.training.trainer import Trainer
@@ -118,7 +118,7 @@ def main() -> None:
             root = Path(args.data)
         else:
             t0 = time.perf_counter()
-            n = centre_crops(shared_data_dir() / "celeba299", tmp / "celeba299")
+            n = centre_crops(Settings.from_env().data_root / "celeba299", tmp / "celeba299")
             root = tmp / "celeba299"
             print(f"data: {n} CelebA-299 photos, centre-affine crops in {time.perf_counter() - t0:.0f} s (not timed below)")
         cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()

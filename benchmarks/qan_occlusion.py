@@ -33,12 +33,12 @@ def lfw_faces(n: int) -> np.ndarray:
     """
     from PIL import Image
 
-    from cqa_core.data import lfw_dir
     from cqa_core.data.align_run import out_name
     from cqa_core.data.pairs import Pair, resolve_image
     from cqa_core.data.verification import aligned_pair_photos
+    from cqa_core.settings import Settings
 
-    src = lfw_dir().resolve()
+    src = Settings.from_env().lfw.resolve()
     people = sorted(p.name for p in src.iterdir() if p.is_dir())[:n]
     rels = [resolve_image(src, name, 1).relative_to(src).as_posix() for name in people]
     root = aligned_pair_photos(src, [Pair(name, 1, name, 1, True, 0) for name in people])

@@ -31,15 +31,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from cqa_core.data import lfw_dir
     from cqa_core.data.datasets import ensure_aligned
     from cqa_core.data.imageio import load_image
     from cqa_core.data.pairs import read_pairs, resolve_image, unique_images
     from cqa_core.data.verification import subsample
     from cqa_core.metrics import evaluate_scores, l2_normalize
+    from cqa_core.settings import Settings
     from cqa_core.training.distill import Face, _sources, make_teacher
 
-    src = lfw_dir()
+    src = Settings.from_env().lfw
     aligned = ensure_aligned(src)
     pairs = read_pairs(src / "pairs.txt")
     pairs = [pairs[i] for i in subsample(len(pairs), args.limit)]

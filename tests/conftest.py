@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from cqa_core.data import shared_data_dir
-from cqa_core.settings import LFW_DIR
+from cqa_core.settings import LFW_DIR, Settings
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Root of ../shared/data; skips the test when it is absent."""
-    root = shared_data_dir()
+    root = Settings.from_env().data_root  # the test session is an entry point: it reads the environment once
     if not root.is_dir():
         pytest.skip(f"shared face data not found at {root} (set CQA_DATA)")
     return root

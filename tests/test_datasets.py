@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cqa_core.data import cache_dir, repo_root, shared_data_dir
+from cqa_core.data import cache_place, data_place, repo_root
 from cqa_core.data.datasets import (
     MARKER,
     FaceFolder,
@@ -79,36 +79,35 @@ def test_random_flip_is_a_mirror() -> None:
     assert random_flip(x, p=0.0) is x
 
 
-def test_paths_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CQA_CACHE", str(tmp_path / "c"))
+def test_paths_are_passed_down_never_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CQA_CACHE", str(tmp_path / "c"))  # read by an entry point's Settings.from_env only
     monkeypatch.setenv("CQA_DATA", str(tmp_path / "d"))
-    assert cache_dir() == tmp_path / "c" and shared_data_dir() == tmp_path / "d"
-    monkeypatch.delenv("CQA_CACHE")
-    monkeypatch.delenv("CQA_DATA")
-    assert cache_dir() == Path.home() / ".cache" / "cqa-face"
-    assert shared_data_dir() == (repo_root().parent / "shared" / "data").resolve()
+    assert cache_place(tmp_path / "given") == tmp_path / "given" and data_place(tmp_path / "d2") == tmp_path / "d2"
+    assert cache_place(None) == Path.home() / ".cache" / "cqa-face"  # the default, not $CQA_CACHE
+    assert data_place(None) == (repo_root().parent / "shared" / "data").resolve()
+    assert aligned_dir("x", tmp_path / "given") == tmp_path / "given" / "aligned-v2" / "x"
     assert (repo_root() / "cqa_core" / "data" / "__init__.py").exists()
 
 
 @pytest.mark.data
 def test_ensure_aligned_once(lfw_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CQA_CACHE", str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
     src = tmp_path / "raw"
     for name in ("Aaron_Peirsol", "Abdullah_Gul"):
         (src / name).mkdir(parents=True)
         for f in sorted((lfw_root / name).glob("*.jpg"))[:2]:
             (src / name / f.name).write_bytes(f.read_bytes())
     threads = torch.get_num_threads()
-    out = ensure_aligned(src, name="tiny", workers=1, progress=False)
+    out = ensure_aligned(src, name="tiny", workers=1, progress=False, cache_root=cache)
     assert torch.get_num_threads() == threads  # in-process alignment leaves the caller's setting
-    assert out == tmp_path / "cache" / "aligned-v2" / "tiny" == aligned_dir("tiny")
+    assert out == tmp_path / "cache" / "aligned-v2" / "tiny" == aligned_dir("tiny", cache)
     summary = json.loads((out / ".complete.json").read_text())
     assert summary["total"] == 4 and summary["methods"].get("mtcnn", 0) >= 3
     ds = FaceFolder(out)
     assert ds.classes == ["Aaron_Peirsol", "Abdullah_Gul"] and len(ds) == 4
     assert ds[0][0].shape == (3, 112, 112)
     (out / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg").unlink()
-    assert ensure_aligned(src, name="tiny") == out  # marker present: no work, nothing redone
+    assert ensure_aligned(src, name="tiny", cache_root=cache) == out  # marker present: no work, nothing redone
     assert not (out / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg").exists()
 
 
@@ -121,12 +120,12 @@ def test_ensure_aligned_rewarps_an_earlier_versions_landmarks(
     import cqa_core.data.align as align
     from cqa_core.data.align_run import align_folder
 
-    monkeypatch.setenv("CQA_CACHE", str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
     src = tmp_path / "raw" / "Aaron_Peirsol"
     src.mkdir(parents=True)
     for f in sorted((lfw_root / "Aaron_Peirsol").glob("*.jpg"))[:2]:
         (src / f.name).write_bytes(f.read_bytes())
-    old = aligned_dir("tiny", version=1)
+    old = aligned_dir("tiny", cache, version=1)
     assert old == tmp_path / "cache" / "aligned" / "tiny"
     align_folder(src.parent, old, workers=1, progress=False)
     (old / MARKER).write_text(json.dumps({"src": str(src.parent.resolve())}))
@@ -135,8 +134,8 @@ def test_ensure_aligned_rewarps_an_earlier_versions_landmarks(
         raise AssertionError("MTCNN ran although landmarks were stored")
 
     monkeypatch.setattr(align, "detect_faces", no_detector)
-    out = ensure_aligned(src.parent, name="tiny", workers=1, progress=False)
-    assert out == aligned_dir("tiny") != old
+    out = ensure_aligned(src.parent, name="tiny", workers=1, progress=False, cache_root=cache)
+    assert out == aligned_dir("tiny", cache) != old
     assert json.loads((out / MARKER).read_text())["landmarks_reused"] == 2
     with open(out / "alignment.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cqa_core.data import lfw_dir
+from cqa_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-LFW = lfw_dir()
+LFW = Settings.from_env().lfw
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from cqa_core.data import lfw_dir
+from cqa_core.settings import Settings
 
 try:
     import tomllib
@@ -30,7 +30,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-LFW = lfw_dir()
+LFW = Settings.from_env().lfw
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 

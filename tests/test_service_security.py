@@ -8,7 +8,6 @@ Starlette's in-process TestClient; the fake blocks on a gate where a test needs 
 from __future__ import annotations
 
 import base64
-import collections
 import io
 import threading
 import time
@@ -190,21 +189,17 @@ def test_models_load_only_from_the_allowlist_and_missing_reads_like_forbidden(tm
 
 
 def test_the_engine_model_cache_is_lru_bounded():
-    from workbench.service import engine as engine_mod
+    from workbench.service.models import MAX_MODELS, Recognizers
 
-    eng = engine_mod.Engine.__new__(engine_mod.Engine)  # only the cache: no model is loaded
-    eng.others, eng.default = collections.OrderedDict(), object()
     loads = []
-    original = engine_mod.load_recognizer
-    engine_mod.load_recognizer = lambda key: loads.append(key) or key
-    try:
-        for i in range(engine_mod.MAX_MODELS + 3):
-            eng.recognizer(f"/m/{i}.onnx")
-        eng.recognizer(f"/m/{engine_mod.MAX_MODELS + 2}.onnx")  # the newest: still cached
-    finally:
-        engine_mod.load_recognizer = original
-    assert len(eng.others) == engine_mod.MAX_MODELS and len(loads) == engine_mod.MAX_MODELS + 3
-    assert list(eng.others)[0] == "/m/3.onnx"  # the oldest three went first
+    default = object()
+    models = Recognizers(default, load=lambda key: loads.append(key) or key)  # no model is loaded
+    for i in range(MAX_MODELS + 3):
+        models.get(f"/m/{i}.onnx")
+    models.get(f"/m/{MAX_MODELS + 2}.onnx")  # the newest: still cached
+    assert models.get("default") is default and models.get(None) is default
+    assert len(models.others) == MAX_MODELS and len(loads) == MAX_MODELS + 3
+    assert list(models.others)[0] == "/m/3.onnx"  # the oldest three went first
 
 
 # ---- job ids: assigned by the queue -------------------------------------------------------------

@@ -62,12 +62,12 @@ def test_computed_in_another_process_then_cached(engine_on_small_lfw):
     path = threshold_path(engine.default, engine.settings.cache_root)
     assert json.loads(path.read_text()) == result  # the child wrote it where the parent reads it
     assert engine.threshold() == result  # cached: no second process
-    assert list(engine._thresholds.values())[0].returncode == 0
+    assert list(engine.thresholds.procs.values())[0].returncode == 0
     from workbench.service.engine import Engine
 
     later = Engine(engine.settings)  # the next start: another model object with the same weights
-    assert later.default.digest != engine.default.digest  # the in-memory key differs ...
-    assert later.threshold() == result and later._thresholds == {}  # ... the file is found: no process
+    assert later.default is not engine.default  # another object, the same weights' digest ...
+    assert later.threshold() == result and later.thresholds.procs == {}  # ... the file is found: no process
     later.close()
 
 
@@ -77,13 +77,48 @@ def test_no_lfw_is_unavailable_not_an_error(tmp_path):
     engine = Engine(Settings(data_root=tmp_path, cache_root=tmp_path / "cache"))
     got = engine.threshold()
     assert set(got) == {"unavailable"} and "no verdict" in got["unavailable"], got
-    assert engine._thresholds == {}
+    assert engine.thresholds.procs == {}
 
 
 def test_close_ends_a_computation_that_is_still_running(engine_on_small_lfw):
     engine = engine_on_small_lfw
     assert "computing" in engine.threshold()
-    proc = next(iter(engine._thresholds.values()))
+    proc = next(iter(engine.thresholds.procs.values()))
     engine.close()
     assert proc.poll() is not None  # terminated, and waited for
     assert not threshold_path(engine.default, engine.settings.cache_root).exists()
+
+
+def test_the_child_gets_the_weights_and_their_digest_not_the_settings(tmp_path, monkeypatch):
+    """No ``CQA_*`` variable (a token among them) reaches the child; it is told the weights, their
+    digest, where to write and the two folders it reads and fills."""
+    from cqa_core.evaluation import threshold
+
+    seen = {}
+
+    class Popen:
+        def __init__(self, cmd, env, **kw):
+            seen.update(cmd=cmd, env=env)
+
+    monkeypatch.setenv("CQA_SERVICE_TOKEN", "secret")
+    monkeypatch.setenv("CQA_CHECKPOINT", str(tmp_path / "other.safetensors"))
+    monkeypatch.setattr(threshold.subprocess, "Popen", Popen)
+    jobs = threshold.Thresholds(tmp_path / "lfw", tmp_path / "cache")
+    jobs.start("/w/model.safetensors", "abc123", tmp_path / "cache" / "thresholds" / "t.json")
+    assert seen["cmd"][3:] == ["/w/model.safetensors", "--digest", "abc123", "--out",
+                               str(tmp_path / "cache" / "thresholds" / "t.json"),
+                               "--lfw", str(tmp_path / "lfw"), "--cache", str(tmp_path / "cache")]
+    assert not [k for k in seen["env"] if k.startswith("CQA_")]
+
+
+def test_the_child_refuses_weights_that_are_not_the_ones_asked_for(tmp_path):
+    from cqa_core.checkpoint import DEFAULT_WEIGHTS
+    from cqa_core.evaluation.threshold import main
+    from cqa_core.recognizers.base import RecognizerError
+
+    if not DEFAULT_WEIGHTS.exists():
+        pytest.skip("no bundled default weights in this install")
+    with pytest.raises(RecognizerError, match="weights changed"):
+        main([str(DEFAULT_WEIGHTS), "--digest", "not-its-digest", "--out", str(tmp_path / "t.json"),
+              "--lfw", str(tmp_path), "--cache", str(tmp_path)])
+    assert not (tmp_path / "t.json").exists()

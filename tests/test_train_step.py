@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from cqa_core.config import DataConfig, ModelConfig, TrainConfig
-from cqa_core.data import shared_data_dir
+from cqa_core.settings import Settings
 from cqa_core.training.trainer import Trainer
 
-SHARED = shared_data_dir()
+SHARED = Settings.from_env().data_root
 CELEBA = SHARED / "celeba299"
 
 

@@ -191,10 +191,11 @@ def test_the_service_drops_a_viewers_uploads_when_it_says_bye(places):
 
 def test_a_silent_viewer_is_forgotten(places, monkeypatch):
     from workbench.service import engine as engine_mod
+    from workbench.service import uploads as uploads_mod
 
     engine = engine_mod.Engine(settings_of(places))
     _, pixels = upload_photo()
     engine.analyse(Face("upload", pixels), viewer="gone")
-    monkeypatch.setattr(engine_mod, "UPLOAD_IDLE_S", 0.0)  # its kernel died without a word
+    monkeypatch.setattr(uploads_mod, "UPLOAD_IDLE_S", 0.0)  # its kernel died without a word
     engine.analyse(Face("upload", pixels), viewer="here")
     assert list(engine.uploads) == ["here"]

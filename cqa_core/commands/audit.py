@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.workers < 0:
         raise ValueError("--batch-size must be >= 1 and --workers >= 0")
     pyarrow()
-    src = open_source(args.dataset)
+    src = open_source(args.dataset, args.settings)
     model, label, _ = resolve_model(args.model or args.settings.checkpoint, "cpu")
     try:
         summary = run_audit(src, args.out, model, label, chunk=args.chunk, batch_size=args.batch_size,

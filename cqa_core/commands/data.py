@@ -25,10 +25,11 @@ def run_fetch(args: argparse.Namespace) -> int:
     from cqa_core.data.datasets import ensure_aligned
     from cqa_core.data.fetch import fetch_lfw
 
-    out = fetch_lfw(args.dest, base_url=args.base_url)
+    places = args.settings
+    out = fetch_lfw(args.dest, base_url=args.base_url or places.lfw_url, cache_root=places.cache_root)
     print(f"LFW ready at {out}")
     if args.align:
-        print(f"aligned into {ensure_aligned(out)}")
+        print(f"aligned into {ensure_aligned(out, cache_root=places.cache_root)}")
     return 0
 
 

@@ -8,6 +8,7 @@ checkpoint in the run's out_dir; with a path, from that checkpoint (or run) dire
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -50,7 +51,11 @@ def resolve_config(args: argparse.Namespace):
     else:
         config = TrainConfig()
     rebuild = ["rebuild_cache=true"] if getattr(args, "rebuild_cache", False) else []
-    return apply_overrides(config, [*args.overrides, *rebuild])
+    config = apply_overrides(config, [*args.overrides, *rebuild])
+    places = getattr(args, "settings", None)
+    if places is not None and config.eval_pairs == "auto":  # LFW View 1 under the settings' data root
+        config = dataclasses.replace(config, eval_pairs=str(places.lfw / "pairsDevTest.txt"))
+    return config
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,11 +11,16 @@ they decode to RGB like any other photo.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from cqa_core.settings import LFW_DIR, Settings
+from cqa_core.settings import Settings
 
-__all__ = ["cache_dir", "lfw_dir", "shared_data_dir", "repo_root"]
+__all__ = ["cache_place", "data_place", "repo_root"]
+
+DEFAULTS = Settings()
+"""The documented defaults (no environment read): what a path left as None means here. The entry
+points read the environment once (``Settings.from_env``) and pass their roots down."""
 
 
 def repo_root() -> Path:
@@ -23,22 +28,11 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def shared_data_dir() -> Path:
-    """Root of the shared face data (LFW, CelebA subset, masks, fixtures).
-
-    ``Settings.data_root``: env ``CQA_DATA``, else ``<repo_root>/../shared/data``.
-    """
-    return Settings.from_env().data_root
+def data_place(data_root: str | os.PathLike | None) -> Path:
+    """The shared face data root passed down (``Settings.data_root``), or its default ``<checkout>/../shared/data``."""
+    return Path(data_root) if data_root is not None else DEFAULTS.data_root
 
 
-def lfw_dir() -> Path:
-    """LFW deep-funneled under :func:`shared_data_dir`."""
-    return shared_data_dir() / LFW_DIR
-
-
-def cache_dir() -> Path:
-    """Where derived data (aligned crops, downloads) is cached.
-
-    ``Settings.cache_root``: env ``CQA_CACHE``, else ``~/.cache/cqa-face``. The directory is not created here.
-    """
-    return Settings.from_env().cache_root
+def cache_place(cache_root: str | os.PathLike | None) -> Path:
+    """The cache root passed down (``Settings.cache_root``), or its default ``~/.cache/cqa-face`` (not created)."""
+    return Path(cache_root) if cache_root is not None else DEFAULTS.cache_root

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cqa_core.data import cache_dir
+from cqa_core.data import cache_place
 from cqa_core.data.align import ALIGN_VERSION, SIZE, align_image
 from cqa_core.data.align_run import ALIGN_FIELDS, face_row, refit
 
@@ -43,8 +43,8 @@ class AlignmentStore:
 
     def __init__(self, root: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> None:
         """``root``: the store's folder; else ``<cache>/aligned-v<ALIGN_VERSION>/by-hash`` (``cache``
-        default: ``Settings.cache_root``)."""
-        base = Path(cache) if cache is not None else cache_dir()
+        default: ``Settings.cache_root``'s default; an entry point passes its own)."""
+        base = cache_place(cache)
         self.root = Path(root) if root else base / f"aligned-v{ALIGN_VERSION}" / "by-hash"
         self.path = self.root / "alignment.csv"
         self._rows: dict[str, dict[str, str]] = {}

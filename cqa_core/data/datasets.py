@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
-from cqa_core.data import cache_dir
+from cqa_core.data import cache_place
 from cqa_core.data.align import ALIGN_VERSION
 from cqa_core.data.align_run import align_folder
 from cqa_core.data.imageio import is_image_file
@@ -138,21 +138,22 @@ def _fallback_paths(root: Path) -> set[str]:
 MARKER = ".complete.json"
 
 
-def aligned_dir(name: str, version: int | None = None) -> Path:
+def aligned_dir(name: str, cache_root: str | os.PathLike | None = None, version: int | None = None) -> Path:
     """The cache folder of aligned crops called ``name`` made by alignment ``version``.
 
-    Version 1 (the unweighted 5-point fit) lived in ``cache_dir()/aligned/<name>``; later versions
-    in ``cache_dir()/aligned-v<N>/<name>``. None means the current
-    :data:`~cqa_core.data.align.ALIGN_VERSION`.
+    Version 1 (the unweighted 5-point fit) lived in ``<cache_root>/aligned/<name>``; later versions
+    in ``<cache_root>/aligned-v<N>/<name>``. None means the current
+    :data:`~cqa_core.data.align.ALIGN_VERSION`. ``cache_root`` is ``Settings.cache_root``, passed
+    down by the entry point (None: its default, ``~/.cache/cqa-face``).
     """
     v = ALIGN_VERSION if version is None else version
-    return cache_dir() / ("aligned" if v == 1 else f"aligned-v{v}") / name
+    return cache_place(cache_root) / ("aligned" if v == 1 else f"aligned-v{v}") / name
 
 
-def _earlier_landmarks(src: Path, name: str) -> Path | None:
+def _earlier_landmarks(src: Path, name: str, cache_root: str | os.PathLike | None) -> Path | None:
     """The newest earlier-version cache of the same source whose landmarks can be reused."""
     for v in range(ALIGN_VERSION - 1, 0, -1):
-        old = aligned_dir(name, v)
+        old = aligned_dir(name, cache_root, v)
         try:
             same_src = json.loads((old / MARKER).read_text()).get("src") == str(src)
         except (OSError, ValueError):
@@ -163,7 +164,8 @@ def _earlier_landmarks(src: Path, name: str) -> Path | None:
 
 
 def ensure_aligned(src_root: str | os.PathLike, name: str | None = None, workers: int = 2,
-                   fallback: str | None = "center", progress: bool = True) -> Path:
+                   fallback: str | None = "center", progress: bool = True,
+                   cache_root: str | os.PathLike | None = None) -> Path:
     """Align a raw photo folder into :func:`aligned_dir` ``(name)`` once; return that folder.
 
     The first call runs :func:`cqa_core.data.align_run.align_folder` (resumable: an interrupted
@@ -171,10 +173,11 @@ def ensure_aligned(src_root: str | os.PathLike, name: str | None = None, workers
     later calls return at once. ``name`` defaults to the source folder's name. When a cache of
     the same source made by an earlier alignment version exists, its landmarks are re-warped
     with the current fit instead of detecting again (minutes instead of a quarter of an hour).
+    ``cache_root``: see :func:`aligned_dir`.
     """
     src = Path(src_root).expanduser().resolve()
     name = name or src.name
-    dst = aligned_dir(name)
+    dst = aligned_dir(name, cache_root)
     if (dst / MARKER).exists():
         return dst
     if not src.is_dir():
@@ -185,7 +188,7 @@ def ensure_aligned(src_root: str | os.PathLike, name: str | None = None, workers
         if (dst / MARKER).exists():
             return dst
         summary = align_folder(src, dst, fallback=fallback, workers=workers, progress=progress,
-                               landmarks_from=_earlier_landmarks(src, name))
+                               landmarks_from=_earlier_landmarks(src, name, cache_root))
         tmp = dst / f"{MARKER}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(summary, indent=2))
         os.replace(tmp, dst / MARKER)

@@ -5,7 +5,7 @@ function of its arguments (randomness only through an explicit ``seed``).
 Masks (MLFW-style): a MaskTheFace RGBA template is warped by the homography that takes its six
 anchors ``mask_a .. mask_f`` (``masks.cfg``) onto six face points estimated from the five ArcFace
 landmarks (:func:`face_anchor_points`), then alpha-blended. The templates live in
-``shared_data_dir()/masks`` (env ``CQA_DATA``) unless ``mask_root`` is given.
+``<data root>/masks`` (``Settings.data_root``, passed down as ``mask_root``; its default otherwise).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cqa_core.data import shared_data_dir
+from cqa_core.data import data_place
 from cqa_core.data.template import ARCFACE_TEMPLATE
 
 MASK_KINDS = ("surgical", "surgical_blue", "surgical_green", "N95", "KN95", "cloth", "gas")
@@ -69,10 +69,7 @@ def face_anchor_points(landmarks: np.ndarray = ARCFACE_TEMPLATE) -> np.ndarray:
 
 
 def _mask_root(mask_root: str | os.PathLike | None) -> Path:
-    if mask_root is not None:
-        return Path(mask_root)
-
-    return shared_data_dir() / "masks"
+    return Path(mask_root) if mask_root is not None else data_place(None) / "masks"
 
 
 @functools.lru_cache(maxsize=32)
@@ -97,7 +94,7 @@ def apply_mask(image112: np.ndarray, kind: str = "surgical", seed: int = 0,
         image112: (112, 112, 3) uint8 RGB aligned face.
         kind: a :data:`MASK_KINDS` name (or any template in masks.cfg), or "random" (picked by seed).
         seed: jitters the six anchors by ~1 px (so masks vary) deterministically.
-        mask_root: folder with masks.cfg and templates/ (default shared_data_dir()/masks).
+        mask_root: folder with masks.cfg and templates/ (``Settings.data_root / "masks"``; None: its default).
 
     Returns:
         (masked (112, 112, 3) uint8 RGB, coverage alpha (112, 112) float32 in [0, 1]).
@@ -119,8 +116,8 @@ def apply_mask(image112: np.ndarray, kind: str = "surgical", seed: int = 0,
 
 
 def masked_side(images: np.ndarray, index: np.ndarray, kind: str = "random", offset: int = 0,
-                alpha: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Masked copies of ``images[index]``, the k-th with ``apply_mask(seed=k + offset + 1)``.
+                alpha: bool = False, mask_root: str | os.PathLike | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Masked copies of ``images[index]``, the k-th with ``apply_mask(seed=k + offset + 1, mask_root=mask_root)``.
 
     This is the masked side of the M2N / M2M protocols (``cqa eval --protocol masked-*``).
     Returns (K, 112, 112, 3) uint8, plus the (K, 112, 112) float32 alphas when ``alpha``.
@@ -128,7 +125,7 @@ def masked_side(images: np.ndarray, index: np.ndarray, kind: str = "random", off
     out = np.empty((len(index), *images.shape[1:]), np.uint8)  # (K, 112, 112, 3)
     alphas = np.empty((len(index), *images.shape[1:3]), np.float32)  # (K, 112, 112)
     for k, i in enumerate(index):
-        out[k], alphas[k] = apply_mask(images[i], kind, seed=k + offset + 1)
+        out[k], alphas[k] = apply_mask(images[i], kind, seed=k + offset + 1, mask_root=mask_root)
     return (out, alphas) if alpha else out
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cqa_core.settings import LFW_DIR, Settings
+from cqa_core.data import cache_place
+from cqa_core.settings import LFW_DIR
 
 LFW_URL = "http://vis-www.cs.umass.edu/lfw/"
 LFW_FILES = {  # file name -> md5 (official, as recorded by torchvision.datasets.LFWPairs)
@@ -100,18 +101,19 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> None:
 
 
 def fetch_lfw(dest: str | os.PathLike | None = None, base_url: str | None = None,
-              files: dict[str, str] | None = None, progress: bool = True) -> Path:
+              files: dict[str, str] | None = None, progress: bool = True,
+              cache_root: str | os.PathLike | None = None) -> Path:
     """Download and extract LFW deep-funneled with its pair lists; returns the image folder.
 
     Args:
-        dest: where to put it (default ``cache_dir()/raw``); the result is ``dest/lfw-deepfunneled``.
-        base_url: mirror prefix (default: env ``CQA_LFW_URL`` or the official site).
+        dest: where to put it (default ``<cache_root>/raw``); the result is ``dest/lfw-deepfunneled``.
+        base_url: mirror prefix (``Settings.lfw_url``, passed down; default: the official site).
         files: ``{file name: md5}`` to fetch (default :data:`LFW_FILES`); exactly one ``.tgz``.
         progress: tqdm bars.
+        cache_root: ``Settings.cache_root`` (None: its default), for the default ``dest``.
     """
-    settings = Settings.from_env()
-    dest = Path(dest) if dest is not None else settings.cache_root / "raw"
-    base = (base_url or settings.lfw_url or LFW_URL).rstrip("/") + "/"
+    dest = Path(dest) if dest is not None else cache_place(cache_root) / "raw"
+    base = (base_url or LFW_URL).rstrip("/") + "/"
     files = files or LFW_FILES
     downloads = dest / "downloads"
     got = {name: download(base + name, downloads / name, md5, progress) for name, md5 in files.items()}

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cqa_core.data import lfw_dir, shared_data_dir
 from cqa_core.data.align import AlignedFace, align_image, center_affine, load_image, warp
 from cqa_core.data.align_run import align_folder, face_row, out_name
 from cqa_core.data.binset import load_bin
@@ -33,6 +32,7 @@ from cqa_core.data.datasets import (
 )
 from cqa_core.data.pairs import read_pairs, resolve_image, unique_images
 from cqa_core.metrics import default_folds
+from cqa_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -124,17 +124,18 @@ def _needed(src: Path, dst: Path, pairs: list) -> list[str]:
     return [r for r in rels if not (dst / out_name(r)).exists()]
 
 
-def aligned_pair_photos(src: Path, pairs: list, allow_align: bool = True, workers: int = 2) -> Path | None:
+def aligned_pair_photos(src: Path, pairs: list, allow_align: bool = True, workers: int = 2,
+                        cache_root: Path | None = None) -> Path | None:
     """The aligned-crop folder of ``src`` holding every photo of ``pairs``; None if that needs
     aligning and ``allow_align`` is False.
 
     A complete cache (``ensure_aligned``'s marker) is returned as is. Otherwise only the missing
     photos are aligned: :func:`~cqa_core.data.align_run.align_folder` runs over a temporary folder
     of symlinks to them, writing into the cache folder itself (same relative paths, same
-    ``alignment.csv``), under the same lock as ``ensure_aligned``.
+    ``alignment.csv``), under the same lock as ``ensure_aligned``. ``cache_root``: ``Settings.cache_root``.
     """
     src = src.expanduser().resolve()
-    dst = aligned_dir(src.name)
+    dst = aligned_dir(src.name, cache_root)
     if (dst / MARKER).exists() or not _needed(src, dst, pairs):
         return dst
     if not allow_align:
@@ -148,7 +149,7 @@ def aligned_pair_photos(src: Path, pairs: list, allow_align: bool = True, worker
             (view / rel).symlink_to(src / rel)
         if todo:
             summary = align_folder(view, dst, workers=workers, progress=False,
-                                   landmarks_from=_earlier_landmarks(src, src.name))
+                                   landmarks_from=_earlier_landmarks(src, src.name, cache_root))
             log.info("aligned %d pair photos of %s in %.0f s", summary["aligned_this_run"], src, summary["seconds"])
     return dst
 
@@ -179,17 +180,22 @@ def make_pairs(labels: np.ndarray, folds: int = 10, per_fold: int = 300, seed: i
     return np.array(i1), np.array(i2), np.array(same), np.array(fold)
 
 
-def load_pairset(spec: str, limit: int | None = None, align: str = "mtcnn") -> PairSet:
-    """Resolve a ``--data`` spec to a :class:`PairSet` (see the module docstring)."""
+def load_pairset(spec: str, limit: int | None = None, align: str = "mtcnn", places: Settings | None = None) -> PairSet:
+    """Resolve a ``--data`` spec to a :class:`PairSet` (see the module docstring).
+
+    ``places``: the entry point's settings, for ``data_root`` (LFW, CelebA) and ``cache_root``
+    (aligned crops); None: their defaults."""
+    places = places or Settings()
     if spec == "lfw":
-        root = lfw_dir()
+        root = places.lfw
         if align == "center":
             return from_pair_list(spec, root / "pairs.txt", root, raw=True, align="center", limit=limit)
         if limit:  # align only the photos the evaluated pairs use (a fresh machine: seconds, not minutes)
             pairs = read_pairs(root / "pairs.txt")
-            aligned = aligned_pair_photos(root, [pairs[i] for i in subsample(len(pairs), limit)])
+            aligned = aligned_pair_photos(root, [pairs[i] for i in subsample(len(pairs), limit)],
+                                          cache_root=places.cache_root)
         else:
-            aligned = ensure_aligned(root)
+            aligned = ensure_aligned(root, cache_root=places.cache_root)
         return from_pair_list(spec, root / "pairs.txt", aligned, raw=False, limit=limit, src=root)
     if spec.startswith("bin:"):
         images, issame = load_bin(spec[4:])
@@ -202,7 +208,7 @@ def load_pairset(spec: str, limit: int | None = None, align: str = "mtcnn") -> P
             raise ValueError("use --data pairs:ROOT:PAIRS_FILE")
         return from_pair_list(spec, Path(parts[2]), Path(parts[1]), raw=True, align=align, limit=limit)
     if spec == "celeba299":
-        images, labels = load_identities(spec)
+        images, labels = load_identities(spec, places=places)
         i1, i2, same, fold = make_pairs(labels)
         keep = subsample(len(same), limit)
         used = np.unique(np.r_[i1[keep], i2[keep]])
@@ -212,11 +218,14 @@ def load_pairset(spec: str, limit: int | None = None, align: str = "mtcnn") -> P
     raise ValueError(f"unknown --data {spec!r}; use lfw, celeba299, bin:PATH or pairs:ROOT:PAIRS_FILE")
 
 
-def load_identities(spec: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_identities(spec: str, limit: int | None = None, places: Settings | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Aligned images (M, 112, 112, 3) and labels (M,) of identities with >= 2 images;
-    ``limit`` keeps that many identities (evenly spread). Specs: lfw, celeba299, or a folder."""
+    ``limit`` keeps that many identities (evenly spread). Specs: lfw, celeba299, or a folder.
+    ``places``: as for :func:`load_pairset`."""
+    places = places or Settings()
     if spec in ("lfw", "celeba299"):
-        root = ensure_aligned(lfw_dir() if spec == "lfw" else shared_data_dir() / "celeba299")
+        root = ensure_aligned(places.lfw if spec == "lfw" else places.data_root / "celeba299",
+                              cache_root=places.cache_root)
     else:
         root = Path(spec.removeprefix("folder:"))
     ds = FaceFolder(root, min_images=2)

@@ -49,7 +49,7 @@ import torch
 
 from cqa_core.checkpoint import atomic_write, load_default, load_model, resolve
 from cqa_core.config import AugmentConfig, DistillConfig, to_dict
-from cqa_core.data import repo_root, shared_data_dir
+from cqa_core.data import data_place, repo_root
 from cqa_core.data.align_run import align_folder
 from cqa_core.data.datasets import FaceFolder
 from cqa_core.data.degrade import masked_side
@@ -130,7 +130,7 @@ def smoke_inputs(workdir: str | Path, faces: int = 96, pairs: int = 300) -> tupl
     centre-cropped from the raw photos (no MTCNN pass over all of LFW) and the first ``faces``
     CelebA-299 photos aligned into ``workdir``. Use them with a batch size below ``faces``."""
     dst = Path(workdir) / "celeba299-head"
-    align_folder(shared_data_dir() / "celeba299", dst, workers=1, limit=faces, progress=False)
+    align_folder(data_place(None) / "celeba299", dst, workers=1, limit=faces, progress=False)
     return Probe(probe_faces=40, limit=pairs, align="center"), FaceFolder(dst)
 
 

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cqa_core.data import lfw_dir, shared_data_dir
 from cqa_core.data.datasets import MARKER, FaceFolder, decode_chw, ensure_aligned
 from cqa_core.data.imageio import is_image_file
 from cqa_core.data.recordio import RecordIODataset, RecordReader, unpack
+from cqa_core.settings import Settings
 
 
 @dataclass
@@ -66,10 +66,10 @@ def _methods(root: Path, rel_paths: list[str]) -> list[str]:
     return [by_out.get(p, "pre-aligned") for p in rel_paths]
 
 
-def open_folder(root: Path) -> AuditSource:
+def open_folder(root: Path, cache_root: Path | None = None) -> AuditSource:
     if not (root / MARKER).exists() and _first_image_size(root) not in (None, (112, 112)):
         print(f"{root} holds photos, not 112 x 112 crops: aligning them first (cached, resumable)")
-        root = ensure_aligned(root)
+        root = ensure_aligned(root, cache_root=cache_root)
     ds = FaceFolder(root)
     rel = [Path(p).relative_to(root).as_posix() for p, _ in ds.samples]
     labels = [lab for _, lab in ds.samples]
@@ -86,13 +86,16 @@ def open_recordio(prefix: str) -> AuditSource:
                        ["recordio"] * len(keys))
 
 
-def open_source(spec: str) -> AuditSource:
-    """Resolve a DATASET argument (module docstring) to an :class:`AuditSource`."""
+def open_source(spec: str, places: Settings | None = None) -> AuditSource:
+    """Resolve a DATASET argument (module docstring) to an :class:`AuditSource`; ``places``: the entry
+    point's settings (``data_root`` for lfw / celeba299, ``cache_root`` for aligned crops; None: defaults)."""
+    places = places or Settings()
     if spec in ("lfw", "celeba299"):
-        return open_folder(ensure_aligned(lfw_dir() if spec == "lfw" else shared_data_dir() / spec))
+        src = places.lfw if spec == "lfw" else places.data_root / spec
+        return open_folder(ensure_aligned(src, cache_root=places.cache_root))
     path = Path(spec).expanduser()
     if path.is_dir():
-        return open_folder(path.resolve())
+        return open_folder(path.resolve(), places.cache_root)
     prefix = str(path)[:-4] if str(path).endswith(".rec") else str(path)
     if os.path.isfile(prefix + ".rec"):
         return open_recordio(str(Path(prefix).resolve()))

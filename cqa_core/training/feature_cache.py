@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cqa_core.checkpoint import atomic_write
 from cqa_core.config import AugmentConfig, TrainConfig
-from cqa_core.data import cache_dir
+from cqa_core.data import cache_place
 from cqa_core.data.align import ALIGN_VERSION
 from cqa_core.data.augment import AugmentedFaces
 from cqa_core.preprocess import INPUT_SIZE, normalize
@@ -118,10 +118,11 @@ def differences(cached: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 
 def cache_root(config: TrainConfig) -> Path:
-    """``cache_dir``, else ``cache_dir()/features/<data folder>-<stem>``."""
+    """``cache_dir``, else ``<cache root>/features/<data folder>-<stem>`` (``cqa train`` sets ``cache_dir``
+    from its settings' cache root; the default cache root otherwise)."""
     if config.cache_dir:
         return Path(config.cache_dir).expanduser()
-    return cache_dir() / "features" / f"{Path(config.data.root).expanduser().name}-{config.model.stem}"
+    return cache_place(None) / "features" / f"{Path(config.data.root).expanduser().name}-{config.model.stem}"
 
 
 # -- building ------------------------------------------------------------------------------------

@@ -19,11 +19,12 @@ import torch
 from PIL import Image
 
 from cqa_core.config import TrainConfig
-from cqa_core.data import lfw_dir
+from cqa_core.data import data_place
 from cqa_core.data.pairs import pair_paths, read_pairs
 from cqa_core.data.verification import aligned_pair_photos
 from cqa_core.metrics import evaluate_pairs
 from cqa_core.preprocess import normalize
+from cqa_core.settings import LFW_DIR
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,19 @@ class PairVerifier:
         self.paths, self.issame, self.folds = paths, issame, folds
 
     @staticmethod
-    def build(config: TrainConfig, allow_align: bool = True) -> PairVerifier | None:
+    def build(config: TrainConfig, allow_align: bool = True, cache_root: Path | None = None) -> PairVerifier | None:
         """A verifier for ``config.eval_pairs``, or None (with the reason logged) when unusable.
 
         Args:
             config: the run's config.
             allow_align: align the pairs' photos on first use; if False (DDP runs, where other
                 ranks would wait on it) photos without a crop turn verification off instead.
+            cache_root: where the aligned crops are kept (``Settings.cache_root``; None: its default).
         """
         if config.eval_pairs is None:
             return None
         pairs_file = (
-            lfw_dir() / "pairsDevTest.txt"
+            data_place(None) / LFW_DIR / "pairsDevTest.txt"  # `cqa train` resolves "auto" from its settings
             if config.eval_pairs == "auto" else Path(config.eval_pairs)
         )
         if not pairs_file.is_file():
@@ -56,7 +58,7 @@ class PairVerifier:
             pairs = read_pairs(pairs_file)
             if config.eval_max_pairs and len(pairs) > config.eval_max_pairs:  # evenly spaced: same and different
                 pairs = pairs[:: len(pairs) // config.eval_max_pairs][: config.eval_max_pairs]
-            root = aligned_pair_photos(pairs_file.parent, pairs, allow_align)
+            root = aligned_pair_photos(pairs_file.parent, pairs, allow_align, cache_root=cache_root)
         except Exception as exc:  # alignment needs optional deps; training must go on
             log.warning("verification off: could not prepare %s (%s)", pairs_file, exc)
             return None

@@ -6,74 +6,46 @@ It implements the ``Backend`` protocol of ``workbench.session``, like ``ServiceC
 
 Model: ``Settings.checkpoint``, else the bundled default model, else an *untrained* light model
 (seed 0), flagged so the header shows a banner (``cqa_core.checkpoint.resolve_model``). Other
-recognizers (a CQA-Face checkpoint, an insightface ``.pth``, an ``.onnx``, ``dlib``: a "spec" of
-``cqa_core.recognizers.load``) are loaded once each and kept in a small LRU cache; each gets its
-own LFW threshold, computed once and kept on disk (``cqa_core.evaluation.threshold``).
+recognizers (a CQA-Face checkpoint, an insightface ``.pth``, an ``.onnx``, ``dlib``, a plug-in's:
+a "spec" of ``cqa_core.recognizers.load``) are loaded once each and kept in a small LRU cache
+(:mod:`.models`); each gets its own LFW threshold, computed once in a child process and kept on
+disk (``cqa_core.evaluation.threshold.Thresholds``: both ends of that computation live there).
 Alignment: MTCNN, stored on disk once per gallery photo (``AlignmentStore``, keyed by the file's
 hash), or the fixed LFW centre affine, per face (``Face.align``). Analyses are cached by (image
 hash, alignment, weights). torch runs ``Settings.torch_threads`` intra-op threads: one face at a
 time on a shared CPU, two contending threads made a forward pass ~20x slower.
 
-Uploads are biometric data: a face that arrives as pixels (an upload, or an edit of one) rather
-than as a gallery file is analysed in its viewer's own cache (:meth:`Engine.uploads_of`), never in
-the shared one, and its alignment is never stored: nothing of it reaches the disk, no other viewer
-can hit its cache entries, and :meth:`Engine.forget` drops them all when the viewer leaves (a viewer
-silent for :data:`UPLOAD_IDLE_S` is forgotten too). The kernel sends the pixels with every call, so
-a forgotten entry is only recomputed.
+Uploads are biometric data: a face that arrives as pixels is analysed in its viewer's own cache
+(:mod:`.uploads`, :meth:`Engine.uploads_of`), never in the shared one, and :meth:`Engine.forget`
+drops them when the viewer leaves. The kernel sends the pixels with every call, so a forgotten
+entry is only recomputed. What stays here is the routing: which cache and which recognizer answer
+each request, and the thread setup of an in-process model.
 """
 
 from __future__ import annotations
 
 import atexit
-import os
-import subprocess
-import sys
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cqa_core.checkpoint import resolve_model
+from cqa_core.checkpoint import DEFAULT_WEIGHTS, resolve_model
 from cqa_core.data.align import detector_for
 from cqa_core.data.align_store import AlignmentStore
-from cqa_core.evaluation.threshold import PAIRS, lfw_threshold, threshold_path
+from cqa_core.evaluation.threshold import Thresholds
 from cqa_core.explain.analysis import Analyser
 from cqa_core.explain.methods import available
 from cqa_core.explain.quality import mask_effect
-from cqa_core.explain.result import FaceAnalysis, MaskEffect, Photo
+from cqa_core.explain.result import FaceAnalysis, MaskEffect
 from cqa_core.recognizers.base import Recognizer
 from cqa_core.recognizers.cqa import from_cqa
-from cqa_core.recognizers.load import load_recognizer
+from cqa_core.recognizers.registry import DEFAULT
 from cqa_core.settings import Settings
+from workbench.service.models import Recognizers, spec_key
+from workbench.service.uploads import UploadCaches, is_upload
 from workbench.service.wire import Face, FaceSummary
-
-MAX_MODELS = 4
-"""Recognizers besides the session's kept loaded at once (least recently used goes first)."""
-DEFAULT = "default"
-"""The spec of the session's own model."""
-UPLOADS_PER_VIEWER = 16
-"""Analyses (faces and pairs) of one viewer's uploads kept at once (least recently used goes first)."""
-MAX_VIEWERS = 64
-"""Viewers whose uploads' analyses are kept at once (the longest silent one is forgotten first)."""
-UPLOAD_IDLE_S = 1200.0
-"""A viewer silent this long is forgotten (a kernel that died without saying bye; Voila culls an
-idle kernel after 15 minutes, ``voila.json``)."""
-
-
-def is_upload(face: Face | None) -> bool:
-    """True for a face given as pixels (an upload or an edited face), False for a gallery file."""
-    return face is not None and not isinstance(face.source, (str, os.PathLike, Photo))
-
-
-def spec_key(spec: str | None) -> str:
-    """One key per model: "default", "dlib", or the resolved path of a model file."""
-    text = str(spec or DEFAULT).strip()
-    return text if text in (DEFAULT, "dlib") else str(Path(text).expanduser().resolve())
 
 
 class Engine:
@@ -88,11 +60,10 @@ class Engine:
         self.model, self.label, self.untrained = resolve_model(settings.checkpoint, allow_untrained=True)
         self.default = from_cqa(self.model, name=self.label, source=settings.checkpoint)
         self.analyser = Analyser(maxsize=maxsize, store=AlignmentStore(cache=settings.cache_root))
-        self.uploads: OrderedDict[str, tuple[Analyser, float]] = OrderedDict()  # viewer -> its cache, last use
-        self.others: OrderedDict[str, Recognizer] = OrderedDict()
-        self._thresholds: dict[str, subprocess.Popen] = {}  # weights digest -> its threshold's process
+        self.upload_caches = UploadCaches()
+        self.models = Recognizers(self.default)
+        self.thresholds = Thresholds(settings.lfw, settings.cache_root)
         atexit.register(self.close)
-        self._lock = threading.Lock()
         self.status: Callable[[str | None], None] = lambda text: None  # busy notes: nothing waits in-process
 
     def info(self) -> dict[str, Any]:
@@ -101,16 +72,13 @@ class Engine:
                 "description": f"{c.stem} stem, b={c.branches}, {'QAN' if c.qan else 'no QAN'}"}
 
     def recognizer(self, spec: str | None = None) -> Recognizer:
-        """The session's model, or another recognizer (loaded once, LRU-cached by :func:`spec_key`)."""
-        key = spec_key(spec)
-        if key == DEFAULT:
-            return self.default
-        if key not in self.others:
-            self.others[key] = load_recognizer(key)
-            while len(self.others) > MAX_MODELS:
-                self.others.popitem(last=False)
-        self.others.move_to_end(key)
-        return self.others[key]
+        """The session's model, or another recognizer (loaded once, LRU-cached: :mod:`.models`)."""
+        return self.models.get(spec)
+
+    @property
+    def uploads(self) -> dict[str, Any]:
+        """viewer -> (its uploads' analysis cache, last heard from)."""
+        return self.upload_caches.viewers
 
     def load(self, spec: str) -> dict[str, Any]:
         """Load (and check) a recognizer now: its :meth:`model_info`, whose "spec" ``analyse(model=...)`` takes."""
@@ -120,72 +88,33 @@ class Engine:
         """What the views need to know of a model: name, kind, what it can show."""
         rec = self.recognizer(spec)
         return {"spec": spec_key(spec), "name": rec.name, "kind": rec.kind, "description": rec.describe(),
-                "branches": rec.branches, "whitebox": rec.whitebox, "note": rec.note,
-                "methods": [{"name": m.name, "label": m.label, "needs": m.needs.value, "pair": m.pair}
-                            for m in available(rec)]}
+                "branches": rec.readout.count if rec.readout is not None else 0, "whitebox": rec.whitebox,
+                "note": rec.note, "methods": [m.record() for m in available(rec)]}
 
     def threshold(self, spec: str | None = None, wait: bool = False) -> dict[str, Any]:
-        """The model's LFW View 1 threshold (``evaluation.threshold``), {"computing": note} while its first
-        computation (minutes: the photos are aligned once, then embedded) runs in the background, or
-        {"unavailable": note} on a machine without LFW (the cosine is then shown without a verdict)."""
+        """The model's LFW View 1 threshold (``evaluation.threshold.Thresholds``), {"computing": note} while
+        its first computation runs in a child process, or {"unavailable": note} on a machine without LFW
+        (the cosine is then shown without a verdict) or for an untrained model."""
         rec = self.recognizer(spec)
-        path = threshold_path(rec, self.settings.cache_root)
-        if path.is_file():
-            return lfw_threshold(rec, self.settings.cache_root, path=path)
-        if not (self.settings.lfw / PAIRS).is_file():
-            return {"unavailable": f"no verdict: a model's own threshold is computed on LFW View 1, and this machine "
-                                   f"has no {self.settings.lfw / PAIRS}"}
-        if (rec is self.default and self.untrained) or rec.note.startswith("UNTRAINED"):
-            return {"unavailable": "no verdict: an untrained model has no threshold worth computing"}
-        with self._lock:
-            proc = self._thresholds.get(rec.digest)
-            if proc is None or (wait and proc.poll() not in (None, 0)):
-                proc = self._thresholds[rec.digest] = self._start_threshold(spec_key(spec), path)
-        if wait:
-            proc.wait()
-        if proc.poll() is None:
-            return {"computing": f"{rec.name}'s LFW View 1 threshold is being computed (minutes the first time)"}
-        if path.is_file():
-            return lfw_threshold(rec, self.settings.cache_root, path=path)
-        log_file = path.with_suffix(".log")
-        log = log_file.read_text(errors="replace").strip().splitlines() if log_file.is_file() else []
-        raise RuntimeError(f"{rec.name}'s LFW threshold could not be computed: {log[-1] if log else 'no output'}")
+        untrained = (rec is self.default and self.untrained) or rec.note.startswith("UNTRAINED")
+        return self.thresholds.of(rec, self._weights(spec), wait=wait, untrained=untrained)
 
-    def _start_threshold(self, key: str, path: Path) -> subprocess.Popen:
-        """``python -m cqa_core.evaluation.threshold`` in its own process (minutes of aligning and
-        embedding that never block this one and end with it: :meth:`close`); its log beside the JSON."""
-        cmd = [sys.executable, "-m", "cqa_core.evaluation.threshold", key, "--out", str(path)]
-        if key == DEFAULT and self.settings.checkpoint:
-            cmd += ["--checkpoint", str(self.settings.checkpoint)]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".log"), "wb") as log:
-            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **self.settings.to_env()})
+    def _weights(self, spec: str | None) -> str:
+        """What the threshold's child loads for ``spec``: the served weights' file, a model file, or a name."""
+        key = spec_key(spec)
+        return (self.settings.checkpoint or str(DEFAULT_WEIGHTS)) if key == DEFAULT else key
 
     def close(self) -> None:
         """Stop threshold computations still running (a half-done one leaves no file behind)."""
-        for proc in self._thresholds.values():
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=10)
+        self.thresholds.close()
 
     def uploads_of(self, viewer: str | None) -> Analyser:
         """The viewer's own analysis cache for its uploads: in memory only (no alignment store)."""
-        key = viewer or ""
-        now = time.monotonic()
-        with self._lock:
-            for k in [k for k, (_, seen) in self.uploads.items() if now - seen > UPLOAD_IDLE_S]:
-                del self.uploads[k]
-            analyser = self.uploads.pop(key, (None, 0.0))[0] or Analyser(maxsize=UPLOADS_PER_VIEWER, store=None)
-            self.uploads[key] = (analyser, now)
-            while len(self.uploads) > MAX_VIEWERS:
-                self.uploads.popitem(last=False)
-        return analyser
+        return self.upload_caches.of(viewer)
 
     def forget(self, viewer: str) -> bool:
         """Drop every analysis of the viewer's uploads (the viewer left); True when it had any."""
-        with self._lock:
-            return self.uploads.pop(viewer or "", None) is not None
+        return self.upload_caches.forget(viewer)
 
     def _cache_for(self, viewer: str | None, *faces: Face | None) -> Analyser:
         return self.uploads_of(viewer) if any(is_upload(f) for f in faces) else self.analyser
@@ -223,8 +152,9 @@ class Engine:
                     model: str | None = None, viewer: str | None = None) -> MaskEffect:
         """How an edited (masked) version of a face changes each branch of a CQA-Face model."""
         rec = self.recognizer(model)
-        if not rec.branches:
+        if rec.readout is None:
             raise ValueError(f"the quality deltas are QAN's: {rec.name} has no QAN")
-        return mask_effect(rec.cqa, self.analyse(face, model=model, viewer=viewer).aligned, masked=masked, alpha=alpha)
+        return mask_effect(rec.readout.model, self.analyse(face, model=model, viewer=viewer).aligned, masked=masked,
+                           alpha=alpha)
 
 

@@ -3,8 +3,9 @@
 Every route but ``GET /health`` needs the shared secret (``Authorization: Bearer TOKEN``, compared
 in constant time); a body is read in chunks up to :attr:`Limits.max_body` (413 beyond), must be a
 JSON object whose fields have the documented types (422, one line), and a model named by a request
-(``/model``'s ``spec``, any ``checkpoint``) must be on the allowlist: "default", "dlib", the served
-checkpoint, or a file inside ``--models DIR``. A missing file and a file outside the allowlist get
+(``/model``'s ``spec``, any ``checkpoint``) must be on the allowlist: a registered name ("default",
+"dlib", a plug-in's: ``recognizers.load.spec_names``), the served checkpoint, or a file inside
+``--models DIR``. A missing file and a file outside the allowlist get
 the same answer (:data:`NOT_SERVED`), so the service never tells what exists on its disk.
 
     guard = Guard(token, Models(settings.checkpoint, settings.models_dir), Limits())
@@ -22,6 +23,7 @@ from typing import Any
 from starlette.requests import Request
 
 from cqa_core.data.imageio import MAX_PIXELS
+from cqa_core.recognizers.load import spec_names
 from workbench.service.wire import MAX_BODY, MAX_FACES
 
 HEADER = "authorization"
@@ -66,7 +68,7 @@ class Models:
         if not isinstance(spec, str):
             raise Refused(422, f"a model must be a string, got {type(spec).__name__}")
         text = spec.strip()
-        if text in ("default", "dlib"):
+        if text in spec_names():
             return text
         path = Path(text).expanduser()
         if self.folder is not None and not path.is_absolute():
