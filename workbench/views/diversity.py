@@ -18,6 +18,7 @@ from workbench.views.common import (
     plain_note,
     set_heatmap,
 )
+from workbench.views.markup import html as html_of
 
 NO_OTHER = "no second checkpoint loaded: type its path below and press load"
 
@@ -63,9 +64,9 @@ class DiversityPanel:
             self.summary.value = html.escape(plain_note(self.session, "CAL diversity compares branch attention maps"))
             return
         set_heatmap(self.matrix, fa.gaussian)
-        self.summary.value = (f"<b>{face.name}</b>: CAL penalty {fa.cal:.3f} (0 = diverse), "
-                              f"mean top-20% IoU {fa.mean_iou:.2f} (branch pairs; 0 = no overlap), entropy "
-                              + ", ".join(f"{e:.2f}" for e in fa.entropy))
+        self.summary.value = html_of("<b>{}</b>: CAL penalty {:.3f} (0 = diverse), mean top-20% IoU {:.2f} "
+                                     "(branch pairs; 0 = no overlap), entropy {}", face.name, fa.cal, fa.mean_iou,
+                                     ", ".join(f"{e:.2f}" for e in fa.entropy))
         if self.other_path.value.strip():
             self.refresh_other()
 
