@@ -171,3 +171,19 @@ def test_a_real_process_prints_one_line(command: str, how: str, bad: str, messag
     assert len(lines) == 1 and lines[0].startswith(f"cqa {command}: error: {paths[bad]}"), proc.stderr
     assert message in lines[0]
     assert not marker.exists()
+
+
+def test_checkpoint_is_the_old_name_of_model(tmp_path: Path, capsys) -> None:
+    """``--checkpoint X`` means ``--model X`` in every command, with one note on stderr."""
+    from cqa_core.cli import build_parser
+
+    missing = str(tmp_path / "nowhere.safetensors")
+    for argv in (["eval", "--checkpoint", missing], ["explain", "--checkpoint", missing],
+                 ["audit", "lfw", "--out", "x", "--checkpoint", missing], ["export", "--onnx", "x", "--checkpoint", missing],
+                 ["workbench", "--checkpoint", missing]):
+        assert build_parser().parse_args(argv).model == missing, argv
+        assert capsys.readouterr().err == "note: --checkpoint is deprecated; use --model (same meaning)\n"
+    assert main(["export", "--checkpoint", missing, "--onnx", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("note: --checkpoint is deprecated") and err[1].startswith("cqa export: error: ")
+    assert len(err) == 2 and "checkpoint not found" in err[1]

@@ -93,6 +93,30 @@ def test_workbench_serves_voila_with_the_settings(tmp_path, monkeypatch, capsys)
     assert env["CQA_SERVICE_TOKEN"] == sup.env["CQA_SERVICE_TOKEN"] and len(env["CQA_SERVICE_TOKEN"]) >= 40
 
 
+def test_the_model_travels_as_one_flag_and_kernels_get_only_what_they_use(tmp_path, monkeypatch, capsys):
+    """``--checkpoint`` (deprecated, one note) = ``--model``: the service gets it as ``--model=``, and
+    neither the service's nor any kernel's environment carries it; the cache root is the service's only."""
+    import workbench.serve as serve
+
+    FakePopen.calls.clear()
+    FakeSupervisor.made.clear()
+    monkeypatch.setattr(serve.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(serve, "Supervisor", FakeSupervisor)
+    for var in ("CQA_CHECKPOINT", "CQA_ANALYSIS_URL", "CQA_TOKEN", "CQA_SERVICE_TOKEN", "JUPYTER_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CQA_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(b"not read here")
+    assert main(["workbench", "--faces", str(tmp_path), "--checkpoint", str(weights), "--service-port", "8897"]) == 0
+    assert capsys.readouterr().err.count("--checkpoint is deprecated; use --model") == 1
+    (sup,) = FakeSupervisor.made
+    (_, _, env), = FakePopen.calls
+    assert f"--model={weights.resolve()}" in sup.cmd and not any("--checkpoint" in c for c in sup.cmd)
+    assert "CQA_CHECKPOINT" not in sup.env and "CQA_CHECKPOINT" not in env
+    assert sup.env["CQA_CACHE"] == str(tmp_path / "cache") and "CQA_CACHE" not in env
+    assert "CQA_TORCH_THREADS" not in env and env["CQA_FACES"] == str(tmp_path.resolve())
+
+
 def test_workbench_uses_a_service_running_elsewhere(tmp_path, monkeypatch, capsys):
     import workbench.serve as serve
 

@@ -46,15 +46,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+KERNEL_SETTINGS = ("faces", "people", "align", "data_root", "service_url", "service_token", "debug", "edc_results")
+"""What a dashboard kernel reads (its gallery, the service it calls, its pages): the model, its
+weights and caches stay with the service, and Voila's login token with Voila (``workbench.access``)."""
+
+
 def kernel_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment Voila (and so each dashboard kernel) runs with: ``settings`` as CQA_* variables."""
+    """The environment Voila (and so each dashboard kernel) runs with: the :data:`KERNEL_SETTINGS` only."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in ENV.values()}
-    env.update(settings.to_env())
-    env.pop(ENV["token"], None)  # Voila's login token reaches Voila only, as JUPYTER_TOKEN (workbench.access)
+    env.update({k: v for k, v in settings.to_env().items() if k in {ENV[f] for f in KERNEL_SETTINGS}})
     # our Voila template (workbench/dashboard/voila/templates/cqa: lab + a plain loading note)
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(DASHBOARD_DIR), env.get("JUPYTER_PATH", "")) if p)
-    env["CQA_TORCH_THREADS"] = "1"  # an in-process kernel (no service): one face at a time on a shared CPU
     env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The analysis service's environment: its settings, less the model (a flag: :func:`service_command`)
+    and Voila's login token."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV.values()}
+    env.update({k: v for k, v in settings.to_env().items() if k not in (ENV["checkpoint"], ENV["token"])})
     return env
 
 
@@ -96,7 +107,7 @@ def service_command(port: int, settings: Settings) -> list[str]:
     cmd = [sys.executable, "-m", "workbench.service", f"--port={port}", f"--people={settings.people}",
            f"--align={settings.align.value}"]
     if settings.checkpoint:
-        cmd.append(f"--checkpoint={settings.checkpoint}")
+        cmd.append(f"--model={settings.checkpoint}")
     if settings.faces:
         cmd.append(f"--faces={settings.faces}")
     if settings.models_dir:
@@ -200,7 +211,7 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, preheat: bool = True, se
         url = f"http://127.0.0.1:{sport}"
         settings = settings.replace(service_token=settings.service_token or secrets.token_urlsafe(32))
         print(f"CQA-Face Workbench: starting the analysis service on {url} (model, aligner, cache)", flush=True)
-        supervisor = Supervisor(service_command(sport, settings), kernel_env(settings), url)
+        supervisor = Supervisor(service_command(sport, settings), service_env(settings), url)
         supervisor.start()
         settings = settings.replace(service_url=url)
     cmd = voila_command(port, settings.debug, preheat, pool, access, refill_after)

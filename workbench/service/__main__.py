@@ -17,6 +17,7 @@ import threading
 
 import uvicorn
 
+from cqa_core.commands.common import add_model_argument
 from cqa_core.settings import AlignMode, Settings
 from workbench.gallery import gallery_faces
 from workbench.service.app import AnalysisService, create_app
@@ -31,7 +32,8 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
                                  description="The analysis service: one model process for every dashboard viewer.")
     ap.add_argument("--port", type=int, default=8867)
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    ap.add_argument("--checkpoint", default=None, help="model weights (default: env CQA_CHECKPOINT, else the default)")
+    add_model_argument(ap, "the CQA-Face served: a .safetensors checkpoint or run folder (default: env "
+                       "CQA_CHECKPOINT, else the bundled model)")
     ap.add_argument("--faces", default=None, help="gallery folder to warm the cache with (env CQA_FACES)")
     ap.add_argument("--people", type=int, default=None, help="gallery size (env CQA_GALLERY_PEOPLE, default 60)")
     ap.add_argument("--align", choices=[m.value for m in AlignMode], default=None,
@@ -47,7 +49,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     ap.add_argument("--max-faces", type=int, default=Limits.max_faces,
                     help=f"faces per /summaries call (default {Limits.max_faces})")
     args = ap.parse_args(argv)
-    settings = Settings.from_env(checkpoint=args.checkpoint, faces=args.faces, people=args.people, align=args.align,
+    settings = Settings.from_env(checkpoint=args.model, faces=args.faces, people=args.people, align=args.align,
                                  torch_threads=args.threads or min(2, os.cpu_count() or 1), models_dir=args.models)
     if settings.models_dir is not None and not settings.models_dir.is_dir():
         ap.error(f"--models {settings.models_dir}: no such folder")
