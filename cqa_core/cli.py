@@ -22,6 +22,7 @@ import sys
 from cqa_core.commands import (
     align,
     audit,
+    compare,
     data,
     distill_targets,
     eval,
@@ -35,7 +36,7 @@ from cqa_core.commands.common import execute
 from cqa_core.plugins import COMMANDS as PLUGINS
 from cqa_core.plugins import load_plugins
 
-COMMANDS = (info, align, data, eval, audit, train, distill_targets, explain, export, import_backbone)
+COMMANDS = (info, align, data, eval, compare, audit, train, distill_targets, explain, export, import_backbone)
 """The built-in command modules, in the order ``cqa --help`` lists them."""
 
 

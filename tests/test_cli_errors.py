@@ -64,6 +64,13 @@ def _face(tmp: Path) -> str:
     return str(p)
 
 
+def _run(tmp: Path) -> str:
+    """A small synthetic run folder (``cqa eval --out``'s layout)."""
+    from cqa_core.evaluation.runs.synthetic import synthetic_run  # writes Parquet: the runs extra
+
+    return str(synthetic_run(tmp / "good_run", pairs=40, faces=20))
+
+
 # subcommand -> the ways a bad path X reaches it (tmp: a scratch folder for outputs and good inputs)
 Case = Callable[[str, Path], list[str]]
 CASES: dict[str, dict[str, Case]] = {
@@ -77,6 +84,10 @@ CASES: dict[str, dict[str, Case]] = {
         "bin": lambda x, t: ["eval", "--data", f"bin:{x}", "--device", "cpu"],
         "pairs": lambda x, t: ["eval", "--data", f"pairs:{t}:{x}", "--device", "cpu"],
         "checkpoint": lambda x, t: ["eval", "--model", x, "--data", f"bin:{t / 'good.bin'}", "--device", "cpu"],
+    },
+    "compare": {  # a run is a folder: any file, or a folder without run.json, is refused in one line
+        "run_a": lambda x, t: ["compare", x, _run(t)],
+        "run_b": lambda x, t: ["compare", _run(t), x],
     },
     "audit": {
         "dataset": lambda x, t: ["audit", x, "--out", str(t / "out" / "a.parquet"), "--no-progress"],

@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="lfw", help="lfw | celeba299 | bin:PATH | pairs:ROOT:PAIRS_FILE (default lfw)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="verify")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the result as JSON")
+    p.add_argument("--out", default=None, metavar="RUN_DIR",
+                   help="keep the run: run.json, pairs.parquet (every pair's score), faces.parquet and the "
+                   "embeddings in RUN_DIR (pair protocols; faces come from the embedding cache where it has them)")
+    p.add_argument("--no-cache", action="store_true", help="with --out: score every face, ignoring the embedding cache")
     p.add_argument("--flip", action="store_true", help="flip-sum embeddings (insightface test-time flip)")
     p.add_argument("--limit", type=int, default=None, help="use N pairs (identities for identify), spread evenly")
     p.add_argument("--batch-size", type=int, default=64)
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from cqa_core.evaluation.protocols import Options, evaluate
+    from cqa_core.evaluation.runs.record import default_cache, record_run
     from cqa_core.recognizers.load import load_recognizer
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -57,8 +62,13 @@ def run(args: argparse.Namespace) -> int:
     name = args.model or args.settings.checkpoint or rec.name
     opts = Options(flip=args.flip, limit=args.limit, batch_size=args.batch_size, device=device,
                    align=AlignMode.parse(args.align), mask=args.mask, degrade=args.degrade, severity=args.severity,
-                   roc=args.roc, folds=args.folds, edc_pairs=args.edc_pairs, edc_max_discard=args.edc_max_discard)
-    result, rows = evaluate(rec, args.data, args.protocol, opts)
+                   roc=args.roc, folds=args.folds, edc_pairs=args.edc_pairs, edc_max_discard=args.edc_max_discard,
+                   places=args.settings)
+    if args.out:
+        result, rows = record_run(rec, args.data, args.protocol, opts, args.out,
+                                  cache=None if args.no_cache else default_cache(args.settings))
+    else:
+        result, rows = evaluate(rec, args.data, args.protocol, opts)
     result = {**result, "checkpoint": name}
     print(f"cqa eval  data={args.data}  protocol={args.protocol}  model={name}  flip={args.flip}")
     for k, v in rows:
@@ -68,4 +78,6 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json_out}")
+    if args.out:
+        print(f"wrote the run to {args.out} (cqa compare RUN_A RUN_B compares two)")
     return 0

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-methods", action="store_true", help="list the explanation methods and exit")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlays (default 0.5)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--reference", default=None, metavar="RUN_DIR",
+                   help="a run of this model (cqa eval --out): print the verdict with its calibrated probability")
     p.set_defaults(func=run)
 
 
@@ -76,4 +78,15 @@ def run(args: argparse.Namespace) -> int:
     if fa.similarity is not None:
         line += f"; similarity {fa.similarity:.4f}"
     print(line)
+    if args.other and args.reference:
+        print_verdict(args.reference, rec, fa.similarity)
     return 0
+
+
+def print_verdict(reference: str, rec: object, similarity: float) -> None:
+    """The pair's verdict calibrated on a reference run of the same model (``evaluation.runs.calibration``)."""
+    # imported when asked for: a saved calibration needs numpy only, fitting one scikit-learn
+    from cqa_core.evaluation.runs.calibration import load_calibration, verdict_line
+    from cqa_core.evaluation.runs.faces import weights_digest
+
+    print(verdict_line(load_calibration(reference, weights_digest(rec)), similarity))

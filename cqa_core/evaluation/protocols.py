@@ -35,6 +35,7 @@ from cqa_core.data.verification import load_identities, load_pairset
 from cqa_core.evaluation.edc import edc, pair_quality
 from cqa_core.evaluation.face_scores import score_faces
 from cqa_core.metrics import (
+    VerificationResult,
     default_folds,
     evaluate_pairs,
     identification_rank1,
@@ -45,7 +46,7 @@ from cqa_core.preprocess import normalize
 from cqa_core.recognizers.base import Recognizer
 from cqa_core.recognizers.chips import recognizer_chips
 from cqa_core.recognizers.cqa import from_cqa
-from cqa_core.settings import AlignMode
+from cqa_core.settings import AlignMode, Settings
 
 PAIR_PROTOCOLS = ("verify", "masked-m2n", "masked-m2m", "cross-quality")
 PROTOCOLS = (*PAIR_PROTOCOLS, "identify", "edc")
@@ -73,6 +74,7 @@ class Options:
     folds: int | None = None  # folds for headerless pair lists and bin: sets
     edc_pairs: str = "verify"  # edc: the pairs whose error-versus-discard curve is measured
     edc_max_discard: float = 0.2  # edc: upper end of the area
+    places: Settings = Settings()  # the entry point's data_root (LFW, CelebA, masks) and cache_root (aligned crops)
 
 
 def embed(model: Any, images: Any, batch_size: int = 64, flip: bool = False,
@@ -140,7 +142,7 @@ def refold(ps, spec: str, folds: int | None):
 def second_side(images: np.ndarray, index: np.ndarray, protocol: str, opts: Options, offset: int = 0) -> np.ndarray:
     """The degraded faces ``images[index]`` of a masked or cross-quality protocol, seeded per pair."""
     if protocol != "cross-quality":
-        return masked_side(images, index, opts.mask, offset)
+        return masked_side(images, index, opts.mask, offset, mask_root=opts.places.data_root / "masks")
     out = np.empty((len(index), 112, 112, 3), np.uint8)
     for k, i in enumerate(index):
         out[k] = degrade(images[i], opts.degrade, opts.severity, seed=k + offset)
@@ -208,7 +210,7 @@ def evaluate(model: torch.nn.Module | Recognizer, data: str, protocol: str, opts
     emb = embedder(rec, opts)
 
     if protocol == "identify":
-        images, labels = load_identities(data, opts.limit)
+        images, labels = load_identities(data, opts.limit, places=opts.places)
         timing["load_s"] = time.perf_counter() - t0
         e = emb(images)
         gal, probe = split_gallery(labels, per_id=1)
@@ -216,7 +218,7 @@ def evaluate(model: torch.nn.Module | Recognizer, data: str, protocol: str, opts
         result.update(rank1=rank1, identities=int(len(set(labels.tolist()))), gallery=len(gal), probes=len(probe))
         rows = [("rank-1", f"{100 * rank1:.2f}%"), ("identities", str(result["identities"])), ("probes", str(len(probe)))]
     else:
-        ps = refold(load_pairset(data, limit=opts.limit, align=opts.align.value), data, opts.folds)
+        ps = refold(load_pairset(data, limit=opts.limit, align=opts.align.value, places=opts.places), data, opts.folds)
         timing["load_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         if protocol == "edc":
@@ -225,20 +227,31 @@ def evaluate(model: torch.nn.Module | Recognizer, data: str, protocol: str, opts
         else:
             sources = ps.sources if protocol == "verify" else None
             e1, e2 = pair_sides(ps, protocol, opts, lambda im: emb(im, sources if im is ps.images else None))
-            r = evaluate_pairs(e1, e2, ps.issame, ps.folds)
-            result.update(r.to_dict(roc=opts.roc), images=int(len(ps.images)))
-            if protocol.startswith("masked"):
-                result["mask"] = opts.mask
-            if protocol == "cross-quality":
-                result.update(degrade=opts.degrade, severity=opts.severity)
-            rows = [("accuracy", f"{100 * r.accuracy:.2f}% +- {100 * r.accuracy_std:.2f}"),
-                    ("best threshold (cos)", f"{r.best_threshold:.4f}"), ("AUC", f"{r.auc:.4f}")]
-            rows += [(f"TAR @ FAR={far:g}", f"{100 * v:.2f}%") for far, v in r.tar_at_far.items()]
-            rows += [("pairs (same)", f"{r.n_pairs} ({r.n_same})"), ("images", str(len(ps.images)))]
+            res, rows = pair_result(evaluate_pairs(e1, e2, ps.issame, ps.folds), len(ps.images), protocol, opts)
+            result.update(res)
         timing["embed_s"] = time.perf_counter() - t1
     timing["total_s"] = time.perf_counter() - t0
     result["timing"] = {k: round(v, 2) for k, v in timing.items()}
     result["device"] = opts.device
+    return result, rows
+
+
+def pair_result(r: VerificationResult, images: int, protocol: str, opts: Options
+                ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """What a pair protocol reports of its scored pairs: (JSON-ready aggregates, the rows ``cqa eval`` prints).
+
+    ``evaluate`` and a recorded run (``evaluation.runs``) both report through it, so a run's
+    ``run.json`` holds exactly the numbers ``cqa eval`` prints.
+    """
+    result: dict[str, Any] = {**r.to_dict(roc=opts.roc), "images": int(images)}
+    if protocol.startswith("masked"):
+        result["mask"] = opts.mask
+    if protocol == "cross-quality":
+        result.update(degrade=opts.degrade, severity=opts.severity)
+    rows = [("accuracy", f"{100 * r.accuracy:.2f}% +- {100 * r.accuracy_std:.2f}"),
+            ("best threshold (cos)", f"{r.best_threshold:.4f}"), ("AUC", f"{r.auc:.4f}")]
+    rows += [(f"TAR @ FAR={far:g}", f"{100 * v:.2f}%") for far, v in r.tar_at_far.items()]
+    rows += [("pairs (same)", f"{r.n_pairs} ({r.n_same})"), ("images", str(images))]
     return result, rows
 
 
