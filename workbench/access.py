@@ -10,17 +10,25 @@ password (``--password-hash``, a hash from ``jupyter_server.auth.passwd``). The 
 with ``?token=`` sets a login cookie; pages, the kernel API and the websockets refuse a request
 with neither (a redirect to the login page for a page, 403 for the rest). Voila gets the token
 through ``JUPYTER_TOKEN`` in its environment, never on a command line (``ps`` shows those).
-``--no-auth`` is accepted only on a loopback address.
+``--no-auth`` is accepted only on a loopback address, and such a server answers only requests whose
+``Host`` is a loopback address, ``localhost`` or the ``--host`` name (a DNS-rebinding page, whose
+requests name its own host, gets 403). The login cookie lasts ``login_days`` (``--login-days``); a
+client address holds at most ``kernels_per_client`` dashboards (``--kernels-per-client``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import secrets
 import socket
 from dataclasses import dataclass, field
 
 LOOPBACK = "127.0.0.1"
+LOGIN_DAYS = 7.0
+"""Days a login cookie lasts (``--login-days``)."""
+KERNELS_PER_CLIENT = 16
+"""Dashboard kernels (open pages) one client address may hold (``--kernels-per-client``)."""
 TOKEN_ENV = ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE")
 """Where jupyter_server reads a token from the environment (ours, or none: never the caller's)."""
 
@@ -32,6 +40,14 @@ def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
     except ValueError:  # a host name: reachable from elsewhere
+        return False
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip().strip("[]"))
+        return True
+    except ValueError:
         return False
 
 
@@ -52,11 +68,24 @@ class Access:
     token: str | None = field(default=None, repr=False)
     password_hash: str | None = field(default=None, repr=False)
     generated: bool = False  # the token was made here (so it is printed in the URL)
+    login_days: float = LOGIN_DAYS
+    kernels_per_client: int = KERNELS_PER_CLIENT
 
     @classmethod
     def choose(cls, host: str = LOOPBACK, base_url: str | None = "/", token: str | None = None,
-               password_hash: str | None = None, no_auth: bool = False) -> Access:
+               password_hash: str | None = None, no_auth: bool = False, login_days: float = LOGIN_DAYS,
+               kernels_per_client: int = KERNELS_PER_CLIENT) -> Access:
         """The access ``cqa workbench`` serves with: a login unless ``no_auth`` (loopback only)."""
+        if not login_days > 0:
+            raise ValueError(f"--login-days {login_days}: use a positive number of days (0.5 = 12 hours)")
+        if kernels_per_client < 1:
+            raise ValueError(f"--kernels-per-client {kernels_per_client}: use at least 1")
+        return dataclasses.replace(cls._choose(host, base_url, token, password_hash, no_auth),
+                                   login_days=login_days, kernels_per_client=kernels_per_client)
+
+    @classmethod
+    def _choose(cls, host: str, base_url: str | None, token: str | None, password_hash: str | None,
+                no_auth: bool) -> Access:
         prefix = normal_base_url(base_url)
         if no_auth:
             if not is_loopback(host):
@@ -77,9 +106,14 @@ class Access:
 
     def voila_args(self) -> list[str]:
         """Voila's flags for the address, prefix and login (the token itself travels in voila_env)."""
-        args = [f"--Voila.ip={self.host}", f"--Voila.base_url={self.base_url}"]
+        args = [f"--Voila.ip={self.host}", f"--Voila.base_url={self.base_url}",
+                f"--WorkbenchVoila.login_days={self.login_days:g}",
+                f"--WorkbenchVoila.kernels_per_client={self.kernels_per_client}"]
         if self.login:  # jupyter_server's IdentityProvider reads JUPYTER_TOKEN (or, with a password, none)
             args.append("--Voila.auto_token=True")
+        else:  # no login (loopback only): answer loopback Host names only (a name given as --host too)
+            names = ["localhost"] + ([self.host] if not _is_address(self.host) and self.host != "localhost" else [])
+            args.append(f"--WorkbenchVoila.local_hosts={','.join(names)}")
         if self.password_hash:
             args.append(f"--PasswordIdentityProvider.hashed_password={self.password_hash}")
         return args

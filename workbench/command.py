@@ -20,7 +20,7 @@ import numpy as np
 
 from cqa_core.commands.common import add_model_argument
 from cqa_core.settings import AlignMode
-from workbench.access import Access
+from workbench.access import KERNELS_PER_CLIENT, LOGIN_DAYS, Access
 
 SHADES = " .:-=+*#%@"
 GRID = 14
@@ -57,7 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "default: one made at start, printed in the URL)")
     p.add_argument("--password-hash", default=None, help="log in with a password instead: a hash from "
                    "python -c 'from jupyter_server.auth import passwd; print(passwd())'")
-    p.add_argument("--no-auth", action="store_true", help="no login at all (accepted only on a loopback --host)")
+    p.add_argument("--no-auth", action="store_true", help="no login at all (accepted only on a loopback --host; "
+                   "only loopback Host names are answered)")
+    p.add_argument("--login-days", type=float, default=LOGIN_DAYS, help=f"days a login lasts before the token is "
+                   f"asked again (default {LOGIN_DAYS:g})")
+    p.add_argument("--kernels-per-client", type=int, default=KERNELS_PER_CLIENT, help="dashboards (kernels) one "
+                   f"client address may hold at once (default {KERNELS_PER_CLIENT}; behind the proxy, per visitor)")
     p.add_argument("--terminal", action="store_true", help="print one face's explanation instead of serving")
     p.set_defaults(func=run)
 
@@ -72,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("IMAGE is for the terminal demo: cqa workbench --terminal IMAGE")
     from workbench.serve import serve  # Voila's command line: only when serving
 
-    access = Access.choose(args.host, args.base_url, settings.token, args.password_hash, args.no_auth)
+    access = Access.choose(args.host, args.base_url, settings.token, args.password_hash, args.no_auth,
+                           args.login_days, args.kernels_per_client)
     return serve(settings, port=args.port, preheat=args.preheat, service_port=args.service_port, pool=args.pool,
                  access=access, refill_after=args.refill_after)
 

@@ -21,20 +21,47 @@ puts the refill's waiting task in the pool at once. A request that found only su
 one and waited out its delay: a lab of 20 opening a pool of 10 left 10 pages blank for a minute.
 Here the pool counts only kernels that are started or starting: a request arriving while the rest
 still wait out their delay gets a kernel of its own at once (Voila's path without a pool).
+Besides the login (``workbench.gatekeeper``): failed logins are limited per client address, a client
+address holds a bounded number of dashboard kernels, template asset paths outside their folder are
+404, tokens are scrubbed from the access log, ``/logout`` renders (it needed a ``static_path``), and,
+without a login on loopback, only loopback ``Host`` names are answered (a DNS-rebinding page cannot
+drive the dashboard). On loopback (the shipped proxy's case) Voila trusts ``X-Forwarded-Proto`` and
+``X-Real-IP``, so the login cookie is ``Secure`` behind TLS; the cookie lasts ``login_days``.
 Everything else is stock Voila (``voila.app.Voila``), configured by ``workbench.serve.voila_command``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 from typing import Any
 
 import tornado.web
+from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
+from jupyter_server.auth.logout import LogoutHandler
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
+from traitlets import Float, Int, Type, Unicode, default
 from voila.app import Voila
 from voila.request_info_handler import RequestInfoSocketHandler
+from voila.static_file_handler import TemplateStaticFileHandler
 from voila.tornado.handler import TornadoVoilaHandler
+from voila.utils import ENV_VARIABLE
+from voila.voila_identity_provider import VoilaLoginHandler
+
+from workbench.access import KERNELS_PER_CLIENT, is_loopback
+from workbench.gatekeeper import (
+    KernelsPerClient,
+    LimitedLogins,
+    claim_kernel,
+    log_request,
+    safe_template_path,
+    scrub_logs,
+)
+
+CLIENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("cqa_client", default=None)
+"""The client address whose page request is being served (its kernel is counted for it)."""
 
 
 class LoggedInRequestInfo(RequestInfoSocketHandler, JupyterHandler):
@@ -50,7 +77,54 @@ class DashboardPage(TornadoVoilaHandler):
     @tornado.web.authenticated
     async def get(self, path: str | None = None) -> None:
         self.xsrf_token  # noqa: B018 - reading it sets the cookie (tornado)
-        await super().get(path)
+        client = self.request.remote_ip or ""
+        with claim_kernel(self.kernel_manager, client, self.settings.get("cqa_kernels_per_client", KERNELS_PER_CLIENT)):
+            token = CLIENT.set(client)
+            try:
+                await super().get(path)
+            finally:
+                CLIENT.reset(token)
+
+
+class OwnedKernels(KernelsPerClient):
+    """Mixed into Voila's kernel manager: a page's kernel (started or taken from the pool) is its client's."""
+
+    async def start_kernel(self, *args: Any, **kwargs: Any) -> str:
+        kernel_id = await super().start_kernel(*args, **kwargs)  # type: ignore[misc]
+        client = CLIENT.get()
+        if client is not None and (kwargs.get("env") or {}).get(ENV_VARIABLE.VOILA_PREHEAT) == "False":
+            self.own(kernel_id, client)  # a page's own kernel (the pool's refills say "True")
+        return kernel_id
+
+    async def get_rendered_notebook(self, *args: Any, **kwargs: Any) -> Any:
+        found = await super().get_rendered_notebook(*args, **kwargs)  # type: ignore[misc]
+        client = CLIENT.get()
+        if client is not None:
+            self.own(found[2], client)  # (render task, rendered cells, kernel id)
+        return found
+
+
+class TemplateAssets(TemplateStaticFileHandler):
+    """Voila's template assets; a path outside ``<template>/static/`` is 404 (``..%2f..`` was a 500)."""
+
+    async def get(self, path: str, include_body: bool = True) -> None:
+        if not safe_template_path(path):
+            raise tornado.web.HTTPError(404)
+        await super().get(path, include_body)
+
+
+class Logout(LogoutHandler):
+    """jupyter_server's logout page, with the static URLs of Voila's login page (it answered 500)."""
+
+    static_url = VoilaLoginHandler.static_url
+
+
+class WorkbenchIdentity(LimitedLogins, PasswordIdentityProvider):
+    """The token or password login, with failed attempts limited per client address."""
+
+    @default("logout_handler_class")
+    def _logout_default(self) -> type:
+        return Logout
 
 
 class ReadyPool:
@@ -82,12 +156,32 @@ class WorkbenchVoila(Voila):
     """Voila whose every non-static route needs the login, whose page ends its kernel on leaving,
     and whose pool never parks a request."""
 
+    identity_provider_class = Type(default_value=WorkbenchIdentity, klass=IdentityProvider, config=True,
+                                   help="The identity provider: the token or password, failed attempts limited.")
+    local_hosts = Unicode("", config=True, help="Comma-separated Host names answered besides loopback addresses; "
+                          "set (a login-free loopback server): every other Host header gets 403.")
+    login_days = Float(7.0, config=True, help="Days a login cookie lasts.")
+    kernels_per_client = Int(KERNELS_PER_CLIENT, config=True, help="Dashboard kernels one client address may hold.")
+
     def init_settings(self) -> dict:
         settings = super().init_settings()
         manager = self.kernel_manager
-        if hasattr(manager, "_pools"):  # preheat_kernel: Voila built its pooled manager class
-            manager.__class__ = type("WorkbenchKernelManager", (ReadyPool, type(manager)), {})
+        mixins = (OwnedKernels, ReadyPool) if hasattr(manager, "_pools") else (OwnedKernels,)  # _pools: preheat
+        manager.__class__ = type("WorkbenchKernelManager", (*mixins, type(manager)), {})
+        identity = self.identity_provider
+        identity.cookie_options = {**identity.cookie_options, "expires_days": self.login_days}
+        identity.get_secure_cookie_kwargs = {**identity.get_secure_cookie_kwargs, "max_age_days": self.login_days}
+        settings.update(log_function=log_request, cqa_kernels_per_client=self.kernels_per_client)
+        scrub_logs(self.log)
+        if self.local_hosts:  # jupyter_server's Host check (JupyterHandler.check_host), which Voila turns off
+            settings.update(allow_remote_access=False,
+                            local_hostnames=[h.strip() for h in self.local_hosts.split(",") if h.strip()])
         return settings
+
+    def listen(self) -> None:
+        if is_loopback(self.ip):  # only a local proxy reaches it: its X-Forwarded-Proto / X-Real-IP hold
+            self.app.listen = functools.partial(self.app.listen, xheaders=True)  # type: ignore[method-assign]
+        super().listen()
 
     def init_handlers(self) -> list:
         forms = {pattern for pattern, *_ in self.identity_provider.get_handlers()}  # "/login", "/logout"
@@ -97,6 +191,8 @@ class WorkbenchVoila(Voila):
                 route = (route[0], LoggedInRequestInfo, *route[2:])
             elif route[1] is TornadoVoilaHandler:
                 route = (route[0], DashboardPage, *route[2:])
+            elif route[1] is TemplateStaticFileHandler:
+                route = (route[0], TemplateAssets, *route[2:])
             elif route[0] in forms:
                 route = (url_path_join(self.server_url, route[0]), *route[1:])
             routes.append(route)
