@@ -42,6 +42,7 @@ def resolve_config(args: argparse.Namespace):
     """Preset + overrides -> TrainConfig."""
     # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.config import TrainConfig
+    from cqa_core.training import feature_cache
     from cqa_core.training.overrides import apply_overrides, load_preset
 
     if args.config:
@@ -55,6 +56,8 @@ def resolve_config(args: argparse.Namespace):
     places = getattr(args, "settings", None)
     if places is not None and config.eval_pairs == "auto":  # LFW View 1 under the settings' data root
         config = dataclasses.replace(config, eval_pairs=str(places.lfw / "pairsDevTest.txt"))
+    if places is not None and config.freeze_stem and not config.cache_dir:  # the stem-feature cache under its root
+        config = dataclasses.replace(config, cache_dir=str(feature_cache.cache_root(config, places.cache_root)))
     return config
 
 
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     try:
-        trainer = Trainer(config, resume=args.resume)
+        trainer = Trainer(config, resume=args.resume, cache_root=args.settings.cache_root)
         last = trainer.fit()
         if trainer.dist.is_main:
             print(json.dumps({"step": trainer.step, "out_dir": str(trainer.out_dir), **last}))

@@ -71,13 +71,13 @@ class GlobalBatchSampler(Sampler[list[int]]):
                 yield batch
 
 
-def build_dataset(config: TrainConfig) -> Dataset:
+def build_dataset(config: TrainConfig, cache_root: Path | None = None) -> Dataset:
     """The training set the config names, wrapped with degradations / teacher targets when asked.
 
     With ``augment`` or ``distill`` on, items are ``(image, label, extras)`` and the sampler must
     be keyed (:func:`needs_keys`); see :class:`cqa_core.data.augment.AugmentedFaces`.
     """
-    dataset = _base_dataset(config)
+    dataset = _base_dataset(config, cache_root)
     if not needs_keys(config):
         return dataset
 
@@ -96,14 +96,14 @@ def needs_keys(config: TrainConfig) -> bool:
     return config.augment.enabled or config.distill.teacher is not None
 
 
-def _base_dataset(config: TrainConfig) -> Dataset:
+def _base_dataset(config: TrainConfig, cache_root: Path | None) -> Dataset:
     """An aligned folder (aligned first if data.align) or RecordIO."""
     data = config.data
     root = Path(data.root).expanduser()
     if data.format == "recordio":
         return RecordIODataset(str(root), decoder=_decoder())
     if data.align:
-        root = Path(ensure_aligned(root))
+        root = Path(ensure_aligned(root, cache_root=cache_root))  # cache_root: Settings.cache_root (None: default)
     if not root.is_dir():
         raise FileNotFoundError(f"training data folder not found: {root} (set data_root=...)")
 

@@ -117,12 +117,12 @@ def differences(cached: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     return out
 
 
-def cache_root(config: TrainConfig) -> Path:
-    """``cache_dir``, else ``<cache root>/features/<data folder>-<stem>`` (``cqa train`` sets ``cache_dir``
-    from its settings' cache root; the default cache root otherwise)."""
+def cache_root(config: TrainConfig, root: Path | None = None) -> Path:
+    """``cache_dir``, else ``<root>/features/<data folder>-<stem>`` (``root``: ``Settings.cache_root``,
+    which ``cqa train`` passes and writes into ``cache_dir``; None: its default)."""
     if config.cache_dir:
         return Path(config.cache_dir).expanduser()
-    return cache_place(None) / "features" / f"{Path(config.data.root).expanduser().name}-{config.model.stem}"
+    return cache_place(root) / "features" / f"{Path(config.data.root).expanduser().name}-{config.model.stem}"
 
 
 # -- building ------------------------------------------------------------------------------------

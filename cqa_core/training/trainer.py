@@ -57,16 +57,16 @@ class TrainingDiverged(RuntimeError):
 
 
 class Trainer:
-    """Train CQA-Face as ``config`` says. ``dataset`` overrides ``config.data`` (notebooks, tests)."""
+    """Train CQA-Face as ``config`` says (``dataset`` overrides ``config.data``; ``cache_root``: ``Settings.cache_root``)."""
 
     def __init__(self, config: TrainConfig, dataset: Any = None, callbacks: Sequence[Callback] = (),
-                 resume: str | None = None) -> None:
+                 resume: str | None = None, cache_root: Path | None = None) -> None:
         self.config = c = config
+        self.cache_root = cache_root
         self.dist = distributed.setup(c.device)
         self.device = self.dist.device
         self.out_dir = Path(c.out_dir)
-        # bf16 autocast: "auto" on CUDA only; an explicit "bf16" also on CPU (oneDNN bf16 kernels
-        # on AVX512-BF16 / AMX CPUs: 2.09x the fp32 step on this project's CPU, docs/benchmarks.md)
+        # bf16 autocast: "auto" on CUDA only; "bf16" also on CPU (AMX / AVX512-BF16: 2.09x fp32, docs/benchmarks.md)
         self.amp = c.precision == "bf16" or (c.precision == "auto" and self.device.type == "cuda")
         # channels_last pays with CUDA or with CPU bf16; plain CPU fp32 keeps NCHW (and its bitwise tests)
         self.channels_last = c.channels_last and (self.device.type == "cuda" or self.amp)
@@ -121,7 +121,7 @@ class Trainer:
             self.callbacks = [JSONLLogger(self.out_dir / "metrics.jsonl"),
                               *([TensorBoardLogger(self.out_dir / "tb")] if c.tensorboard else []), *self.callbacks]
         # under DDP the other ranks would wait on rank 0's first-use LFW alignment: align only alone
-        self.verifier = PairVerifier.build(c, allow_align=not self.dist.enabled) if self.dist.is_main else None
+        self.verifier = PairVerifier.build(c, not self.dist.enabled, cache_root) if self.dist.is_main else None
 
     def _wrap(self) -> nn.Module:
         """DDP (SyncBatchNorm on CUDA if asked) and torch.compile around the training module."""
@@ -141,7 +141,7 @@ class Trainer:
         """The config's dataset; with data.align under DDP rank 0 aligns first, the others wait."""
         if self.config.data.align and self.dist.enabled and not self.dist.is_main:
             distributed.barrier()
-        dataset = build_dataset(self.config)
+        dataset = build_dataset(self.config, self.cache_root)
         if self.config.data.align and self.dist.enabled and self.dist.is_main:
             distributed.barrier()
         return dataset
