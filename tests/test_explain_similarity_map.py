@@ -220,3 +220,12 @@ def test_onnx_export_converted_back_is_decomposed_at_its_found_layer(tmp_path):
     cos = float(torch.nn.functional.cosine_similarity(e[:1], e[1:]))
     for k in range(2):
         assert r.terms[k].sum() + r.remainder[k] == pytest.approx(cos, abs=1e-5)
+
+
+def test_head_problem_says_why_in_one_line(calibrated_model):
+    from cqa_core.explain.similarity_map import head_problem
+
+    assert head_problem(from_cqa(calibrated_model)) == ""
+    relu = Recognizer(name="relu", kind="torch", preprocess=Preprocess(), module=ReluHead(functional=False), layer="feat")
+    why = head_problem(relu)
+    assert why.startswith("the head is not linear: found ReLU") and "\n" not in why

@@ -325,3 +325,16 @@ def similarity_map_chips(recognizer: Recognizer, chips: np.ndarray, head: Linear
         raise ExplainError(f"a similarity map takes chips (2, S, S, 3) [a, b], got {chips.shape}")
     x = recognizer.preprocess.to_tensor(chips, recognizer.device)  # (2, 3, S, S)
     return similarity_map(recognizer.module, recognizer.layer, x[:1], x[1:], head)
+
+
+def head_problem(recognizer: Recognizer) -> str:
+    """'' when :func:`similarity_map_chips` can decompose ``recognizer``, else the one-line reason.
+
+    One forward of two grey chips (the registry's ``why_not`` for this method).
+    """
+    s = recognizer.preprocess.size
+    try:
+        similarity_map_chips(recognizer, np.full((2, s, s, 3), 128, np.uint8))
+    except ExplainError as exc:
+        return str(exc)
+    return ""
