@@ -24,14 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cqa_core.data.recordio import (
-    IRHeader,
-    RecordIODataset,
-    RecordReader,
-    RecordWriter,
-    pack,
-    unpack,
-)
+from cqa_core.data.recordfile import IRHeader, RecordReader, RecordWriter, pack, unpack
+from cqa_core.data.recordio import RecordIODataset
 
 
 def write(prefix: Path, n: int, classes: int) -> None:

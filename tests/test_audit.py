@@ -12,8 +12,9 @@ from PIL import Image
 
 pytest.importorskip("pyarrow", reason="cqa audit needs pyarrow (the audit extra)")
 
-from cqa_core.evaluation.audit import read_audit, run_audit  # noqa: E402
-from cqa_core.evaluation.audit_source import face_image, open_source  # noqa: E402
+from cqa_core.evaluation.audit import run_audit  # noqa: E402
+from cqa_core.evaluation.audit_source import open_source  # noqa: E402
+from cqa_core.evaluation.audit_table import face_image, read_audit  # noqa: E402
 
 GREYS = [5 + 12 * k for k in range(11)]  # one uniform grey face per value
 
@@ -121,3 +122,19 @@ def test_bad_datasets_and_files(tmp_path: Path) -> None:
         read_audit(tmp_path / "x.bin")
     with pytest.raises(FileNotFoundError):
         read_audit(tmp_path / "missing.parquet")
+
+
+def test_jpeg_crops_decode_as_the_training_loader_does(lfw_root: Path, tmp_path: Path) -> None:
+    """The browser's torch-free decode (Pillow) gives the pixels the cv2 loader gives, from a folder and a RecordIO."""
+    from cqa_core.data.datasets import decode_chw
+    from cqa_core.data.recordfile import IRHeader, RecordWriter, pack
+
+    photos = sorted(lfw_root.glob("A*/*.jpg"))[:40]
+    assert len(photos) == 40
+    with RecordWriter(tmp_path / "t") as w:
+        for k, p in enumerate(photos):
+            w.write(k, pack(IRHeader(0, 0.0, k, 0), p.read_bytes()))
+    for k, p in enumerate(photos):
+        want = decode_chw(p.read_bytes(), "cv2").permute(1, 2, 0).numpy()  # (H, W, 3) uint8 RGB
+        np.testing.assert_array_equal(face_image("folder", str(p.parent), p.name), want)
+        np.testing.assert_array_equal(face_image("recordio", str(tmp_path / "t"), f"key:{k}"), want)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -72,3 +74,30 @@ def test_a_bad_file_is_one_message(tmp_path: Path) -> None:
     browser.path.value = str(tmp_path / "x.parquet")
     browser.load_button.click()
     assert "not a Parquet audit file" in messages.last_error
+
+
+def test_the_browser_and_its_reader_never_load_torch(tmp_path: Path) -> None:
+    """A fresh interpreter imports the view and the audit reader, opens an audit and shows folder and
+    RecordIO crops: torch is never loaded."""
+    from cqa_core.data.recordio import write_face_folder
+
+    for k, v in enumerate(GREYS[:3]):
+        (tmp_path / "faces" / "p").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((112, 112, 3), v, np.uint8)).save(tmp_path / "faces" / "p" / f"{k}.png")
+    run_audit(open_source(str(tmp_path / "faces")), tmp_path / "a.parquet", GreyStub(), chunk=3, progress=False)
+    write_face_folder(tmp_path / "faces", tmp_path / "train")
+    code = f"""if True:
+        import sys
+        import workbench.views.audit, cqa_core.evaluation.audit_table
+        from cqa_core.evaluation.audit_table import face_image
+        from workbench.views.common import Messages
+        browser = workbench.views.audit.AuditBrowser(Messages(), k=2)
+        browser.load({str(tmp_path / "a.parquet")!r})
+        shown = [im.layout.visibility for im in browser.images]
+        grey = int(face_image("recordio", {str(tmp_path / "train")!r}, "key:2").mean())
+        print(shown, grey, sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")))
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == f"['visible', 'visible'] {GREYS[1]} []"

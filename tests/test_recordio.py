@@ -10,16 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cqa_core.data.recordio import (
-    MAGIC,
-    IRHeader,
-    RecordIODataset,
-    RecordReader,
-    RecordWriter,
-    pack,
-    unpack,
-    write_face_folder,
-)
+from cqa_core.data.recordfile import MAGIC, IRHeader, RecordReader, RecordWriter, pack, unpack
+from cqa_core.data.recordio import RecordIODataset, write_face_folder
 
 MAGIC_BYTES = struct.pack("<I", MAGIC)
 

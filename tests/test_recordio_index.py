@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cqa_core.data import recordio
-from cqa_core.data.recordio import (
+from cqa_core.data import recordfile
+from cqa_core.data.recordfile import (
     MAGIC,
     IRHeader,
-    RecordIODataset,
     RecordReader,
     RecordWriter,
     pack,
     read_index,
     scan_offsets,
 )
+from cqa_core.data.recordio import RecordIODataset
 
 
 def write_insightface(prefix: Path, per_class: list[int]) -> None:
@@ -123,4 +123,4 @@ def test_truncated_rec_is_a_clear_error(tmp_path: Path) -> None:
         w.write(0, b"abcdefgh")
     (tmp_path / "x.rec").write_bytes((tmp_path / "x.rec").read_bytes()[:6])
     with pytest.raises(ValueError, match="truncated"):
-        recordio.scan_offsets(tmp_path / "x.rec")
+        recordfile.scan_offsets(tmp_path / "x.rec")

@@ -33,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs, so `cqa --help` and the other commands never load torch
     from cqa_core.checkpoint import resolve_model
-    from cqa_core.evaluation.audit import pyarrow, run_audit
+    from cqa_core.evaluation.audit import run_audit
     from cqa_core.evaluation.audit_source import open_source
+    from cqa_core.evaluation.audit_table import pyarrow
     from cqa_core.training.distributed import teardown
 
     if args.batch_size < 1 or args.workers < 0:

@@ -7,5 +7,6 @@ call these; the arithmetic they share with training is ``cqa_core.metrics``.
 * ``face_scores``  per-face readings (embedding, norm, QAN quality, overall quality, CAL) in batches
 * ``audit``        ``cqa audit``: every face of a dataset scored into Parquet, resumable, DDP-sharded
 * ``audit_source`` what an audit reads (aligned folders, RecordIO)
+* ``audit_table``  an audit file as a viewer reads it (rows, ranking, each row's face), torch-free
 * ``ablation``     the paper's ablation grid, trained and measured (``python -m cqa_core.evaluation.ablation``)
 """

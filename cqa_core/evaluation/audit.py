@@ -4,7 +4,8 @@ One Parquet row per face, in dataset order (:mod:`cqa_core.evaluation.audit_sour
 ``index, path, label, identity, overall_quality, quality_0 .. quality_{b-1}, cal_penalty,
 embedding_norm, align_method``; the readings are those of :mod:`cqa_core.evaluation.face_scores`. The
 file's metadata (key ``cqa_audit``) holds the source kind and root, the model and its weights'
-fingerprint, so the dashboard can show any face without recomputing.
+fingerprint, so the dashboard can show any face without recomputing (reading a finished file, torch-free,
+is :mod:`cqa_core.evaluation.audit_table`).
 
 Work is cut into chunks of ``chunk`` consecutive faces whatever the number of processes, and a
 chunk's batches are the same slices everywhere, so every face goes through the model in the same
@@ -32,21 +33,10 @@ import torch
 from tqdm import tqdm
 
 from cqa_core.evaluation.audit_source import AuditSource
+from cqa_core.evaluation.audit_table import META_KEY, pyarrow
 from cqa_core.evaluation.face_scores import FaceScores, scores_of_output
 from cqa_core.preprocess import normalize
 from cqa_core.training.distributed import barrier, setup
-
-META_KEY = b"cqa_audit"
-
-
-def pyarrow() -> tuple[Any, Any]:
-    """(pyarrow, pyarrow.parquet), or an ImportError that says how to install them."""
-    try:
-        import pyarrow as pa  # optional: the audit extra
-        import pyarrow.parquet as pq  # optional: the audit extra
-    except ImportError as exc:
-        raise ImportError("cqa audit writes Parquet and needs pyarrow: pip install 'cqa-face[audit]'") from exc
-    return pa, pq
 
 
 def fingerprint(model: torch.nn.Module) -> str:
@@ -175,27 +165,3 @@ def _join(parts: Path, out: Path, n_chunks: int, meta: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(table, out)
     shutil.rmtree(parts)
-
-
-def read_audit(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
-    """An audit file as {column: (N,) numpy array} and its metadata dict (kind, root, model...)."""
-    _, pq = pyarrow()
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"audit file not found: {p}")
-    try:
-        table = pq.read_table(str(p))
-    except Exception as exc:  # pyarrow raises its own ArrowInvalid for non-Parquet files
-        raise ValueError(f"{p} is not a Parquet audit file ({type(exc).__name__})") from exc
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    if raw is None:
-        raise ValueError(f"{p} is a Parquet file but not a cqa audit (no {META_KEY.decode()} metadata)")
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}, json.loads(raw)
-
-
-def rank_faces(cols: dict[str, np.ndarray], column: str, highest: bool = False) -> np.ndarray:
-    """Row indices ordered by ``column``, lowest first (``highest``: highest first); ties by row."""
-    if column not in cols:
-        raise ValueError(f"the audit has no column {column!r}; it has {', '.join(cols)}")
-    v = np.asarray(cols[column], dtype=np.float64)  # (N,)
-    return np.argsort(-v if highest else v, kind="stable")  # (N,)

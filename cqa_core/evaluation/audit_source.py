@@ -16,18 +16,16 @@ that file, ``recordio`` for RecordIO records (insightface packs do not record it
 from __future__ import annotations
 
 import csv
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
-from cqa_core.data.datasets import MARKER, FaceFolder, decode_chw, ensure_aligned
+from cqa_core.data.datasets import MARKER, FaceFolder, ensure_aligned
 from cqa_core.data.imageio import is_image_file
-from cqa_core.data.recordio import RecordIODataset, RecordReader, unpack
+from cqa_core.data.recordio import RecordIODataset
 from cqa_core.settings import Settings
 
 
@@ -102,19 +100,3 @@ def open_source(spec: str, places: Settings | None = None) -> AuditSource:
     if path.exists():
         raise ValueError(f"{spec}: not a folder of faces or a RecordIO .rec file")
     raise FileNotFoundError(f"dataset not found: {spec}")
-
-
-def face_image(kind: str, root: str, path: str) -> np.ndarray:
-    """The aligned face a row of an audit names: (112, 112, 3) uint8 RGB, read from its source."""
-    if kind == "folder":
-        data = (Path(root) / path).read_bytes()
-    elif kind == "recordio":
-        data = unpack(_reader(root).read(int(path.removeprefix("key:"))))[1]
-    else:
-        raise ValueError(f"unknown audit source kind {kind!r}")
-    return decode_chw(data).permute(1, 2, 0).numpy()  # (112, 112, 3)
-
-
-@functools.lru_cache(maxsize=4)
-def _reader(prefix: str) -> Any:
-    return RecordReader(prefix)  # parses the .idx once per browsing session

@@ -1,7 +1,7 @@
 """AuditBrowser: the lowest-quality faces of a whole dataset, read from a ``cqa audit`` Parquet file.
 
 Nothing is recomputed: rows come from the file and each face's crop from the dataset it names
-(``cqa_core.evaluation.audit_source.face_image``).
+(``cqa_core.evaluation.audit_table.face_image``). Torch-free: a viewer's kernel never loads torch.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import html
 import ipywidgets as W
 import numpy as np
 
+from cqa_core.evaluation.audit_table import face_image, rank_faces, read_audit
 from workbench.views.common import Messages, caption, image_widget, png
 
 
@@ -42,9 +43,6 @@ class AuditBrowser:
 
     def load(self, path: str) -> None:
         """Read an audit file and show its lowest overall-quality faces."""
-        # torch comes with the audit's readers: loaded when a viewer opens an audit, never with the page
-        from cqa_core.evaluation.audit import read_audit
-
         if not path:
             raise ValueError("type the path of an audit file (cqa audit DATASET --out FILE.parquet)")
         self.cols, self.meta = read_audit(path)
@@ -69,10 +67,6 @@ class AuditBrowser:
 
     def show(self) -> None:
         """Fill the k slots from rank ``start`` in the chosen order."""
-        # torch comes with the audit's readers: loaded when a viewer opens an audit, never with the page
-        from cqa_core.evaluation.audit import rank_faces
-        from cqa_core.evaluation.audit_source import face_image
-
         if self._loading or not self.cols or self.order.value is None:
             return
         column = self.order.value.lstrip("-")
