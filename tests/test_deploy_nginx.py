@@ -12,8 +12,12 @@ and the token typed into that form opens the dashboard.
 from __future__ import annotations
 
 import http.client
+import re
+import socket
+import ssl
 import time
 import uuid
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,31 @@ def test_the_config_routes_only_the_prefix():
     assert "proxy_pass http://127.0.0.1:8866;" in text and "location /cqa/" in text
     assert text.count("proxy_pass") == 1  # Voila only: no route to the analysis service
     assert "proxy_set_header Upgrade $http_upgrade;" in text and "listen 443 ssl;" in text
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in text  # Voila trusts it on loopback: a Secure cookie
+
+
+def directives(name: str) -> list[str]:
+    """The values of every ``name`` directive of the shipped configuration (comments left out)."""
+    lines = [line.split("#", 1)[0] for line in CONF.read_text().splitlines()]
+    return re.findall(rf"(?:^|[;{{\s]){name}\s+([^;]*);", "\n".join(lines), re.MULTILINE)
+
+
+def test_the_tls_settings_are_strict():
+    ciphers = directives("ssl_ciphers")
+    assert len(ciphers) == 1, "no ssl_ciphers: nginx's default accepts suites without forward secrecy (AES128-SHA)"
+    suites = ciphers[0].strip().split(":")
+    assert suites and all(s.startswith("ECDHE-") and ("GCM" in s or "CHACHA20" in s) for s in suites), suites
+    assert directives("ssl_protocols") == ["TLSv1.2 TLSv1.3"]
+    assert directives("server_tokens") == ["off", "off"]  # both server blocks: no version in headers or pages
+    hsts = directives("add_header")
+    assert any(h.startswith("Strict-Transport-Security") and "max-age=63072000" in h and h.endswith("always")
+               for h in hsts), hsts
+    assert directives("return")[0] == "301 https://$server_name$uri"  # the configured name; no query string
+    fmt = " ".join(directives("log_format"))
+    assert fmt.startswith("cqa_no_query") and "$uri" in fmt
+    assert not any(v in fmt for v in ("$request ", '$request"', "$request_uri", "$args", "$query_string",
+                                       "$http_referer")), fmt  # a page's URL (and referrer) carries ?token=
+    assert directives("access_log") == ["/var/log/nginx/cqa-workbench.access.log cqa_no_query"] * 2
 
 
 def needs_nginx() -> None:
@@ -53,7 +82,8 @@ def test_the_dashboard_through_nginx(tmp_path):
     empty = tmp_path / "gallery"
     empty.mkdir()
     log = ROOT / "artifacts" / "test_deploy_nginx.log"
-    with running_workbench(log, preheat=True, args=("--pool=1",), base_url="/cqa/", CQA_FACES=str(empty)) as (
+    args = ("--pool=1", "--login-days=0.5")
+    with running_workbench(log, preheat=True, args=args, base_url="/cqa/", CQA_FACES=str(empty)) as (
             url, _, _), running_nginx(tmp_path, url) as (port, http_port):
         kid = str(uuid.uuid4())
         # without the token: the page goes to the login form, the APIs and websockets are refused
@@ -74,9 +104,37 @@ def test_the_dashboard_through_nginx(tmp_path):
         assert via(port, "/cqa/stats").status == 302  # under the prefix: Voila's (login), not the service's
         assert via(port, "/").status == 302
         plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
-        plain.request("GET", "/cqa/")
-        assert plain.getresponse().status == 301  # plain HTTP is sent to HTTPS
+        plain.request("GET", f"/cqa/?token={TOKEN}", headers={"Host": "evil.example"})
+        moved = plain.getresponse()
+        assert moved.status == 301  # plain HTTP is sent to HTTPS: the configured name, never the token
+        assert moved.getheader("Location") == "https://cqa.example.org/cqa/", moved.getheader("Location")
         plain.close()
+        # TLS: HSTS, no version, a Secure login cookie lasting --login-days, no suite without forward secrecy
+        assert page.getheader("Strict-Transport-Security") == "max-age=63072000"
+        assert page.getheader("Server") == "nginx"
+        login = [c for c in page.headers.get_all("Set-Cookie") if c.startswith("username-")]
+        assert len(login) == 1 and "; Secure" in login[0] and "HttpOnly" in login[0], login
+        expires = parsedate_to_datetime(re.search(r"expires=([^;]+)", login[0], re.IGNORECASE).group(1))
+        assert abs(expires.timestamp() - time.time() - 12 * 3600) < 120, expires  # 0.5 days
+        assert handshake(port, "ECDHE-RSA-AES128-GCM-SHA256") and not handshake(port, "AES128-SHA")
+        assert not handshake(port, "ECDHE-RSA-AES128-SHA")  # forward secret, but CBC: not in the profile
+        # the access log: the failed requests above carried the token (query, referrer); it never keeps it
+        via(port, f"/cqa/api/kernels/{kid}?token={TOKEN}", {"Referer": f"https://x/cqa/?token={TOKEN}"})
+        time.sleep(0.5)
+        access = (tmp_path / "access.log").read_text()
+        assert f"/cqa/api/kernels/{kid}" in access and TOKEN not in access and "?" not in access
+
+
+def handshake(port: int, cipher: str) -> bool:
+    """True when the proxy completes a TLS 1.2 handshake offering only ``cipher``."""
+    ctx = ssl._create_unverified_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(f"{cipher}:@SECLEVEL=0")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, ctx.wrap_socket(raw):
+            return True
+    except ssl.SSLError:
+        return False
 
 
 @pytest.mark.browser

@@ -36,7 +36,8 @@ def render(tmp: Path, port: int, http_port: int, voila_port: int) -> Path:
               .replace("listen 80;", f"listen 127.0.0.1:{http_port};").replace("listen [::]:80;", "")
               .replace("127.0.0.1:8866", f"127.0.0.1:{voila_port}")
               .replace("/etc/ssl/certs/cqa-workbench.pem", str(tmp / "cert.pem"))
-              .replace("/etc/ssl/private/cqa-workbench.key", str(tmp / "key.pem")))
+              .replace("/etc/ssl/private/cqa-workbench.key", str(tmp / "key.pem"))
+              .replace("/var/log/nginx/cqa-workbench.access.log", str(tmp / "access.log")))
     temp = "".join(f"    {k}_temp_path {tmp}/{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     conf = tmp / "nginx.conf"
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers as root read this test's temporary files
