@@ -60,7 +60,7 @@ def test_a_bad_model_file_is_one_line_and_exit_2(tmp_path, onnx_file, capsys):
     Image.new("RGB", (112, 112), (120, 110, 100)).save(a)
     assert main(["explain", str(a), str(a), "--model", str(onnx_file), "--methods", "attention",
                  "--out", str(tmp_path / "o")]) == 2
-    assert "a map of one face" in capsys.readouterr().err
+    assert "attention needs CQA-Face's branch attention" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -10,6 +10,8 @@ from PIL import Image
 from cqa_core.checkpoint import save_model
 from cqa_core.cli import main
 from cqa_core.explain import Analyser, AnalysisError, analyse
+from cqa_core.explain.analysis import nbytes
+from cqa_core.explain.result import FaceAnalysis
 
 
 class NoFace:
@@ -30,30 +32,39 @@ def face(seed: int, size: int = 112) -> np.ndarray:
 
 def test_single_face_fields(model):
     fa = Analyser()(model, face(0))
-    b = 4
+    br, b = fa.branches, 4
+    assert isinstance(fa, FaceAnalysis) and fa.maps == {}  # no single-face method asked
     assert fa.align_method == "identity" and np.allclose(fa.affine, np.eye(2, 3))
-    assert fa.attention.shape == (b, 112, 112) and fa.attention_photo.shape == (b, 112, 112)
-    assert fa.quality.shape == (b,) and fa.relation.shape == (b, b) and fa.embedding.shape == (512,)
+    assert br.attention.shape == (b, 112, 112) and br.attention_photo.shape == (b, 112, 112)
+    assert br.quality.shape == (b,) and br.relation.shape == (b, b) and fa.embedding.shape == (512,)
     assert fa.embedding_norm == pytest.approx(float(np.linalg.norm(fa.embedding)))
-    assert fa.cal_matrix.shape == (b, b) and 0 <= fa.cal <= 0.8
-    assert set(fa.region_shares) == {"left_eye", "right_eye", "nose", "mouth"}
-    assert fa.similarity is None and fa.other is None
+    assert br.cal_matrix.shape == (b, b) and 0 <= br.cal <= 0.8
+    assert set(br.region_shares) == {"left_eye", "right_eye", "nose", "mouth"}
     # the dashboard's mean IoU is over branch pairs only: (sum - b ones on the diagonal) / (b^2 - b)
-    assert np.allclose(np.diag(fa.iou), 1.0)
-    assert fa.mean_iou == pytest.approx((fa.iou.sum() - b) / (b * b - b))
+    assert np.allclose(np.diag(br.iou), 1.0)
+    assert br.mean_iou == pytest.approx((br.iou.sum() - b) / (b * b - b))
     ovs = fa.overlays()
-    assert len(ovs) == b and ovs[0].image.dtype == np.uint8 and ovs[0].quality == pytest.approx(fa.quality[0])
+    assert len(ovs) == b and ovs[0].image.dtype == np.uint8 and ovs[0].quality == pytest.approx(br.quality[0])
+
+
+def test_attention_is_an_ordinary_single_face_method(model):
+    an = Analyser()
+    fa = an(model, face(0), methods=("attention",))
+    np.testing.assert_allclose(fa.maps["attention"], fa.branches.attention.max(axis=0), atol=1e-6)
+    pa = an(model, face(0), face(1), methods=("attention", "gradcam"))
+    assert set(pa.maps) == {"gradcam"} and "attention" in pa.a.maps and "attention" in pa.b.maps
+    assert an.computed == 2  # face 0 came from the cache, its attention map with it
 
 
 def test_pair_fields_and_consistency(model):
-    fa = Analyser()(model, face(1), face(2), methods=("gradcam", "GradCAM"))
-    assert fa.decomposition.shape == (5, 5)
-    assert fa.decomposition.sum() == pytest.approx(fa.similarity, abs=1e-5)
-    e_a, e_b = fa.embedding, fa.other.embedding
-    assert fa.similarity == pytest.approx(float(e_a @ e_b / np.linalg.norm(e_a) / np.linalg.norm(e_b)), abs=1e-5)
-    assert fa.leave_one_out.shape == (4,)
-    np.testing.assert_allclose(fa.maps["gradcam"], fa.maps["GradCAM"], atol=1e-4)
-    assert fa.maps_other["gradcam"].shape == (112, 112) and "gradcam" in fa.other.maps
+    pa = Analyser()(model, face(1), face(2), methods=("gradcam", "GradCAMPlusPlus"))
+    assert pa.branches.decomposition.shape == (5, 5)
+    assert pa.branches.decomposition.sum() == pytest.approx(pa.similarity, abs=1e-5)
+    e_a, e_b = pa.a.embedding, pa.b.embedding
+    assert pa.similarity == pytest.approx(float(e_a @ e_b / np.linalg.norm(e_a) / np.linalg.norm(e_b)), abs=1e-5)
+    assert pa.branches.leave_one_out.shape == (4,)
+    assert pa.maps["gradcam"].shape == pa.maps["GradCAMPlusPlus"].shape == (2, 112, 112)
+    assert pa.checks == {}  # neither method checks its maps
 
 
 def test_photo_is_aligned_and_maps_warp_back(model, tmp_path):
@@ -62,8 +73,8 @@ def test_photo_is_aligned_and_maps_warp_back(model, tmp_path):
     Image.fromarray(photo).save(path)
     fa = Analyser()(model, str(path), detector=NoFace())
     assert fa.align_method == "center" and fa.photo.shape == (200, 200, 3)
-    assert fa.aligned.shape == (112, 112, 3) and fa.attention_photo.shape == (4, 200, 200)
-    assert fa.attention_photo.max() > 0
+    assert fa.aligned.shape == (112, 112, 3) and fa.branches.attention_photo.shape == (4, 200, 200)
+    assert fa.branches.attention_photo.max() > 0
 
 
 def test_cache_hits_by_content_and_model_version(model):
@@ -77,6 +88,15 @@ def test_cache_hits_by_content_and_model_version(model):
     for s in range(5, 9):
         an(model, face(s))
     assert len(an) == 2  # LRU bound
+
+
+def test_the_cache_is_bounded_in_bytes(model):
+    one = nbytes(Analyser()(model, face(30)))  # a 112 x 112 face: chip, photo, 4 maps twice, embedding...
+    assert one > 112 * 112 * 3 * 2 + 4 * 112 * 112 * 4 * 2
+    an = Analyser(maxsize=100, maxbytes=int(2.5 * one))
+    for s in range(30, 36):
+        an(model, face(s))
+    assert len(an) == 2 and an.bytes <= 2.5 * one  # 6 faces asked, the bytes keep 2
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -144,9 +164,10 @@ def test_real_lfw_pair_with_mtcnn_and_a_synthetic_mask(model, shared_data):
     a, b = lfw / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg", lfw / "AJ_Cook" / "AJ_Cook_0001.jpg"
     if not a.is_file() or not b.is_file():
         pytest.skip("LFW photos not found")
-    fa = Analyser()(model, str(a), str(b))
-    assert fa.align_method == "mtcnn" and fa.attention_photo.shape == (4, 250, 250)
-    assert fa.decomposition.sum() == pytest.approx(fa.similarity, abs=1e-5)
+    pa = Analyser()(model, str(a), str(b))
+    fa = pa.a
+    assert fa.align_method == "mtcnn" and fa.branches.attention_photo.shape == (4, 250, 250)
+    assert pa.branches.decomposition.sum() == pytest.approx(pa.similarity, abs=1e-5)
     pytest.importorskip("cqa_core.data.degrade")
     eff = mask_effect(model, fa.aligned, kind="surgical", seed=0)
     assert eff.alpha[100, 56] > 0.5 and eff.alpha[40, 56] == 0.0  # a mask covers the mouth, not the eyes
@@ -166,4 +187,4 @@ def test_cli_uses_the_default_model_without_checkpoint(tmp_path, monkeypatch):
     report = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert report["model"] == "default model"
     expected = analyse(load_default(), face(30), methods=())
-    assert report["a"]["quality"] == pytest.approx(expected.quality.tolist(), abs=1e-6)
+    assert report["a"]["quality"] == pytest.approx(expected.branches.quality.tolist(), abs=1e-6)

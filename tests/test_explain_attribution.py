@@ -134,7 +134,7 @@ def test_no_hook_stays_registered_after_any_explainer(model, faces):
     integrated_gradients(model, a[:1], b[:1], steps=4)
     occlusion(from_cqa(model), _pixels(a[:1]), _pixels(b[:1]), grid=1)
     img = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
-    analyse(model, img, img[:, ::-1].copy(), methods=("gradcam", "GradCAM"))
+    analyse(model, img, img[:, ::-1].copy(), methods=("gradcam", "GradCAMPlusPlus"))
     assert_no_hooks(model)
     assert all(p.grad is None for p in model.parameters())  # explainers leave no parameter gradients
 

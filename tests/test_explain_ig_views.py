@@ -1,4 +1,5 @@
-"""IG completeness carried by ``FaceAnalysis.ig`` and shown beside the IG map in the Face and Pair views."""
+"""A map method's checks (IG's completeness) carried by ``PairAnalysis.checks`` and shown, in plain words,
+beside the map in the Face and Pair views."""
 
 from __future__ import annotations
 
@@ -8,56 +9,66 @@ import torch
 from PIL import Image
 
 from cqa_core.explain import Analyser
-from cqa_core.explain.result import IGCheck
+from cqa_core.explain.methods import ig_check
+from cqa_core.explain.result import Check
 
 
 def face(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (112, 112, 3), dtype=np.uint8)
 
 
-def test_analysis_carries_the_ig_delta_of_both_faces(calibrated_model):
+def test_analysis_carries_the_ig_check_of_both_faces(calibrated_model):
     a, b = face(1), face(2)
-    fa = Analyser()(calibrated_model, a, b, methods=("ig",))
-    assert isinstance(fa.ig, IGCheck) and isinstance(fa.other.ig, IGCheck)
+    pa = Analyser()(calibrated_model, a, b, methods=("ig",))
+    ca, cb = pa.checks["ig"]
+    assert isinstance(ca, Check) and isinstance(cb, Check)
     with torch.no_grad():
         xa, xb = (torch.from_numpy(x).permute(2, 0, 1)[None].float() / 127.5 - 1 for x in (a, b))
         ea, eb, e0 = (calibrated_model(x).embedding for x in (xa, xb, torch.zeros_like(xa)))
         gap_a = (torch.cosine_similarity(ea, eb) - torch.cosine_similarity(e0, eb)).item()  # cos(a, b) - cos(grey, b)
-    assert fa.ig.gap == pytest.approx(gap_a, abs=1e-5)
-    assert fa.ig.delta == pytest.approx(float(fa.maps["ig"].sum()) - gap_a, abs=1e-4)  # delta = sum(map) - gap
-    assert fa.ig.converged and abs(fa.ig.delta) <= 0.01 * abs(fa.ig.gap) + 1e-4
-    assert "IG delta" in fa.ig.describe() and "NOT converged" not in fa.ig.describe()
-    assert "NOT converged" in fa.ig._replace(converged=False).describe()
-    assert Analyser()(calibrated_model, a, b, methods=("gradcam",)).ig is None
+    assert ca.values["gap"] == pytest.approx(gap_a, abs=1e-5)
+    assert ca.values["delta"] == pytest.approx(float(pa.maps["ig"][0].sum()) - gap_a, abs=1e-4)  # sum(map) - gap
+    assert ca.ok and abs(ca.values["delta"]) <= 0.01 * abs(gap_a) + 1e-4
+    share = 100 * float(pa.maps["ig"][0].sum()) / gap_a
+    assert f"the map accounts for {share:.1f}% of the change in similarity" in ca.text
+    assert Analyser()(calibrated_model, a, b, methods=("gradcam",)).checks == {}
+
+
+def test_the_ig_check_reads_in_plain_words():
+    good = ig_check(delta=0.001, gap=-0.25, steps=32, converged=True)  # the map sums to -0.249
+    assert good.ok and good.text.startswith("the map accounts for 99.6% of the change in similarity")
+    assert "(-0.250)" in good.text and "32 steps" in good.text and "NOT" not in good.text
+    capped = ig_check(delta=0.05, gap=0.1, steps=256, converged=False)
+    assert not capped.ok and "150.0%" in capped.text and "NOT converged" in capped.text
 
 
 @pytest.fixture()
 def wb(tmp_path):
     """A workbench on three synthetic 'people' and the default model."""
     from cqa_core.settings import Settings
-    from workbench.app import Workbench
+    from workbench.start import open_workbench
 
     rng = np.random.default_rng(0)
     for i in range(3):
         d = tmp_path / "faces" / f"Person_{i}"
         d.mkdir(parents=True)
         Image.fromarray(rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(d / f"Person_{i}_0001.jpg")
-    return Workbench(Settings(faces=tmp_path / "faces"))
+    return open_workbench(Settings(faces=tmp_path / "faces"))
 
 
-def test_face_and_pair_views_show_the_ig_delta_beside_the_map(wb):
+def test_face_and_pair_views_show_the_check_beside_the_map(wb):
     fe = wb.view(0)
     fe.source.value = "integrated gradients"
     assert wb.messages.last_error is None, wb.messages.widget.value
-    ig = wb.session.analyse(wb.current, wb.faces[wb.second.value], methods=("ig",)).ig
-    assert f"{ig.delta:+.4f}" in fe.ig_delta.value and f"{ig.steps} steps" in fe.ig_delta.value
+    check = wb.session.analyse(wb.current, wb.faces[wb.second.value], methods=("ig",)).checks["ig"][0]
+    assert check.text in fe.ig_delta.value  # the text is plain words: escaping leaves it as it is
     fe.source.value = "similarity Grad-CAM"
-    assert fe.ig_delta.value == ""  # only an IG map has a completeness delta
+    assert fe.ig_delta.value == ""  # Grad-CAM has no check
     wb.tabs.selected_index = 1
     pair = wb.view(1)
     pair.source.value = "integrated gradients"
     assert wb.messages.last_error is None, wb.messages.widget.value
-    assert all("IG delta" in d.value for d in pair.deltas)
+    assert all("of the change in similarity" in d.value for d in pair.deltas)
     assert "integrated gradients" in pair.titles[0].value
     pair.source.value = "similarity Grad-CAM"
     assert all(d.value == "" for d in pair.deltas)

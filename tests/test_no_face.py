@@ -39,7 +39,7 @@ def test_the_note_is_for_a_photo_meant_for_mtcnn_that_fell_back():
 def wb(tmp_path, monkeypatch):
     """A dashboard over two LFW-framed gallery photos (centre crop on purpose: no note for them)."""
     from cqa_core.settings import Settings
-    from workbench.app import Workbench
+    from workbench.start import open_workbench
 
     monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
     monkeypatch.delenv("CQA_DEBUG", raising=False)
@@ -50,7 +50,7 @@ def wb(tmp_path, monkeypatch):
         (faces / f"P_{i}").mkdir(parents=True)
         Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(faces / f"P_{i}" / "P_0001.jpg")
     (faces / ".cqa-framing").write_text("lfw\n")
-    return Workbench(Settings(faces=faces, cache_root=tmp_path / "cache", torch_threads=1))
+    return open_workbench(Settings(faces=faces, cache_root=tmp_path / "cache", torch_threads=1))
 
 
 def test_a_blue_upload_says_no_face_in_the_header_and_the_message_area(wb):

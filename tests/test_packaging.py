@@ -123,9 +123,10 @@ import json, sys
 from pathlib import Path
 import workbench
 from cqa_core.settings import Settings
-from workbench.app import TAB_NAMES, Workbench
+from workbench.app import TAB_NAMES
+from workbench.start import open_workbench
 
-w = Workbench(Settings(faces=sys.argv[1]))
+w = open_workbench(Settings(faces=sys.argv[1]))
 errors = {"load": w.messages.last_error}
 for i, name in enumerate(TAB_NAMES):
     w.tabs.selected_index = i

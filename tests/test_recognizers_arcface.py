@@ -79,7 +79,7 @@ def test_backbone_pth_loads_as_a_whitebox_recognizer(tmp_path: Path, state: dict
     rec = load_arcface(tmp_path / "backbone.pth")
     assert (rec.name, rec.kind, rec.layer, rec.source) == ("backbone.pth", "arcface", "layer4",
                                                            str(tmp_path / "backbone.pth"))
-    assert rec.whitebox and rec.preprocess == Preprocess() and not rec.branches
+    assert rec.whitebox and rec.preprocess == Preprocess() and rec.readout is None
     assert [len(getattr(rec.module, f"layer{i}")) for i in range(1, 5)] == list(R18)
     c = chips(3)
     x = Preprocess().to_tensor(c)  # (3, 3, 112, 112): (pixel - 127.5) / 127.5, RGB

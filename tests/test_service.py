@@ -17,37 +17,45 @@ import time
 import numpy as np
 import pytest
 
-from cqa_core.explain.result import FaceAnalysis, IGCheck, MaskEffect
+from cqa_core.explain.result import BranchAnalysis, BranchPair, Check, FaceAnalysis, MaskEffect, PairAnalysis
 from cqa_core.settings import AlignMode, Settings
 from workbench.service.wire import Face, decode, encode
 
 
-def _fa(b: int = 2, pair: bool = False) -> FaceAnalysis:
+def _fa(b: int = 2, branches: bool = True) -> FaceAnalysis:
     rng = np.random.default_rng(0)
-    kw = dict(photo=rng.integers(0, 255, (20, 30, 3), dtype=np.uint8), aligned=np.zeros((112, 112, 3), np.uint8),
-              affine=np.eye(2, 3), align_method="mtcnn", attention=rng.random((b, 112, 112), dtype=np.float32),
-              attention_photo=rng.random((b, 20, 30), dtype=np.float32), quality=np.array([0.25, 0.5][:b], np.float32),
-              relation=np.eye(b), embedding=rng.random(512, dtype=np.float32), embedding_norm=3.5,
-              cal_matrix=np.eye(b), gaussian=np.eye(b), iou=np.eye(b), entropy=np.ones(b), coverage=np.ones(b),
-              cal=0.125, region_shares={"nose": np.array([0.1, 0.2])})
-    if not pair:
-        return FaceAnalysis(**kw)
-    other = FaceAnalysis(**kw)
-    return FaceAnalysis(**kw, other=other, similarity=0.75, decomposition=np.ones((b + 1, b + 1)) / 12,
-                        leave_one_out=np.array([0.5, 0.25]), maps={"gradcam": np.ones((112, 112))},
-                        maps_other={"gradcam": np.zeros((112, 112))}, ig=IGCheck(-1e-4, 0.02, 64, True))
+    br = BranchAnalysis(attention=rng.random((b, 112, 112), dtype=np.float32),
+                        attention_photo=rng.random((b, 20, 30), dtype=np.float32),
+                        quality=np.array([0.25, 0.5][:b], np.float32), relation=np.eye(b), cal_matrix=np.eye(b),
+                        gaussian=np.eye(b), iou=np.eye(b), entropy=np.ones(b), coverage=np.ones(b), cal=0.125,
+                        region_shares={"nose": np.array([0.1, 0.2])})
+    return FaceAnalysis(photo=rng.integers(0, 255, (20, 30, 3), dtype=np.uint8), aligned=np.zeros((112, 112, 3), np.uint8),
+                        affine=np.eye(2, 3), align_method="mtcnn", embedding=rng.random(512, dtype=np.float32),
+                        embedding_norm=3.5, maps={"attention": np.full((112, 112), 0.5, np.float32)},
+                        branches=br if branches else None)
 
 
 def test_wire_format_round_trips_a_pair_and_a_mask_effect():
-    fa = _fa(pair=True)
-    back = decode(encode(fa))
-    assert back.similarity == 0.75 and back.ig == IGCheck(-1e-4, 0.02, 64, True) and back.other is not None
-    assert back.other.other is None and back.align_method == "mtcnn" and back.cal == 0.125
-    for name in ("photo", "attention", "attention_photo", "quality", "decomposition", "leave_one_out"):
-        np.testing.assert_array_equal(getattr(back, name), getattr(fa, name))
-    np.testing.assert_array_equal(back.maps["gradcam"], 1.0)
-    np.testing.assert_array_equal(back.maps_other["gradcam"], 0.0)
-    np.testing.assert_array_equal(back.region_shares["nose"], [0.1, 0.2])
+    b = 2
+    check = Check(True, "the map accounts for 99.5% of the change in similarity", {"delta": -1e-4, "gap": 0.02})
+    pa = PairAnalysis(a=_fa(), b=_fa(branches=False), similarity=0.75,
+                      maps={"gradcam": np.stack([np.ones((112, 112)), np.zeros((112, 112))])},
+                      checks={"ig": [check, check._replace(ok=False)]},
+                      branches=BranchPair(np.ones((b + 1, b + 1)) / 12, np.array([0.5, 0.25])))
+    back = decode(encode(pa))
+    assert isinstance(back, PairAnalysis) and back.similarity == 0.75 and back.checks == pa.checks
+    assert back.b.branches is None and back.a.align_method == "mtcnn" and back.a.branches.cal == 0.125
+    for name in ("attention", "attention_photo", "quality"):
+        np.testing.assert_array_equal(getattr(back.a.branches, name), getattr(pa.a.branches, name))
+    np.testing.assert_array_equal(back.a.photo, pa.a.photo)
+    np.testing.assert_array_equal(back.branches.decomposition, pa.branches.decomposition)
+    np.testing.assert_array_equal(back.branches.leave_one_out, [0.5, 0.25])
+    np.testing.assert_array_equal(back.maps["gradcam"][0], 1.0)
+    np.testing.assert_array_equal(back.maps["gradcam"][1], 0.0)
+    np.testing.assert_array_equal(back.a.maps["attention"], 0.5)
+    np.testing.assert_array_equal(back.a.branches.region_shares["nose"], [0.1, 0.2])
+    single = decode(encode(_fa()))
+    assert isinstance(single, FaceAnalysis) and single.branches.count == 2
     eff = MaskEffect(*(np.full(2, v) for v in (0.5, 0.25, -0.25, 0.125, 0.5)), 0.875,
                      np.zeros((112, 112, 3), np.uint8), np.ones((112, 112), np.float32))
     e2 = decode(encode(eff))
@@ -98,13 +106,13 @@ def test_service_answers_what_in_process_analysis_gives(app, photos):
     remote = decode(client.post("/analyse", json={"face": _ref(photos[0]), "methods": ["gradcam"]}).content)
     mine = local.analyse(Face("a", photos[0], AlignMode.CENTER))
     assert remote.align_method == mine.align_method == "center"
-    np.testing.assert_allclose(remote.quality, mine.quality, atol=1e-4)
+    np.testing.assert_allclose(remote.branches.quality, mine.branches.quality, atol=1e-4)
     np.testing.assert_allclose(remote.embedding, mine.embedding, atol=1e-3)
     pair = decode(client.post("/analyse", json={"face": _ref(photos[0]), "other": _ref(photos[1]),
                                                 "methods": ["gradcam"]}).content)
     local_pair = local.analyse(Face("a", photos[0], "center"), Face("b", photos[1], "center"))
     assert abs(pair.similarity - local_pair.similarity) < 1e-3
-    assert abs(pair.decomposition.sum() - pair.similarity) < 1e-4  # the exact split survives the wire
+    assert abs(pair.branches.decomposition.sum() - pair.similarity) < 1e-4  # the exact split survives the wire
 
 
 @pytest.mark.data
@@ -116,7 +124,7 @@ def test_a_pair_with_no_methods_gets_no_maps(app, photos):
     client = TestClient(app[1])
     pair = decode(client.post("/analyse", json={"face": _ref(photos[0]), "other": _ref(photos[1]),
                                                 "methods": []}).content)
-    assert pair.maps == {} and pair.maps_other == {}
+    assert pair.maps == {} and pair.checks == {}
     assert -1.0 <= pair.similarity <= 1.0
 
 
@@ -183,7 +191,7 @@ s = Session(Settings(service_url={url!r}, service_token="kernel-secret"))
 f = Face("A", {photos[0]!r})
 fa = s.analyse(f)
 print(json.dumps({{"torch": "torch" in sys.modules, "method": fa.align_method, "b": s.branches,
-                   "q": [float(x) for x in fa.quality]}}))
+                   "q": [float(x) for x in fa.branches.quality]}}))
 """
         out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                         timeout=120).stdout.strip().splitlines()[-1])

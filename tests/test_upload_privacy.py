@@ -87,10 +87,10 @@ def gallery_digests(places: dict[str, Path]) -> dict[str, bytes]:
 
 
 def test_an_upload_in_the_dashboard_leaves_nothing_on_disk(places):
-    from workbench.app import Workbench
+    from workbench.start import open_workbench
 
     data, pixels = upload_photo()
-    wb = Workbench(settings_of(places))
+    wb = open_workbench(settings_of(places))
     upload(wb, "mine.png", data)
     assert wb.current is not None and wb.current.name == "upload: mine.png", wb.messages.widget.value
     wb.second.value = "Person 1"  # a pair of the upload and a gallery face

@@ -25,9 +25,9 @@ def gallery(tmp_path, monkeypatch):
 @pytest.fixture()
 def wb(gallery):
     from cqa_core.settings import Settings
-    from workbench.app import Workbench
+    from workbench.start import open_workbench
 
-    return Workbench(Settings(faces=gallery))
+    return open_workbench(Settings(faces=gallery))
 
 
 def upload(wb, name: str, data: bytes) -> None:
@@ -57,11 +57,11 @@ def test_header_shows_each_faces_overall_quality(wb):
 
     for name in ("Person 0", "Person 3"):
         wb.select(name)
-        fa = wb.session.analyse(wb.faces[name])
+        br = wb.session.analyse(wb.faces[name]).branches
         # hand-check the reading: attention-mass-weighted mean of the branch qualities
-        mass = fa.attention.sum(axis=(1, 2))
-        expected = float((mass * fa.quality).sum() / mass.sum())
-        assert float(overall_quality(fa.quality, fa.attention)) == pytest.approx(expected, rel=1e-5)
+        mass = br.attention.sum(axis=(1, 2))
+        expected = float((mass * br.quality).sum() / mass.sum())
+        assert float(overall_quality(br.quality, br.attention)) == pytest.approx(expected, rel=1e-5)
         assert name in wb.face_quality.value and f"overall quality <b class='cqa-overall-quality'>{expected:.2f}</b>" in wb.face_quality.value
 
 
@@ -145,18 +145,18 @@ def test_good_upload_becomes_the_current_face(wb):
 
 def test_debug_mode_shows_the_traceback(gallery):
     from cqa_core.settings import Settings
-    from workbench.app import Workbench
+    from workbench.start import open_workbench
 
-    wb = Workbench(Settings(faces=gallery, debug=True))
+    wb = open_workbench(Settings(faces=gallery, debug=True))
     upload(wb, "corrupt.jpg", b"junk")
     assert "Traceback" in wb.messages.widget.value
 
 
 def test_no_gallery_leaves_the_upload_box(tmp_path, monkeypatch):
     from cqa_core.settings import Settings
-    from workbench.app import Workbench
+    from workbench.start import open_workbench
 
-    wb = Workbench(Settings(faces=tmp_path / "empty"))
+    wb = open_workbench(Settings(faces=tmp_path / "empty"))
     assert wb.current is None and "upload" in wb.messages.widget.value
 
 
@@ -187,10 +187,11 @@ class FakeTrainer:
 
 
 def test_training_monitor_draws_curves_snapshots_and_stops():
-    from workbench.session import load_session_model
+    from cqa_core.settings import Settings
+    from workbench.start import load_session_model
     from workbench.views.training import TrainingMonitor
 
-    model = load_session_model()[0]
+    model = load_session_model(Settings())[0]
     probe = np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8)
     monitor = TrainingMonitor(probe=probe)
     trainer = FakeTrainer(model)

@@ -1,7 +1,7 @@
 """The dashboard: header, gallery + upload + second face on the left, five tabs, one message area.
 
-    from workbench.app import Workbench
-    Workbench(Settings.from_env()).widget   # last line of a notebook cell, or of dashboard.ipynb for Voila
+    from workbench.start import open_workbench
+    open_workbench(settings).widget   # last line of a notebook cell, or of dashboard.ipynb for Voila
 
 Clicking a thumbnail re-renders the visible tab at once and marks the others stale; a stale tab
 re-renders, in place, when it is opened (so a click costs one tab's work, not five). A tab's
@@ -44,7 +44,10 @@ class Workbench:
     """The whole dashboard as one widget tree (``self.widget``)."""
 
     def __init__(self, settings: Settings | None = None, session: Session | None = None) -> None:
-        """``settings``: the dashboard's (``Settings.from_env()`` when None); ``session``: one already made."""
+        """``session``: the viewer's session (``workbench.start.open_session``); or ``settings`` naming an analysis
+        service, whose client the session then is."""
+        if session is None and settings is None:
+            raise ValueError("give the dashboard a session (workbench.start.open_workbench) or its settings")
         self.session = session or Session(settings)
         self.settings = self.session.settings
         self.messages = Messages(debug=self.settings.debug)
@@ -125,13 +128,14 @@ class Workbench:
             self.messages.warn(self.no_face)
         elif "cqa-warning" in self.messages.widget.value:  # the previous face's note
             self.messages.clear()
-        if not fa.branches:
+        br = fa.branches
+        if br is None:
             self.face_quality.value = (f"{warning}<span>face: <b>{html.escape(name)}</b> &nbsp; embedding norm "
                                        f"<b class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</b> (a plain model's "
                                        "quality reading: it has no QAN)</span>")
             return
-        q = float(overall_quality(fa.quality, fa.attention))
-        branches = " ".join(f"{v:.2f}" for v in fa.quality)
+        q = float(overall_quality(br.quality, br.attention))
+        branches = " ".join(f"{v:.2f}" for v in br.quality)
         self.face_quality.value = (f"{warning}<span>face: <b>{html.escape(name)}</b> &nbsp; overall quality "
                                    f"<b class='cqa-overall-quality'>{q:.2f}</b> (attention-weighted S&#770;; "
                                    f"branches {branches})</span>")

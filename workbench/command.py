@@ -107,19 +107,20 @@ def run_terminal(settings, image: str | None) -> int:
     if untrained:
         print("note: no trained default model is installed; showing an UNTRAINED light model")
     fa = analyse(model, face_path, detector=detector_for(align), methods=())
-    step = fa.attention.shape[-1] // GRID
-    b = len(fa.quality)
+    br = fa.branches
+    step = br.attention.shape[-1] // GRID
+    b = br.count
     print(f"face: {face_path} (aligned by {fa.align_method})\nmodel: {label}, stem {model.config.stem}, b={b}")
     note = no_face_note(str(face_path), fa.align_method, align)
     if note:
         print(note)
     print(f"embedding norm {fa.embedding_norm:.3f}")
-    blocks = [ascii_map(fa.attention[i, step // 2::step, step // 2::step]) for i in range(b)]
+    blocks = [ascii_map(br.attention[i, step // 2::step, step // 2::step]) for i in range(b)]
     width = 2 * GRID
-    print("   ".join(f"branch {i} q={fa.quality[i]:.2f}".ljust(width) for i in range(b)))
+    print("   ".join(f"branch {i} q={br.quality[i]:.2f}".ljust(width) for i in range(b)))
     for r in range(GRID):
         print("   ".join(block[r].ljust(width) for block in blocks))
     print("CAL penalty per branch pair (Eq. 2, 0 = diverse, 0.8 = identical):")
     for i in range(b):
-        print("  " + " ".join(f"{fa.cal_matrix[i, j]:5.2f}" if i != j else "    -" for j in range(b)))
+        print("  " + " ".join(f"{br.cal_matrix[i, j]:5.2f}" if i != j else "    -" for j in range(b)))
     return 0

@@ -1,8 +1,8 @@
 """What the views talk to: a Session over one ``Backend``, the shared analysis service or an in-process engine.
 
-    Session(Settings.from_env())     # CQA_ANALYSIS_URL set (``cqa workbench`` sets it): a thin client of
-                                     # the service (``ServiceClient``); no torch in this process
-    Session(Settings())              # otherwise (JupyterLab, notebooks, tests): an ``Engine`` runs here
+    open_session(settings)           # workbench.start: CQA_ANALYSIS_URL set (``cqa workbench`` sets it):
+                                     # a thin client of the service (``ServiceClient``), no torch here;
+                                     # otherwise (JupyterLab, notebooks, tests) an ``Engine`` runs here
 
 Both backends implement :class:`Backend` and give the same answers: the service runs an
 ``Engine``, the same code the in-process backend runs, and sends its ``FaceAnalysis`` back in
@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from cqa_core.data.imageio import ImageError, decode_image
-from cqa_core.explain.result import FaceAnalysis, MaskEffect
+from cqa_core.explain.result import Check, FaceAnalysis, MaskEffect, PairAnalysis
 from cqa_core.settings import AlignMode, Settings
 from workbench.gallery import gallery_faces
 from workbench.service.client import ServiceClient
@@ -40,10 +40,6 @@ refusal; tornado drops anything larger without a word."""
 
 MAX_PHOTO_SIDE = 512
 """Photos are shrunk so their longer side is at most this many pixels before alignment."""
-
-SOURCES = ("attention", "gradcam", "ig", "occlusion", "rise")
-"""The explainer registry's methods the dashboard offers, in this order, where the model supports them."""
-
 
 class Backend(Protocol):
     """What a Session needs from the model side: ``Engine`` (in-process) and ``ServiceClient`` (HTTP)."""
@@ -68,25 +64,6 @@ class Backend(Protocol):
     def threshold(self, spec: str | None = None) -> dict[str, Any]: ...
 
 
-def backend_for(settings: Settings) -> Backend:
-    """The service's client when ``settings.service_url`` is set, else an in-process engine."""
-    if settings.service_url:
-        return ServiceClient(settings.service_url, settings.service_token)
-    from workbench.service.engine import Engine  # torch: only an in-process session loads it
-
-    return Engine(settings)
-
-
-def load_session_model(settings: Settings | None = None):
-    """(model, label, untrained) of the settings (``Settings.from_env()`` by default), for notebooks."""
-    from cqa_core.checkpoint import (
-        resolve_model,  # torch: notebooks that compute, not viewer kernels
-    )
-
-    settings = settings or Settings.from_env()
-    return resolve_model(settings.checkpoint, allow_untrained=True)
-
-
 def shrink(photo: np.ndarray, side: int = MAX_PHOTO_SIDE) -> np.ndarray:
     """Resize a photo so its longer side is at most ``side`` pixels."""
     h, w = photo.shape[:2]
@@ -99,10 +76,14 @@ def shrink(photo: np.ndarray, side: int = MAX_PHOTO_SIDE) -> np.ndarray:
 class Session:
     """What every view calls: model facts, face constructors and the analyses of ``cqa_core.explain``."""
 
-    def __init__(self, settings: Settings | None = None, backend: Backend | None = None,
-                 viewer: str | None = None) -> None:
-        self.settings = settings or Settings.from_env()
-        self.backend = backend or backend_for(self.settings)
+    def __init__(self, settings: Settings, backend: Backend | None = None, viewer: str | None = None) -> None:
+        """``backend``: the model side (``workbench.start.backend_for`` picks it); None is the client of the
+        service ``settings.service_url`` names, which must then be set."""
+        if backend is None and not settings.service_url:
+            raise ValueError("no analysis service is set (CQA_ANALYSIS_URL): open the session with "
+                             "workbench.start.open_session(settings), which runs the model in this process")
+        self.settings = settings
+        self.backend = backend or ServiceClient(settings.service_url, settings.service_token)
         self.viewer = viewer or f"viewer-{secrets.token_hex(12)}"  # whose uploads (never guessable by another)
         self._bye = weakref.finalize(self, self.backend.forget, self.viewer)  # also at the kernel's exit
         info = self.backend.info()
@@ -146,8 +127,9 @@ class Session:
         return Face(name, np.ascontiguousarray(aligned), AlignMode.MTCNN)
 
     def analyse(self, face: Face, other: Face | None = None, methods: tuple[str, ...] = ("gradcam",),
-                model: str | None = None) -> FaceAnalysis:
-        """``cqa_core.explain`` FaceAnalysis of a face (and pair), cached by (image, alignment, weights).
+                model: str | None = None) -> FaceAnalysis | PairAnalysis:
+        """``cqa_core.explain``'s FaceAnalysis of a face (PairAnalysis with ``other``), cached by (image,
+        alignment, weights).
 
         ``model``: a spec from :meth:`load_other`, else the current model (:attr:`current`).
         """
@@ -166,9 +148,21 @@ class Session:
         return self.backend.summaries(faces, self.current, viewer=self.viewer)
 
     def methods(self, model: str | None = None, pair: bool | None = None) -> dict[str, str]:
-        """label -> registry name of the dashboard's methods the model supports (pair ones only with ``pair``)."""
-        found = {m["name"]: m for m in self.info(model)["methods"] if pair is None or m["pair"] == pair}
-        return {found[n]["label"]: n for n in SOURCES if n in found}
+        """label -> registry name of the methods the dashboard lists for the model, in the registry's order
+        (the records' ``listed``; pair ones only with ``pair=True``)."""
+        return {m["label"]: m["name"] for m in self.info(model)["methods"]
+                if m["listed"] and (pair is None or m["pair"] == pair)}
+
+    def method(self, label: str, model: str | None = None) -> dict[str, Any]:
+        """The registry record (name, label, needs, pair, cost, ...) of the method the views call ``label``."""
+        found = next((m for m in self.info(model)["methods"] if m["label"] == label), None)
+        if found is None:
+            raise ValueError(f"{label} is not available for {self.info(model)['name']}")
+        return found
+
+    def slow(self, label: str, model: str | None = None) -> bool:
+        """Whether the method takes seconds or more (its declared cost): the views say so while it runs."""
+        return self.method(label, model)["cost"] == "slow"
 
     def sources(self, model: str | None = None) -> tuple[str, ...]:
         """The labels the Face tab offers for the model."""
@@ -176,14 +170,21 @@ class Session:
 
     def source_map(self, face: Face, other: Face | None, source: str, model: str | None = None) -> np.ndarray:
         """(S, S) map of ``source`` (a label of :meth:`sources`) for ``face``; pair maps explain cos(face, other)."""
-        name = self.methods(model).get(source)
-        if name is None:
-            raise ValueError(f"{source} is not available for {self.info(model)['name']}")
-        if name == "attention":
-            return self.analyse(face, model=model).attention.max(axis=0)
+        m = self.method(source, model)
+        name = m["name"]
+        if not m["pair"]:
+            return self.analyse(face, methods=(name,), model=model).maps[name]
         if other is None:
             raise ValueError(f"{source} explains a similarity: pick a second face first")
-        return self.analyse(face, other, methods=(name,), model=model).maps[name]
+        return self.analyse(face, other, methods=(name,), model=model).maps[name][0]
+
+    def source_checks(self, face: Face, other: Face | None, source: str, model: str | None = None) -> Check | None:
+        """The method's check of ``face``'s map against ``other`` (IG's completeness), or None."""
+        m = self.method(source, model)
+        if not m["pair"] or other is None:
+            return None
+        checks = self.analyse(face, other, methods=(m["name"],), model=model).checks.get(m["name"])
+        return checks[0] if checks else None
 
     def dataset_diversity(self, faces: list[Face]) -> list[float]:
         """Per-face CAL penalty over many faces (for the histogram)."""

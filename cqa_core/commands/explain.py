@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from cqa_core.recognizers.load import load_recognizer
 
     if args.list_methods:
-        for m in registry.REGISTRY.values():
+        for m in registry.methods().values():
             print(f"  {m.name:<20} needs {m.needs.value:<10} {m.about}")
         return 0
     if not args.image or not args.out:
@@ -67,19 +67,20 @@ def run(args: argparse.Namespace) -> int:
     rec = load_recognizer(args.model, args.device, checkpoint=args.settings.checkpoint, layer=args.layer)
     default = "gradcam" if rec.whitebox else "occlusion"
     methods = tuple(m.strip() for m in (args.methods or default).split(",") if m.strip()) if args.other else ()
-    fa = analyse(rec, args.image, args.other, methods=methods, progress=progress_bar(methods))
-    for name, face in ((args.image, fa), (args.other, fa.other)):
-        note = no_face_note(str(name), face.align_method) if face is not None else None
+    result = analyse(rec, args.image, args.other, methods=methods, progress=progress_bar(methods))
+    faces = (result.a, result.b) if args.other else (result,)
+    for name, face in zip((args.image, args.other), faces, strict=False):
+        note = no_face_note(str(name), face.align_method)
         if note:
             print(note)
-    files = write_report(fa, args.out, rec.name, args.image, args.other, args.alpha)
+    files = write_report(result, args.out, rec.name, args.image, args.other, args.alpha)
     label = rec.name
     line = f"{label}: wrote {len(files) - 1} PNGs and analysis.json to {args.out}"
-    if fa.similarity is not None:
-        line += f"; similarity {fa.similarity:.4f}"
+    if args.other:
+        line += f"; similarity {result.similarity:.4f}"
     print(line)
     if args.other and args.reference:
-        print_verdict(args.reference, rec, fa.similarity)
+        print_verdict(args.reference, rec, result.similarity)
     return 0
 
 

@@ -168,14 +168,11 @@ def pair_sides(ps, protocol: str, opts: Options, fn: Callable[[np.ndarray], Any]
 def embedder(rec: Recognizer, opts: Options, progress: bool = True) -> Callable[[np.ndarray, Any], np.ndarray]:
     """``emb(crops (M, 112, 112, 3), sources or None) -> (M, D)`` for a recognizer.
 
-    CQA-Face embeds the crops as it always has (:func:`embed`); any other recognizer embeds its own
-    chips (``recognizers.chips``: cut from the photos when ``sources`` are known). ``opts.flip``
+    Every recognizer embeds its own chips (``recognizers.chips``: the crops themselves for the ArcFace
+    112 x 112 template, as CQA-Face's; cut from the photos when ``sources`` are known). ``opts.flip``
     adds the embedding of the mirrored chip.
     """
     def emb(images: np.ndarray, sources: Any = None) -> np.ndarray:
-        if rec.branches:
-            return embed(rec.cqa, images, batch_size=opts.batch_size, flip=opts.flip, device=opts.device,
-                         progress=progress)
         chips = recognizer_chips(rec, images, sources, progress)  # (M, S, S, 3)
         out = []
         for start in tqdm(range(0, len(chips), opts.batch_size), desc=f"embed ({rec.name})", unit="batch",
@@ -200,7 +197,7 @@ def evaluate(model: torch.nn.Module | Recognizer, data: str, protocol: str, opts
     rec = model if isinstance(model, Recognizer) else from_cqa(model)
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    if protocol == "edc" and not rec.branches:
+    if protocol == "edc" and rec.readout is None:
         raise ValueError(f"the edc protocol compares QAN quality with the embedding norm: {rec.name} has no QAN")
     if protocol == "edc" and not 0 < opts.edc_max_discard < 1:
         raise ValueError(f"--edc-max-discard must be in (0, 1), got {opts.edc_max_discard}")
@@ -222,7 +219,7 @@ def evaluate(model: torch.nn.Module | Recognizer, data: str, protocol: str, opts
         timing["load_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         if protocol == "edc":
-            res, rows = edc_result(rec.cqa, ps, opts)
+            res, rows = edc_result(rec.readout.model, ps, opts)
             result.update(res)
         else:
             sources = ps.sources if protocol == "verify" else None

@@ -33,7 +33,7 @@ _WHERE = {
     "blackbox": ("occlusion", "rise"),
     "layercam": ("layer_gradcam",),
     "methods": ("Method", "Needs", "available", "register"),
-    "cams": ("attention_cams", "gradcam_from_features", "similarity_gradcam"),
+    "cams": ("attention_cams", "similarity_gradcam"),
     "render": ("branch_overlays", "crop_support", "overlay", "warp_to_photo"),
     "common": ("ExplainError",),
     "decomposition": ("decompose", "decompose_outputs", "folded_head", "leave_one_out_rerun"),

@@ -34,6 +34,8 @@ CAM_METHODS = (
     "GradCAM", "HiResCAM", "GradCAMElementWise", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "EigenCAM",
     "EigenGradCAM", "KPCA_CAM", "SegEigenCAM", "ScoreCAM", "AblationCAM", "ShapleyCAM", "FinerCAM", "FEM", "RandomCAM",
 )  # pytorch-grad-cam 1.5.7 classes checked on CQA-Face (RefineCAM is a wrapper, not a CAM: not supported)
+SLOW_CAMS = ("ScoreCAM", "AblationCAM", "ShapleyCAM")
+"""The classes that run a forward pass per channel or per masked input: seconds or more on a CPU."""
 
 log = logging.getLogger(__name__)
 

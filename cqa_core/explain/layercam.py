@@ -1,7 +1,8 @@
-"""Grad-CAM of a pair similarity at a named layer of any white-box recognizer.
+"""Grad-CAM of a pair similarity at a named layer of any white-box recognizer: the one Grad-CAM.
 
-The maths of :func:`cqa_core.explain.cams.gradcam_from_features`, for a module that is not a
-CQA-Face: the layer's output X is caught by a forward hook during one forward of both faces
+CQA-Face's is this one at its stem (``recognizers.cqa.LAYER``; ``cams.similarity_gradcam`` takes a
+model directly); pytorch-grad-cam's classes are extra methods (``attribution.library_cam``).
+The layer's output X is caught by a forward hook during one forward of both faces
 (a batch of 2B), replaced downstream by a leaf copy, and ``torch.autograd.grad`` gives
 d cos(e_a, e_b) / d X for both faces at once (a against b and b against a).
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -57,8 +58,25 @@ def _frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(f)
 
 
+class GradCAMResult(NamedTuple):
+    """Grad-CAM of the pair similarity, for both faces."""
+
+    similarity: np.ndarray  # (B,) cos(e_a, e_b)
+    raw_a: np.ndarray  # (B, h, w) ReLU(sum_c w_c X_c) of face a, before any scaling
+    raw_b: np.ndarray  # (B, h, w) same for face b
+    map_a: np.ndarray  # (B, S, S) upsampled to the input size (min-max scaled when asked)
+    map_b: np.ndarray  # (B, S, S)
+
+
 def layer_gradcam(recognizer: Recognizer, chips_a: np.ndarray | torch.Tensor, chips_b: np.ndarray | torch.Tensor,
                   normalise: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(maps_a (B, S, S), maps_b (B, S, S)) of :func:`gradcam_pair`."""
+    res = gradcam_pair(recognizer, chips_a, chips_b, normalise)
+    return res.map_a, res.map_b
+
+
+def gradcam_pair(recognizer: Recognizer, chips_a: np.ndarray | torch.Tensor, chips_b: np.ndarray | torch.Tensor,
+                 normalise: bool = True) -> GradCAMResult:
     """Grad-CAM of cos(e_a, e_b) at ``recognizer.layer`` for both faces.
 
     Args:
@@ -71,7 +89,7 @@ def layer_gradcam(recognizer: Recognizer, chips_a: np.ndarray | torch.Tensor, ch
             raw ReLU map.
 
     Returns:
-        (maps_a (B, S, S), maps_b (B, S, S)) float32: face a explained against b, and b against a.
+        A :class:`GradCAMResult` (float32): face a explained against b, and b against a.
 
     Raises:
         ExplainError: a black-box recognizer, chips of the wrong size, a layer that is not a
@@ -123,5 +141,6 @@ def layer_gradcam(recognizer: Recognizer, chips_a: np.ndarray | torch.Tensor, ch
     up = upsample(scaled[:, None], tuple(x.shape[-2:]))[:, 0]  # (2B, S, S)
     if normalise:
         up = minmax(up)  # (2B, S, S)
-    maps_a, maps_b = up.chunk(2)  # (B, S, S) each
-    return to_numpy(maps_a), to_numpy(maps_b)
+    ca, cb = cam.chunk(2)  # (B, h, w) each
+    ua, ub = up.chunk(2)  # (B, S, S) each
+    return GradCAMResult(to_numpy(sim.detach()), to_numpy(ca), to_numpy(cb), to_numpy(ua), to_numpy(ub))

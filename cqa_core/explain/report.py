@@ -1,13 +1,15 @@
 """An analysis on disk: overlay PNGs and a JSON of its numbers (what ``cqa explain`` writes).
 
-    files = write_report(fa, out_dir, model_label, image="a.jpg", other="b.jpg")
+    files = write_report(analysis, out_dir, model_label, image="a.jpg", other="b.jpg")
 
 Files in ``out_dir``:
-  a_branch{i}.png      branch i's attention on photo a (its quality score is in analysis.json)
+  a_branch{i}.png      branch i's attention on photo a (a recognizer with branches; its quality
+                       score is in analysis.json)
   a_aligned.png        the aligned 112 x 112 face a
   a_{method}.png       with a second face: each pair map of face a on its photo (b_* likewise)
-  analysis.json        quality, relation, embedding norm, diversity, region shares; with a second
-                       face the similarity, its (b+1) x (b+1) decomposition and leave-one-branch-out
+  analysis.json        embedding norm, alignment; with branches quality, relation, diversity, region
+                       shares; with a second face the similarity, each map method's checks, and with
+                       branches its (b+1) x (b+1) decomposition and leave-one-branch-out
 
 numpy, Pillow and OpenCV only: the analysis is already made.
 """
@@ -22,25 +24,26 @@ import numpy as np
 from PIL import Image
 
 from cqa_core.explain.render import crop_support, overlay
-from cqa_core.explain.result import FaceAnalysis
+from cqa_core.explain.result import FaceAnalysis, PairAnalysis
 
 
 def face_numbers(fa: FaceAnalysis) -> dict[str, Any]:
-    """The JSON-able numbers of one FaceAnalysis (no images); the branch readings only for CQA-Face."""
+    """The JSON-able numbers of one FaceAnalysis (no images); the branch readings where it has branches."""
     common = {"align_method": fa.align_method, "affine": fa.affine.tolist(), "embedding_norm": fa.embedding_norm}
-    if not fa.branches:
+    br = fa.branches
+    if br is None:
         return common
     return {
         **common,
-        "quality": fa.quality.tolist(),
-        "relation": fa.relation.tolist(),
-        "cal": fa.cal,
-        "cal_matrix": fa.cal_matrix.tolist(),
-        "gaussian": fa.gaussian.tolist(),
-        "iou_top20": fa.iou.tolist(),
-        "entropy": fa.entropy.tolist(),
-        "coverage": fa.coverage.tolist(),
-        "region_shares": {k: v.tolist() for k, v in fa.region_shares.items()},
+        "quality": br.quality.tolist(),
+        "relation": br.relation.tolist(),
+        "cal": br.cal,
+        "cal_matrix": br.cal_matrix.tolist(),
+        "gaussian": br.gaussian.tolist(),
+        "iou_top20": br.iou.tolist(),
+        "entropy": br.entropy.tolist(),
+        "coverage": br.coverage.tolist(),
+        "region_shares": {k: v.tolist() for k, v in br.region_shares.items()},
     }
 
 
@@ -48,15 +51,15 @@ def _save(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path)
 
 
-def write_face(out: Path, prefix: str, fa: FaceAnalysis, alpha: float) -> list[str]:
-    """Overlay PNGs of one face; returns the file names."""
+def write_face(out: Path, prefix: str, fa: FaceAnalysis, alpha: float, maps: dict[str, np.ndarray]) -> list[str]:
+    """Overlay PNGs of one face and its ``maps`` (method -> (S, S) on its chip); returns the file names."""
     names = [f"{prefix}_aligned.png"]
     _save(out / names[0], fa.aligned)
-    for ov in fa.overlays(on_photo=True, alpha=alpha) if fa.branches else []:
+    for ov in fa.overlays(on_photo=True, alpha=alpha):
         names.append(f"{prefix}_branch{ov.branch}.png")
         _save(out / names[-1], ov.image)
-    for method in fa.maps:
-        heat = fa.map_on_photo(method)
+    for method, chip_map in maps.items():
+        heat = fa.on_photo(chip_map)
         lo, hi = float(heat.min()), float(heat.max())
         names.append(f"{prefix}_{method}.png")
         support = crop_support(fa.affine, fa.photo.shape[1::-1], fa.aligned.shape[0])  # tint only where the model looked
@@ -64,21 +67,27 @@ def write_face(out: Path, prefix: str, fa: FaceAnalysis, alpha: float) -> list[s
     return names
 
 
-def write_report(fa: FaceAnalysis, out: str | Path, model: str, image: str, other: str | None = None,
-                 alpha: float = 0.5) -> list[str]:
-    """Write the PNGs and ``analysis.json`` of an analysis (and its pair) into ``out``; the file names."""
+def write_report(analysis: FaceAnalysis | PairAnalysis, out: str | Path, model: str, image: str,
+                 other: str | None = None, alpha: float = 0.5) -> list[str]:
+    """Write the PNGs and ``analysis.json`` of a face's or a pair's analysis into ``out``; the file names."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    pair = analysis if isinstance(analysis, PairAnalysis) else None
+    fa = pair.a if pair else analysis
+    maps_of = (lambda side: {**pair.face(side).maps, **{k: v[side] for k, v in pair.maps.items()}}) if pair \
+        else (lambda side: dict(fa.maps))
     report: dict[str, Any] = {"image": str(image), "model": model, "a": face_numbers(fa),
-                              "files": write_face(out, "a", fa, alpha)}
-    if fa.other is not None:
-        report.update({"other": str(other), "b": face_numbers(fa.other), "similarity": fa.similarity})
-        report["files"] += write_face(out, "b", fa.other, alpha)
-    if fa.decomposition is not None:
+                              "files": write_face(out, "a", fa, alpha, maps_of(0))}
+    if pair is not None:
+        report.update({"other": str(other), "b": face_numbers(pair.b), "similarity": pair.similarity,
+                       "checks": {m: [{"ok": c.ok, "text": c.text, **c.values} for c in cs]
+                                  for m, cs in pair.checks.items()}})
+        report["files"] += write_face(out, "b", pair.b, alpha, maps_of(1))
+    if pair is not None and pair.branches is not None:
         report.update({
-            "decomposition": fa.decomposition.tolist(), "decomposition_note":
+            "decomposition": pair.branches.decomposition.tolist(), "decomposition_note":
                 "rows: face a's branch terms then its bias term; columns: face b's; entries sum to similarity",
-            "leave_one_out": fa.leave_one_out.tolist(),
+            "leave_one_out": pair.branches.leave_one_out.tolist(),
         })
     (out / "analysis.json").write_text(json.dumps(report, indent=2))
     return [*report["files"], "analysis.json"]

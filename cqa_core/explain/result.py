@@ -1,6 +1,7 @@
 """What an analysis takes and returns: numpy only, no torch.
 
-``Photo`` (pixels whose digest is known), ``FaceAnalysis`` (one face, or a pair), ``IGCheck`` and
+``Photo`` (pixels whose digest is known), ``FaceAnalysis`` (one face, its ``BranchAnalysis`` where the
+recognizer has branches), ``PairAnalysis`` (two faces), ``Check`` and
 ``MaskEffect`` are plain containers of numpy arrays, so a dashboard kernel that shows analyses made
 by the analysis service never imports torch. Their wire format is ``workbench.service.wire``.
 """
@@ -22,23 +23,16 @@ class Photo(NamedTuple):
     digest: str
 
 
-class IGCheck(NamedTuple):
-    """How well a face's integrated-gradients map adds up: sum(map) should equal ``gap``."""
+class Check(NamedTuple):
+    """A map method's check of one face's map, shown beside it (integrated gradients' completeness).
 
-    delta: float  # sum of attributions - gap
-    gap: float  # cos(e(x), e_other) - cos(e(baseline), e_other)
-    steps: int  # steps used
-    converged: bool  # |delta| <= max(1 % of |gap|, 1e-4) before the step cap
+    Any method may return checks (``methods.PairMaps.checks``); the views show ``text`` under the map,
+    in red when ``ok`` is False, and ``analysis.json`` keeps ``values``.
+    """
 
-    @property
-    def relative(self) -> float:
-        """|delta| / |gap| (inf when the gap is 0)."""
-        return abs(self.delta) / abs(self.gap) if self.gap else float("inf")
-
-    def describe(self) -> str:
-        """'IG delta -0.0001 (0.3 % of gap -0.0211, 128 steps)', flagged when the cap was hit."""
-        text = f"IG delta {self.delta:+.4f} ({100 * self.relative:.1f} % of gap {self.gap:+.4f}, {self.steps} steps)"
-        return text if self.converged else text + " NOT converged: step cap hit"
+    ok: bool  # the map passed its own check (IG: it adds up to the change in similarity within 1 %)
+    text: str  # one line in plain words
+    values: dict[str, float]  # the numbers behind it
 
 
 class MaskEffect(NamedTuple):
@@ -55,8 +49,35 @@ class MaskEffect(NamedTuple):
 
 
 @dataclass
+class BranchAnalysis:
+    """What a recognizer's branch readout shows of one face (CQA-Face: ``explain.branches``)."""
+
+    attention: np.ndarray  # (b, 112, 112) M_i upsampled, in [0, 1]
+    attention_photo: np.ndarray  # (b, H, W) M_i warped onto the photo
+    quality: np.ndarray  # (b,) S_hat_i
+    relation: np.ndarray  # (b, b) A
+    cal_matrix: np.ndarray  # (b, b) CAL pair terms (Eq. 2)
+    gaussian: np.ndarray  # (b, b) Gaussian similarity before the hinge
+    iou: np.ndarray  # (b, b) top-20 % region IoU
+    entropy: np.ndarray  # (b,)
+    coverage: np.ndarray  # (b,)
+    cal: float  # mean off-diagonal CAL term = cal_loss of this face
+    region_shares: dict[str, np.ndarray] = field(default_factory=dict)  # region -> (b,)
+
+    @property
+    def count(self) -> int:
+        return int(self.quality.shape[0])
+
+    @property
+    def mean_iou(self) -> float:
+        """Mean top-20 % IoU over branch pairs i != j (the diagonal, a map against itself, is 1)."""
+        b = self.iou.shape[0]
+        return float(self.iou[~np.eye(b, dtype=bool)].mean()) if b > 1 else 0.0
+
+
+@dataclass
 class FaceAnalysis:
-    """What the workbench shows for one face (and, with a second face, for the pair)."""
+    """What the workbench shows for one face, for any recognizer."""
 
     photo: np.ndarray  # (H, W, 3) uint8 as given
     aligned: np.ndarray  # (S, S, 3) uint8: the recognizer's chip (112 x 112 for CQA-Face)
@@ -66,47 +87,52 @@ class FaceAnalysis:
     embedding_norm: float  # a plain recognizer's only quality reading
     model: str = ""  # the recognizer's name
     kind: str = "cqa-face"  # its kind: "cqa-face" | "arcface" | "onnx" | "dlib" | "torch"
-    # CQA-Face's branches and QAN (None for any other recognizer)
-    attention: np.ndarray | None = None  # (b, 112, 112) M_i upsampled, in [0, 1]
-    attention_photo: np.ndarray | None = None  # (b, H, W) M_i warped onto the photo
-    quality: np.ndarray | None = None  # (b,) S_hat_i
-    relation: np.ndarray | None = None  # (b, b) A
-    cal_matrix: np.ndarray | None = None  # (b, b) CAL pair terms (Eq. 2)
-    gaussian: np.ndarray | None = None  # (b, b) Gaussian similarity before the hinge
-    iou: np.ndarray | None = None  # (b, b) top-20 % region IoU
-    entropy: np.ndarray | None = None  # (b,)
-    coverage: np.ndarray | None = None  # (b,)
-    cal: float | None = None  # mean off-diagonal CAL term = cal_loss of this face
-    region_shares: dict[str, np.ndarray] = field(default_factory=dict)  # region -> (b,)
-    # pair fields (None without a second face)
-    other: FaceAnalysis | None = None
-    similarity: float | None = None
-    decomposition: np.ndarray | None = None  # (b+1, b+1), sums to ``similarity``
-    leave_one_out: np.ndarray | None = None  # (b,)
-    maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (112, 112) of this face
-    maps_other: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (112, 112) of the other
-    ig: IGCheck | None = None  # completeness of this face's "ig" map (None until "ig" is computed)
-
-    @property
-    def branches(self) -> bool:
-        """True for a CQA-Face analysis (branch attention, QAN quality, CAL)."""
-        return self.attention is not None
-
-    @property
-    def mean_iou(self) -> float:
-        """Mean top-20 % IoU over branch pairs i != j (the diagonal, a map against itself, is 1)."""
-        b = self.iou.shape[0]
-        return float(self.iou[~np.eye(b, dtype=bool)].mean()) if b > 1 else 0.0
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # single-face method -> (S, S) ("attention")
+    branches: BranchAnalysis | None = None  # the recognizer's branch readout, when it has one
 
     def overlays(self, on_photo: bool = True, alpha: float = 0.5) -> list:
         """Per-branch heatmap overlays (``render.BranchOverlay``) titled with their quality scores."""
+        br = self.branches
+        if br is None:
+            return []
         if on_photo:
             support = None if self.align_method == "identity" else crop_support(
                 self.affine, self.photo.shape[1::-1], self.aligned.shape[0])
-            return branch_overlays(self.photo, self.attention_photo, self.quality, alpha, support)
-        return branch_overlays(self.aligned, self.attention, self.quality, alpha)
+            return branch_overlays(self.photo, br.attention_photo, br.quality, alpha, support)
+        return branch_overlays(self.aligned, br.attention, br.quality, alpha)
 
-    def map_on_photo(self, method: str) -> np.ndarray:
-        """A pair map (S, S) of this face's chip warped onto the photo -> (H, W)."""
+    def on_photo(self, chip_map: np.ndarray) -> np.ndarray:
+        """A map (S, S) of this face's chip warped onto the photo -> (H, W)."""
         h, w = self.photo.shape[:2]
-        return warp_to_photo(self.maps[method], self.affine, (w, h))
+        return warp_to_photo(chip_map, self.affine, (w, h))
+
+
+@dataclass
+class BranchPair:
+    """The exact branch decomposition of a pair's cosine (``explain.decomposition``)."""
+
+    decomposition: np.ndarray  # (b+1, b+1) <u_a_i, u_b_j> / (|e_a||e_b|), sums to the similarity
+    leave_one_out: np.ndarray  # (b,) the similarity with branch i's term dropped from both faces
+
+
+@dataclass
+class PairAnalysis:
+    """Two faces under one recognizer: the similarity and what explains it.
+
+    ``maps[method]`` is (2, S, S): row 0 explains face a against b, row 1 face b against a, each on
+    its own face's chip; ``checks[method]`` the method's checks of those two maps, where it has any.
+    """
+
+    a: FaceAnalysis
+    b: FaceAnalysis
+    similarity: float  # cos(e_a, e_b)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    checks: dict[str, list[Check]] = field(default_factory=dict)
+    branches: BranchPair | None = None  # the recognizer's branch decomposition, when it has one
+
+    def face(self, side: int) -> FaceAnalysis:
+        return (self.a, self.b)[side]
+
+    def map_on_photo(self, method: str, side: int = 0) -> np.ndarray:
+        """The pair map of face ``side`` (0 = a, 1 = b) warped onto its photo -> (H, W)."""
+        return self.face(side).on_photo(self.maps[method][side])

@@ -10,9 +10,12 @@ A :class:`Recognizer` carries what every explainer needs:
   - **white-box**: ``module``, a differentiable ``torch.nn.Module`` taking the preprocessed float
     batch (N, 3, S, S) to the embedding (N, D), and ``layer``, the dotted name of one of its
     submodules whose output is a spatial feature map (N, C, h, w): Grad-CAM's target;
-  - **branches**: ``cqa``, a CQA-Face whose ``CQAOutput`` carries branch attention and QAN quality.
+  - **a readout** beyond the embedding (:class:`Readout`): CQA-Face's branch attention, QAN quality
+    and relation matrix, read in the same forward pass (``recognizers.cqa.BranchReadout``).
 
 A black-box recognizer has only ``embed``; perturbation methods (occlusion, RISE) explain it.
+:meth:`Recognizer.read` is the one call the analysis makes for every recognizer: the embeddings,
+plus the readout's output where there is one.
 
 Chips: every photo is aligned once (MTCNN 5 landmarks, ``cqa_core.data.align``); a recognizer
 whose template is the ArcFace one at 112 x 112 takes that aligned face as it is, any other cuts
@@ -26,7 +29,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -41,15 +44,29 @@ from cqa_core.data.align import (
     umeyama,
     warp,
 )
-from cqa_core.data.template import ARCFACE_TEMPLATE, SIZE
+from cqa_core.data.template import ARCFACE_TEMPLATE, DLIB_TEMPLATE, SIZE
 
-TEMPLATES: dict[str, np.ndarray] = {"arcface": ARCFACE_TEMPLATE / SIZE}
-"""Alignment templates: 5 points (eyes, nose tip, mouth corners) as fractions of the chip side.
-Adapters add theirs (``dlib`` in :mod:`cqa_core.recognizers.dlib_resnet`)."""
+TEMPLATES: dict[str, np.ndarray] = {"arcface": ARCFACE_TEMPLATE / SIZE, "dlib": DLIB_TEMPLATE}
+"""Alignment templates: 5 points (eyes, nose tip, mouth corners) as fractions of the chip side
+(``cqa_core.data.template``; a fixed table, filled here and never changed on import)."""
 
 
 class RecognizerError(ValueError):
     """A model file or option the workbench cannot use; the message says why, in one line."""
+
+
+class Readout(Protocol):
+    """What a recognizer shows beyond its embedding, read in the same forward pass.
+
+    ``read`` takes the preprocessed batch (N, 3, S, S) and returns the model's output for it, a record
+    with ``embedding`` (N, D) and the readout's own fields (CQA-Face: ``CQAOutput``'s attention maps,
+    quality and relation, which ``cqa_core.explain.branches`` turns into what the views show).
+    """
+
+    count: int  # branches
+    model: nn.Module  # the model whose head the branch decomposition folds
+
+    def read(self, x: torch.Tensor) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -130,11 +147,13 @@ class Recognizer:
         embed_fn: uint8 RGB chips (N, S, S, 3) -> embeddings (N, D) float32; None derives it from ``module``.
         module: white-box: preprocessed (N, 3, S, S) float -> (N, D) embedding, differentiable.
         layer: white-box: dotted name of ``module``'s spatial feature layer (Grad-CAM target).
-        cqa: a CQA-Face (branch attention, QAN quality), when this is one.
+        readout: what it shows beyond the embedding (:class:`Readout`; CQA-Face's branches), or None.
         source: the file it came from (None for in-memory models).
         digest: identity of its weights, for cache keys (default: the sha1 of ``source``, else of the
             module's tensors).
         batch_size: chips per ``embed`` call.
+        chip_ms: about how many milliseconds one chip's embedding takes on a CPU; the perturbation
+            methods size their budgets by it (``explain.methods.default_budget``).
         note: one line the dashboard and the CLI show beside its name (why it is black-box, ...).
     """
 
@@ -144,10 +163,11 @@ class Recognizer:
     embed_fn: Callable[[np.ndarray], np.ndarray] | None = None
     module: nn.Module | None = None
     layer: str | None = None
-    cqa: Any = None
+    readout: Readout | None = None
     source: str | None = None
     digest: str = ""
     batch_size: int = 64
+    chip_ms: float = 60.0
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -164,10 +184,10 @@ class Recognizer:
         """Gradients reach the input and a spatial layer is named."""
         return self.module is not None and self.layer is not None
 
-    @property
-    def branches(self) -> bool:
-        """Branch attention maps and QAN quality (CQA-Face)."""
-        return self.cqa is not None
+    def cache_key(self) -> str:
+        """Identity of the weights as they are now: ``digest``, except for an in-memory module (no
+        ``source``), whose key follows in-place updates (:func:`weights_key`: training changes it)."""
+        return weights_key(self.module) if self.source is None and self.module is not None else self.digest
 
     @property
     def device(self) -> torch.device:
@@ -195,13 +215,21 @@ class Recognizer:
                     out.append(self.module(x).detach().float().cpu().numpy())  # (n, D)
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
+    def read(self, chips: np.ndarray) -> tuple[np.ndarray, Any]:
+        """(embeddings (N, D) float32, the readout's output for the batch or None), one forward for both."""
+        if self.readout is None:
+            return self.embed(chips), None
+        with torch.no_grad():
+            out = self.readout.read(self.preprocess.to_tensor(chips, self.device))  # .embedding (N, D)
+        return out.embedding.detach().float().cpu().numpy(), out
+
     def capabilities(self) -> dict[str, bool]:
-        return {"embeddings": True, "gradients": self.whitebox, "branches": self.branches}
+        return {"embeddings": True, "gradients": self.whitebox, "branches": self.readout is not None}
 
     def describe(self) -> str:
         """One line: kind, input and what can be explained."""
-        what = "branches + QAN" if self.branches else "white-box" if self.whitebox else "black-box"
-        layer = f", layer {self.layer}" if self.whitebox and not self.branches else ""
+        what = "branches + QAN" if self.readout is not None else "white-box" if self.whitebox else "black-box"
+        layer = f", layer {self.layer}" if self.whitebox and self.readout is None else ""
         note = f"; {self.note}" if self.note else ""
         return f"{self.kind}, {self.preprocess.size}x{self.preprocess.size} {self.preprocess.template} chip, {what}{layer}{note}"
 
@@ -214,6 +242,15 @@ def find_layer(module: nn.Module, name: str) -> nn.Module:
         hint = f"; did you mean {', '.join(near)}" if near else ""
         raise RecognizerError(f"layer {name!r} is not a submodule of the model{hint}")
     return found[name]
+
+
+def weights_key(module: nn.Module) -> str:
+    """Identity of a module's current weights: which tensor objects + their in-place update counters
+    (training changes it; a wrapper around the same model gets the same key).
+
+    Cheap, and valid only in this process: a cache key, never a file name."""
+    state = module.state_dict(keep_vars=True).values()
+    return f"live:{hash(tuple(id(t) for t in state)):x}:{sum(t._version for t in state)}"
 
 
 def module_digest(module: nn.Module) -> str:

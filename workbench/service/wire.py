@@ -4,10 +4,11 @@
   them, so its cache is shared by every viewer), raw pixels for an upload or an edited face,
   base64 in JSON, with its alignment mode: :func:`face_ref` / :func:`read_face`.
 * A float or uint8 **array** (a mask's alpha): :func:`array_ref` / :func:`read_array`.
-* An **analysis** (``FaceAnalysis``, ``MaskEffect``) travels as an ``.npz`` archive
-  (``numpy.savez``, read with ``allow_pickle=False``, so decoding never runs code) whose arrays
-  are named by their field path (``other.attention``, ``maps.gradcam``, ``region_shares.nose``)
-  plus a ``__meta__`` entry holding the scalars as JSON: :func:`encode` / :func:`decode`.
+* An **analysis** (``FaceAnalysis``, ``PairAnalysis``, ``MaskEffect``) travels as an ``.npz``
+  archive (``numpy.savez``, read with ``allow_pickle=False``, so decoding never runs code) whose
+  arrays are named by their field path (``b.branches.attention``, ``maps.gradcam``,
+  ``a.branches.region_shares.nose``) plus a ``__meta__`` entry holding the rest as JSON (scalars,
+  the methods' checks, which record each nested field is): :func:`encode` / :func:`decode`.
 * A gallery-wide **summary** of a face: :class:`FaceSummary`, as a JSON row.
 
 The client (``workbench.service.client``) and the service (``workbench.service.app``) both use
@@ -29,10 +30,18 @@ import numpy as np
 
 from cqa_core.data.imageio import MAX_PIXELS, ImageTooLargeError, decode_image
 from cqa_core.explain.render import overall_quality
-from cqa_core.explain.result import FaceAnalysis, IGCheck, MaskEffect, Photo
+from cqa_core.explain.result import (
+    BranchAnalysis,
+    BranchPair,
+    Check,
+    FaceAnalysis,
+    MaskEffect,
+    PairAnalysis,
+    Photo,
+)
 from cqa_core.settings import AlignMode
 
-WIRE_VERSION = 2
+WIRE_VERSION = 3
 ARRAY_DTYPES = ("uint8", "float32", "float64")
 MAX_BODY = 64 * 2**20
 """Bytes of one request body the service reads (413 beyond): a pair of 10 MB uploads, base64, fits."""
@@ -55,9 +64,9 @@ class Face:
 class FaceSummary(NamedTuple):
     """The few numbers of a face that gallery-wide views need (no maps)."""
 
-    quality: np.ndarray  # (b,) S_hat
-    overall: float  # attention-weighted S_hat (``render.overall_quality``)
-    cal: float  # CAL penalty
+    quality: np.ndarray  # (b,) S_hat (empty without branches)
+    overall: float  # attention-weighted S_hat (``render.overall_quality``); nan without branches
+    cal: float  # CAL penalty; nan without branches
     embedding_norm: float
 
     def row(self) -> dict[str, Any]:
@@ -73,7 +82,10 @@ class FaceSummary(NamedTuple):
     @classmethod
     def of(cls, fa: FaceAnalysis) -> FaceSummary:
         """The summary of a single-face analysis."""
-        return cls(np.asarray(fa.quality), float(overall_quality(fa.quality, fa.attention)), float(fa.cal),
+        br = fa.branches
+        if br is None:
+            return cls(np.zeros(0, np.float32), float("nan"), float("nan"), float(fa.embedding_norm))
+        return cls(np.asarray(br.quality), float(overall_quality(br.quality, br.attention)), float(br.cal),
                    float(fa.embedding_norm))
 
 
@@ -142,50 +154,50 @@ def read_array(ref: dict[str, Any] | None) -> np.ndarray | None:
 
 # ---------------------------------------------------------------- analyses
 
-_SCALARS = ("align_method", "embedding_norm", "cal", "similarity", "model", "kind")
-_DICTS = ("region_shares", "maps", "maps_other")
+_RECORDS = {cls.__name__: cls for cls in (FaceAnalysis, PairAnalysis, BranchAnalysis, BranchPair)}
 
 
-def _flatten(fa: FaceAnalysis, prefix: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    for f in dataclasses.fields(fa):
-        v, key = getattr(fa, f.name), prefix + f.name
-        if f.name in _SCALARS:
-            meta[key] = v
-        elif f.name in _DICTS:
-            meta[key] = sorted(v)
+def _flatten(obj: Any, prefix: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """A record's fields by path: arrays into ``arrays``, everything else (JSON) into ``meta``."""
+    for f in dataclasses.fields(obj):
+        v, key = getattr(obj, f.name), prefix + f.name
+        if dataclasses.is_dataclass(v):
+            meta[key] = {"record": type(v).__name__}
+            _flatten(v, key + ".", arrays, meta)
+        elif isinstance(v, np.ndarray):
+            arrays[key] = v
+        elif isinstance(v, dict) and f.name == "checks":
+            meta[key] = {m: [list(c) for c in cs] for m, cs in v.items()}
+        elif isinstance(v, dict):
+            meta[key] = {"arrays": sorted(v)}
             arrays.update({f"{key}.{k}": np.asarray(a) for k, a in v.items()})
-        elif f.name == "ig":
-            meta[key] = None if v is None else list(v)
-        elif f.name == "other":
-            meta[key] = v is not None
-            if v is not None:
-                _flatten(v, key + ".", arrays, meta)
-        elif v is not None:
-            arrays[key] = np.asarray(v)
+        else:  # str, float, None
+            meta[key] = v
 
 
-def _unflatten(arrays: dict[str, np.ndarray], meta: dict[str, Any], prefix: str) -> FaceAnalysis:
+def _unflatten(cls: type, arrays: dict[str, np.ndarray], meta: dict[str, Any], prefix: str) -> Any:
     kw: dict[str, Any] = {}
-    for f in dataclasses.fields(FaceAnalysis):
+    for f in dataclasses.fields(cls):
         key = prefix + f.name
-        if f.name in _SCALARS:
-            kw[f.name] = meta[key]
-        elif f.name in _DICTS:
-            kw[f.name] = {k: arrays[f"{key}.{k}"] for k in meta[key]}
-        elif f.name == "ig":
-            kw[f.name] = None if meta[key] is None else IGCheck(*meta[key])
-        elif f.name == "other":
-            kw[f.name] = _unflatten(arrays, meta, key + ".") if meta[key] else None
+        m = meta.get(key)
+        if key in arrays:
+            kw[f.name] = arrays[key]
+        elif isinstance(m, dict) and "record" in m:
+            kw[f.name] = _unflatten(_RECORDS[m["record"]], arrays, meta, key + ".")
+        elif isinstance(m, dict) and "arrays" in m:
+            kw[f.name] = {k: arrays[f"{key}.{k}"] for k in m["arrays"]}
+        elif f.name == "checks":
+            kw[f.name] = {name: [Check(bool(c[0]), str(c[1]), dict(c[2])) for c in cs] for name, cs in (m or {}).items()}
         else:
-            kw[f.name] = arrays.get(key)
-    return FaceAnalysis(**kw)
+            kw[f.name] = m
+    return cls(**kw)
 
 
-def encode(obj: FaceAnalysis | MaskEffect) -> bytes:
-    """A FaceAnalysis or MaskEffect -> bytes (an .npz archive; see the module docstring)."""
+def encode(obj: FaceAnalysis | PairAnalysis | MaskEffect) -> bytes:
+    """A FaceAnalysis, PairAnalysis or MaskEffect -> bytes (an .npz archive; see the module docstring)."""
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {"version": WIRE_VERSION, "type": type(obj).__name__}
-    if isinstance(obj, FaceAnalysis):
+    if isinstance(obj, (FaceAnalysis, PairAnalysis)):
         _flatten(obj, "", arrays, meta)
     elif isinstance(obj, MaskEffect):
         meta["similarity"] = float(obj.similarity)
@@ -198,7 +210,7 @@ def encode(obj: FaceAnalysis | MaskEffect) -> bytes:
     return buf.getvalue()
 
 
-def decode(data: bytes) -> FaceAnalysis | MaskEffect:
+def decode(data: bytes) -> FaceAnalysis | PairAnalysis | MaskEffect:
     """Bytes from :func:`encode` -> the object (never unpickles)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
@@ -207,4 +219,6 @@ def decode(data: bytes) -> FaceAnalysis | MaskEffect:
         raise ValueError(f"analysis wire format {meta.get('version')} is not {WIRE_VERSION}: update cqa-face on both sides")
     if meta["type"] == "MaskEffect":
         return MaskEffect(**{k: arrays[k] for k in MaskEffect._fields if k != "similarity"}, similarity=meta["similarity"])
-    return _unflatten(arrays, meta, "")
+    if meta["type"] not in ("FaceAnalysis", "PairAnalysis"):
+        raise ValueError(f"unknown analysis type {meta['type']!r} on the wire")
+    return _unflatten(_RECORDS[meta["type"]], arrays, meta, "")

@@ -59,14 +59,14 @@ class DiversityPanel:
 
     def show(self, face: Face, other: Face | None = None) -> None:
         self.face = face
-        fa = self.session.analyse(face)
-        if not fa.branches:
+        br = self.session.analyse(face).branches
+        if br is None:
             self.summary.value = html.escape(plain_note(self.session, "CAL diversity compares branch attention maps"))
             return
-        set_heatmap(self.matrix, fa.gaussian)
+        set_heatmap(self.matrix, br.gaussian)
         self.summary.value = html_of("<b>{}</b>: CAL penalty {:.3f} (0 = diverse), mean top-20% IoU {:.2f} "
-                                     "(branch pairs; 0 = no overlap), entropy {}", face.name, fa.cal, fa.mean_iou,
-                                     ", ".join(f"{e:.2f}" for e in fa.entropy))
+                                     "(branch pairs; 0 = no overlap), entropy {}", face.name, br.cal, br.mean_iou,
+                                     ", ".join(f"{e:.2f}" for e in br.entropy))
         if self.other_path.value.strip():
             self.refresh_other()
 
@@ -76,11 +76,11 @@ class DiversityPanel:
         if not path or self.face is None:
             raise ValueError("type a checkpoint path and select a face first")
         model = self.session.load_other(path)
-        fa = self.session.analyse(self.face, model=model)
-        if not fa.branches:
+        br = self.session.analyse(self.face, model=model).branches
+        if br is None:
             raise ValueError(plain_note(self.session, "CAL diversity compares branch attention maps", model))
-        self.matrix_other = draw_heatmap(self.other_box, self.matrix_other, fa.gaussian,
-                                         f"{path.split('/')[-1]}: CAL {fa.cal:.3f}", zmin=0, zmax=1)
+        self.matrix_other = draw_heatmap(self.other_box, self.matrix_other, br.gaussian,
+                                         f"{path.split('/')[-1]}: CAL {br.cal:.3f}", zmin=0, zmax=1)
 
     def histogram(self) -> None:
         """Per-face CAL over the gallery (cached per face)."""

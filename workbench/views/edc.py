@@ -73,7 +73,7 @@ class EDCPanel:
 
     def __init__(self, messages: Messages | None = None, folder: str | os.PathLike | None = None) -> None:
         guard = messages.guard if messages else (lambda fn: fn)
-        self.folder = Path(folder) if folder else Settings.from_env().edc_results
+        self.folder = Path(folder) if folder else Settings().edc_results  # the dashboard passes its settings'
         self.results = load_edc_results(self.folder) if self.folder.is_dir() else {}
         self.areas = caption("", "cqa-edc-areas")
         if not self.results:

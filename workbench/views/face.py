@@ -22,22 +22,18 @@ from workbench.views.common import (
     png,
 )
 
-SLOW = ("integrated gradients", "occlusion", "RISE")
-"""Map choices that take seconds or more on a CPU: the message area says so while they run."""
-
-
 def unit(m: np.ndarray) -> np.ndarray:
     """A signed or unscaled map shown as [0, 1]: positive part over its maximum."""
     m = np.clip(np.asarray(m, dtype=np.float32), 0, None)
     return m / (float(m.max()) + 1e-12)
 
 
-def ig_text(check) -> str:
-    """The IG completeness line shown under an IG map (red when the step cap was hit)."""
+def check_text(check) -> str:
+    """A map method's check shown under its map (``explain.result.Check``; red when it failed)."""
     if check is None:
         return ""
-    colour = "#1b7f3b" if check.converged else "#b00020"
-    return f"<span style='color:{colour}'>{html.escape(check.describe())}</span>"
+    colour = "#1b7f3b" if check.ok else "#b00020"
+    return f"<span style='color:{colour}'>{html.escape(check.text)}</span>"
 
 
 class FaceExplorer:
@@ -92,38 +88,39 @@ class FaceExplorer:
             return
         fa = self.session.analyse(self.face)
         src, alpha = self.source.value, float(self.opacity.value)
-        if src in SLOW:
+        slow = self.session.slow(src)
+        if slow:
             self.messages.info(f"computing {src} for this pair (seconds to minutes on a CPU; cached after)")
         heat = unit(self.session.source_map(self.face, self.other, src))  # (S, S)
-        if src in SLOW and self.messages.last_error is None:  # the "computing" note only: a no-face warning stays
+        if slow and self.messages.last_error is None:  # the "computing" note only: a no-face warning stays
             self.messages.clear()
         main = png(overlay_on(fa, heat, alpha), 2 * self.size)
-        partner = f" vs {html.escape(self.other.name)}" if (src != "attention" and self.other) else ""
+        partner = f" vs {html.escape(self.other.name)}" if (self.session.method(src)["pair"] and self.other) else ""
         info = self.session.info()
-        quality = "" if fa.branches else " (a plain model's quality reading)"
+        br = fa.branches
+        quality = "" if br else " (a plain model's quality reading)"
         aligned = ("<b class='cqa-no-face'>no face found: centre of the photo</b>"
                    if no_face_note("", fa.align_method, self.face.align) else f"aligned by {fa.align_method}")
         self.info.value = (f"<b>{html.escape(self.face.name)}</b> &nbsp; {html.escape(info['name'])} &nbsp; embedding "
                            f"norm <span class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</span>{quality} &nbsp; "
-                           + (f"CAL {fa.cal:.3f} &nbsp; " if fa.branches else "") + aligned)
+                           + (f"CAL {br.cal:.3f} &nbsp; " if br else "") + aligned)
         self.main_title.value = f"<b>{html.escape(src)}</b>{partner}"
-        self.ig_delta.value = ig_text(self.session.analyse(self.face, self.other, methods=("ig",)).ig) \
-            if src == "integrated gradients" and self.other else ""
+        self.ig_delta.value = check_text(self.session.source_checks(self.face, self.other, src))
         self.main_image.value = main
-        self.branches.layout.display = None if fa.branches else "none"
-        if not fa.branches:
+        self.branches.layout.display = None if br else "none"
+        if br is None:
             self.relation.value = ""
             self.plain.value = (f"{html.escape(info['name'])} is a plain recognizer ({html.escape(info['kind'])}): "
                                 "no branch attention, QAN quality or relation to show; its maps are on the left")
             return
         self.plain.value = ""
-        if len(self.branch_images) != len(fa.quality):  # a model with another number of branches
-            self.branch_images = [image_widget(self.size, "cqa-branch-cam") for _ in fa.quality]
-            self.branch_titles = [caption("", "cqa-branch-title") for _ in fa.quality]
+        if len(self.branch_images) != br.count:  # a model with another number of branches
+            self.branch_images = [image_widget(self.size, "cqa-branch-cam") for _ in br.quality]
+            self.branch_titles = [caption("", "cqa-branch-title") for _ in br.quality]
             self.branches.children = [W.VBox([t, im]) for t, im in zip(self.branch_titles, self.branch_images,
                                                                         strict=True)]
         branches = [png(ov.image, self.size) for ov in fa.overlays(on_photo=True, alpha=alpha)]
-        self.relation.value = html_heatmap(fa.relation, "relation A (QAN)")
-        for i, (q, image) in enumerate(zip(fa.quality, branches, strict=True)):
+        self.relation.value = html_heatmap(br.relation, "relation A (QAN)")
+        for i, (q, image) in enumerate(zip(br.quality, branches, strict=True)):
             self.branch_titles[i].value = f"<b>branch {i}</b>&nbsp;&nbsp;q={q:.2f}"
             self.branch_images[i].value = image

@@ -86,7 +86,8 @@ class MaskLab:
         self.face = face
         fa = self.session.analyse(face)
         self.images[0].value = png(fa.aligned, self.size)
-        if not fa.branches:
+        br = fa.branches
+        if br is None:
             for im in (*self.cams, self.images[1]):
                 im.layout.visibility = "hidden"
             self.values.value = html.escape(plain_note(self.session, "quality deltas are QAN's")
@@ -94,9 +95,9 @@ class MaskLab:
             return
         for im in (*self.cams, self.images[1]):
             im.layout.visibility = "hidden"
-        set_bars(self.bars, [fa.quality, np.zeros_like(fa.quality)])
+        set_bars(self.bars, [br.quality, np.zeros_like(br.quality)])
         self.values.value = "clean: " + " ".join(
-            f"branch {i} q=<span class='cqa-mask-q'>{q:.5f}</span>" for i, q in enumerate(fa.quality))
+            f"branch {i} q=<span class='cqa-mask-q'>{q:.5f}</span>" for i, q in enumerate(br.quality))
 
     def edit(self, aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The edited face and its alpha, from the library when the kind is one of its masks."""
@@ -113,7 +114,7 @@ class MaskLab:
         clean = self.session.analyse(self.face)
         crop = self.session.analyse(self.face, model="default").aligned  # masks are drawn on the ArcFace crop
         edited, alpha = self.edit(crop)
-        if not clean.branches:  # a plain recognizer: what it can say is how far the edit moves the embedding
+        if clean.branches is None:  # a plain recognizer: what it can say is how far the edit moves the embedding
             pair = self.session.analyse(self.session.array_face(crop, "clean"), self.session.array_face(edited, "edited"),
                                         methods=())
             sim = pair.similarity
@@ -122,7 +123,7 @@ class MaskLab:
             self.titles[1].value = f"edited ({html.escape(self.kind.value)}): cos to clean <b>{sim:.3f}</b>"
             return
         eff = self.session.mask_effect(self.face, edited, alpha)
-        fe = self.session.analyse(self.session.array_face(edited, f"{self.face.name} (edited)"))
+        fe = self.session.analyse(self.session.array_face(edited, f"{self.face.name} (edited)")).branches
         self.images[1].value = png(edited, self.size)
         self.images[1].layout.visibility = "visible"
         self.titles[1].value = f"edited ({html.escape(self.kind.value)}): cos to clean <b>{eff.similarity:.3f}</b>"

@@ -27,7 +27,7 @@ from workbench.views.common import (
     set_bars,
     set_heatmap,
 )
-from workbench.views.face import SLOW, ig_text, unit
+from workbench.views.face import check_text, unit
 
 NONE = ""
 POLL_S = 5.0
@@ -108,24 +108,26 @@ class PairInspector:
             self.verdict.value = "pick a second face on the left"
             return
         src = self.source.value
-        if src in SLOW:
+        slow = self.session.slow(src)
+        if slow:
             self.messages.info(f"computing {src} for this pair (seconds to minutes on a CPU; cached after)")
         pa = self.draw(self.main, self.session.current, src)
         second = self.beside.value
         self.second.widget.layout.display = None if second else "none"
         if second:
             self.draw(self.second, second, src)
-        if src in SLOW and self.messages.last_error is None:
+        if slow and self.messages.last_error is None:
             self.messages.clear()
         info = self.session.info()
-        if pa.decomposition is None:
+        if pa.branches is None:
             self.parts.layout.display = "none"
             self.plain.value = (f"{html.escape(info['name'])} is a plain recognizer: its similarity has no branch "
                                 "terms to split it into (that is CQA-Face's decomposition)")
             return
         self.parts.layout.display, self.plain.value = None, ""
-        set_heatmap(self.matrix, pa.decomposition, title=f"branch terms, sum {float(pa.decomposition.sum()):.3f}")
-        set_bars(self.loo, [pa.leave_one_out])
+        dec = pa.branches.decomposition
+        set_heatmap(self.matrix, dec, title=f"branch terms, sum {float(dec.sum()):.3f}")
+        set_bars(self.loo, [pa.branches.leave_one_out])
 
     def draw(self, row: ModelRow, model: str, label: str):
         """One model's verdict and maps of ``label`` (or why it has none); returns its pair analysis."""
@@ -138,11 +140,13 @@ class PairInspector:
             row.note.value = html.escape(f"{label} needs {needs}: {info['name']} is {info['description']}")
         else:
             row.note.value = ""
-        for i, (fa, m) in enumerate(((pa, pa.maps.get(method)), (pa.other, pa.maps_other.get(method)))):
+        checks = pa.checks.get(method) or [None, None]
+        for i in range(2):
+            fa, m = pa.face(i), pa.maps[method][i] if method else None
             name = (self.face, self.other)[i].name
             row.titles[i].value = f"<b>{html.escape(name)}</b> {html.escape(label)} &nbsp; <i>{html.escape(info['name'])}</i>"
             row.images[i].value = png(overlay_on(fa, unit(m), 0.5) if m is not None else fa.photo, self.size)
-            row.deltas[i].value = ig_text(fa.ig) if method == "ig" else ""
+            row.deltas[i].value = check_text(checks[i])
         return pa
 
     def verdict_text(self, model: str, sim: float) -> str:

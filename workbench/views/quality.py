@@ -61,15 +61,16 @@ class QualityPanel:
 
     def show(self, face: Face, other: Face | None = None) -> None:
         fa = self.session.analyse(face)
-        if not fa.branches:
+        br = fa.branches
+        if br is None:
             self.values.value = html.escape(
                 plain_note(self.session, "QAN quality") + f"; its quality reading is the embedding norm, "
                 f"{fa.embedding_norm:.2f} for {face.name}")
             return
-        set_bars(self.bars, [fa.quality])
-        set_heatmap(self.relation, fa.relation)
+        set_bars(self.bars, [br.quality])
+        set_heatmap(self.relation, br.relation)
         self.values.value = f"<b>{html.escape(face.name)}</b>: " + " &nbsp; ".join(
-            f"branch {i} q=<span class='cqa-q'>{q:.3f}</span>" for i, q in enumerate(fa.quality))
+            f"branch {i} q=<span class='cqa-q'>{q:.3f}</span>" for i, q in enumerate(br.quality))
 
     def scan_gallery(self) -> None:
         """Score every gallery face (one batched call, cached) and show the k lowest on the chosen branch."""
@@ -82,7 +83,7 @@ class QualityPanel:
                 q, f = scored[slot]
                 fa = self.session.analyse(f)
                 title.value = f"{html.escape(f.name)}<br>q{i}={q:.3f}"
-                image.value = png(overlay_on(fa, fa.attention[i], 0.4), 96)
+                image.value = png(overlay_on(fa, fa.branches.attention[i], 0.4), 96)
                 image.layout.visibility = "visible"
             else:
                 title.value, image.layout.visibility = "", "hidden"
