@@ -28,7 +28,7 @@ from workbench.service.app import AnalysisService, create_app
 from workbench.service.engine import Engine
 from workbench.service.guard import Guard, Limits
 from workbench.service.photo import MAX_PHOTO_SIDE, shrink, shrunk
-from workbench.service.wire import Face, decode
+from workbench.wire import Face, decode
 
 SIDE = 6000
 LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None

@@ -22,7 +22,20 @@ def _lint(root: Path) -> subprocess.CompletedProcess:
 def test_the_layer_contracts_hold():
     r = _lint(ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "3 kept, 0 broken" in r.stdout
+    assert "6 kept, 0 broken" in r.stdout
+    assert "ignore_imports" not in (ROOT / "pyproject.toml").read_text()  # no exceptions carved out
+
+
+def test_the_workbench_layers_catch_a_viewer_importing_the_service(tmp_path):
+    """A view that imports the model host (the in-process engine) breaks the viewer-side contract."""
+    for part in ("cqa_core", "workbench"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("*.safetensors", "__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    face = tmp_path / "workbench" / "views" / "face.py"
+    face.write_text(face.read_text() + "\n\ndef _planted():\n    from workbench.service import engine  # noqa\n")
+    r = _lint(tmp_path)
+    assert r.returncode != 0
+    assert "workbench.views.face -> workbench.service.engine" in r.stdout
 
 
 def test_a_back_edge_breaks_them(tmp_path):

@@ -17,9 +17,16 @@ import time
 import numpy as np
 import pytest
 
-from cqa_core.explain.result import BranchAnalysis, BranchPair, Check, FaceAnalysis, MaskEffect, PairAnalysis
+from cqa_core.explain.result import (
+    BranchAnalysis,
+    BranchPair,
+    Check,
+    FaceAnalysis,
+    MaskEffect,
+    PairAnalysis,
+)
 from cqa_core.settings import AlignMode, Settings
-from workbench.service.wire import Face, decode, encode
+from workbench.wire import Face, decode, encode
 
 
 def _fa(b: int = 2, branches: bool = True) -> FaceAnalysis:
@@ -185,7 +192,7 @@ def test_a_kernel_client_imports_no_torch_and_survives_a_service_restart(photos)
         code = f"""
 import sys, json
 from cqa_core.settings import Settings
-from workbench.service.wire import Face
+from workbench.wire import Face
 from workbench.session import Session
 s = Session(Settings(service_url={url!r}, service_token="kernel-secret"))
 f = Face("A", {photos[0]!r})
@@ -197,7 +204,7 @@ print(json.dumps({{"torch": "torch" in sys.modules, "method": fa.align_method, "
                                         timeout=120).stdout.strip().splitlines()[-1])
         assert out == {"torch": False, "method": "mtcnn", "b": 4, "q": out["q"]} and len(out["q"]) == 4
 
-        from workbench.service.client import ServiceClient
+        from workbench.client import ServiceClient
 
         notes: list = []
         client = ServiceClient(url, "kernel-secret")
@@ -214,8 +221,8 @@ print(json.dumps({{"torch": "torch" in sys.modules, "method": fa.align_method, "
 
 @pytest.mark.slow
 def test_a_dead_service_is_a_plain_error_not_a_hang(monkeypatch):
+    from workbench import client as client_mod
     from workbench.serve import free_port
-    from workbench.service import client as client_mod
 
     monkeypatch.setattr(client_mod, "RETRY_S", 2.0)
     c = client_mod.ServiceClient(f"http://127.0.0.1:{free_port()}")  # nothing listens there

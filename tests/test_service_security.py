@@ -19,11 +19,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from cqa_core.data import imageio
+from workbench.client import _chunks
 from workbench.service.app import AnalysisService, create_app
-from workbench.service.client import _chunks
 from workbench.service.guard import NOT_SERVED, Guard, Limits, Models
 from workbench.service.queue import JobQueue
-from workbench.service.wire import FaceSummary
+from workbench.wire import FaceSummary
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from cqa_core.settings import AlignMode, Settings
-from workbench.service.wire import Face, face_ref
+from workbench.wire import Face, face_ref
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cqa_core.data.imageio import is_image_file
 from cqa_core.settings import AlignMode, Settings
-from workbench.service.wire import Face
+from workbench.wire import Face
 
 FRAMING_FILE = ".cqa-framing"
 

@@ -18,7 +18,7 @@ import html
 import os
 
 from cqa_core.settings import Settings
-from workbench.service.client import ServiceClient
+from workbench.client import ServiceClient
 
 HIDE_NOTICE = "<style>.cqa-loading { display: none !important; }</style>"
 """Put in the dashboard's widget tree: the note disappears once the widgets are drawn."""

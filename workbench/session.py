@@ -6,7 +6,7 @@
 
 Both backends implement :class:`Backend` and give the same answers: the service runs an
 ``Engine``, the same code the in-process backend runs, and sends its ``FaceAnalysis`` back in
-``workbench.service.wire``'s format. Every number the views show comes from ``cqa_core.explain``;
+``workbench.wire``'s format. Every number the views show comes from ``cqa_core.explain``;
 nothing here does tensor math.
 
 Each Session is one viewer with its own unguessable id (:attr:`Session.viewer`), sent with every
@@ -29,9 +29,9 @@ from PIL import Image
 from cqa_core.data.imageio import ImageError, decode_image
 from cqa_core.explain.result import Check, FaceAnalysis, MaskEffect, PairAnalysis
 from cqa_core.settings import AlignMode, Settings
+from workbench.client import ServiceClient
 from workbench.gallery import gallery_faces
-from workbench.service.client import ServiceClient
-from workbench.service.wire import Face, FaceSummary
+from workbench.wire import Face, FaceSummary
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 """Uploads larger than this are refused before decoding (10 MB). voila.json raises the server's

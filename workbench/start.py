@@ -18,7 +18,7 @@ from typing import Any
 
 from cqa_core.settings import Settings
 from workbench.app import Workbench
-from workbench.service.client import ServiceClient
+from workbench.client import ServiceClient
 from workbench.session import Backend, Session
 
 

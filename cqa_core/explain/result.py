@@ -3,7 +3,7 @@
 ``Photo`` (pixels whose digest is known), ``FaceAnalysis`` (one face, its ``BranchAnalysis`` where the
 recognizer has branches), ``PairAnalysis`` (two faces), ``Check`` and
 ``MaskEffect`` are plain containers of numpy arrays, so a dashboard kernel that shows analyses made
-by the analysis service never imports torch. Their wire format is ``workbench.service.wire``.
+by the analysis service never imports torch. Their wire format is ``workbench.wire``.
 """
 
 from __future__ import annotations

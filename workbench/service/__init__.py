@@ -2,13 +2,19 @@
 
     python -m workbench.service --port 8867 [--checkpoint M] [--faces DIR]
 
-* ``wire``     the one wire format: face references, ``FaceSummary``, the ``.npz`` codec of analyses
-* ``engine``   the model host (``Engine``): models, aligner and analysis cache; in-process or served
+* ``engine``   the model host (``Engine``): routing of analyses, thread setup; in-process or served
+* ``models``   the recognizers it has loaded (an LRU by spec)
+* ``uploads``  each viewer's own analysis cache for its uploads (in memory, dropped when it leaves)
 * ``queue``    jobs, the FIFO queue, batching of single-face requests, one worker thread
+* ``guard``    the token, body, field and model checks before any work
+* ``photo``    every photo shrunk to a fixed longest side before analysis
 * ``app``      the Starlette routes over an engine and its queue
-* ``client``   ``ServiceClient``: the same methods as ``Engine``, over HTTP (no torch)
 * ``__main__`` flags + environment -> ``Settings`` -> engine, queue, app, uvicorn
 
-A viewer's ``Session`` talks to an ``Engine`` or a ``ServiceClient`` through one ``Backend``
-protocol (``workbench.session``).
+The workbench is three layers, each an import-linter contract (pyproject.toml): the launcher
+(``command``, ``serve``, ``access``, ``voila_server``, ``gatekeeper``, ``start``) over the viewer side
+(``app``, ``loading``, ``session``, ``client``, ``views``: widgets, no torch) and this service, with
+the records both sides share (``workbench.wire``: ``Face``, ``FaceSummary``, the codec;
+``workbench.gallery``) below all three. A viewer's ``Session`` talks to an ``Engine`` or a
+``ServiceClient`` (``workbench.client``: the same methods over HTTP) through one ``Backend`` protocol.
 """

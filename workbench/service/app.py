@@ -16,7 +16,7 @@ Routes: ``GET /health``, ``POST /info``, ``POST /analyse``, ``POST /summaries``,
 (kernels say hello / ready, for the "N viewers loading ahead of you" note of ``workbench.loading``,
 and bye when they end: the analyses of that viewer's uploads are dropped, ``Engine.forget``).
 A request's ``viewer`` field names who asks: uploads are analysed in that viewer's own cache.
-Bodies and answers are ``workbench.service.wire``'s.
+Bodies and answers are ``workbench.wire``'s.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from cqa_core.data.imageio import MAX_PIXELS
-from workbench.service import wire
+from workbench import wire
 from workbench.service.engine import Engine
 from workbench.service.guard import Guard, Refused
 from workbench.service.photo import MAX_PHOTO_SIDE, shrunk
 from workbench.service.queue import BATCH_MAX, Job, JobQueue
-from workbench.service.wire import Face
+from workbench.wire import Face
 
 log = logging.getLogger("cqa.service")
 VIEWER_STALE_S = 300.0

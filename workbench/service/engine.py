@@ -45,7 +45,7 @@ from cqa_core.recognizers.registry import DEFAULT
 from cqa_core.settings import Settings
 from workbench.service.models import Recognizers, spec_key
 from workbench.service.uploads import UploadCaches, is_upload
-from workbench.service.wire import Face, FaceSummary
+from workbench.wire import Face, FaceSummary
 
 
 class Engine:

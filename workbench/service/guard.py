@@ -24,7 +24,7 @@ from starlette.requests import Request
 
 from cqa_core.data.imageio import MAX_PIXELS
 from cqa_core.recognizers.load import spec_names
-from workbench.service.wire import MAX_BODY, MAX_FACES
+from workbench.wire import MAX_BODY, MAX_FACES
 
 HEADER = "authorization"
 """The request header holding ``Bearer TOKEN``."""

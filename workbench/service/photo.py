@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from cqa_core.explain.result import Photo
-from workbench.service.wire import Face
+from workbench.wire import Face
 
 MAX_PHOTO_SIDE = 512
 """Photos are shrunk so their longer side is at most this many pixels before alignment."""

@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 from cqa_core.explain.analysis import Analyser
 from cqa_core.explain.result import Photo
-from workbench.service.wire import Face
+from workbench.wire import Face
 
 UPLOADS_PER_VIEWER = 16
 """Analyses (faces and pairs) of one viewer's uploads kept at once (least recently used goes first)."""

@@ -11,7 +11,7 @@
   the methods' checks, which record each nested field is): :func:`encode` / :func:`decode`.
 * A gallery-wide **summary** of a face: :class:`FaceSummary`, as a JSON row.
 
-The client (``workbench.service.client``) and the service (``workbench.service.app``) both use
+The client (``workbench.client``) and the service (``workbench.service.app``) both use
 this module; neither writes the format itself.
 """
 

@@ -2,7 +2,7 @@
 
 ``ServiceClient`` has the methods of ``workbench.service.engine.Engine`` (the ``Backend`` protocol of
 ``workbench.session``) and sends each to the service at ``Settings.service_url``. Faces and
-analyses travel in ``workbench.service.wire``'s format (never unpickled).
+analyses travel in ``workbench.wire``'s format (never unpickled).
 
 While a call waits, a watcher thread asks the service how many requests are ahead of it and
 reports "busy: N requests ahead of you" through :attr:`status` (the dashboard's message area);
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from cqa_core.explain.result import FaceAnalysis, MaskEffect
-from workbench.service.wire import (
+from workbench.wire import (
     MAX_BODY,
     MAX_FACES,
     Face,
