@@ -17,26 +17,19 @@ import time
 import numpy as np
 import pytest
 
-from cqa_core.explain.result import (
-    BranchAnalysis,
-    BranchPair,
-    Check,
-    FaceAnalysis,
-    MaskEffect,
-    PairAnalysis,
-)
+from cqa_core.explain import result as R
 from cqa_core.settings import AlignMode, Settings
 from workbench.wire import Face, decode, encode
 
 
-def _fa(b: int = 2, branches: bool = True) -> FaceAnalysis:
+def _fa(b: int = 2, branches: bool = True) -> R.FaceAnalysis:
     rng = np.random.default_rng(0)
-    br = BranchAnalysis(attention=rng.random((b, 112, 112), dtype=np.float32),
+    br = R.BranchAnalysis(attention=rng.random((b, 112, 112), dtype=np.float32),
                         attention_photo=rng.random((b, 20, 30), dtype=np.float32),
                         quality=np.array([0.25, 0.5][:b], np.float32), relation=np.eye(b), cal_matrix=np.eye(b),
                         gaussian=np.eye(b), iou=np.eye(b), entropy=np.ones(b), coverage=np.ones(b), cal=0.125,
                         region_shares={"nose": np.array([0.1, 0.2])})
-    return FaceAnalysis(photo=rng.integers(0, 255, (20, 30, 3), dtype=np.uint8), aligned=np.zeros((112, 112, 3), np.uint8),
+    return R.FaceAnalysis(photo=rng.integers(0, 255, (20, 30, 3), dtype=np.uint8), aligned=np.zeros((112, 112, 3), np.uint8),
                         affine=np.eye(2, 3), align_method="mtcnn", embedding=rng.random(512, dtype=np.float32),
                         embedding_norm=3.5, maps={"attention": np.full((112, 112), 0.5, np.float32)},
                         branches=br if branches else None)
@@ -44,13 +37,13 @@ def _fa(b: int = 2, branches: bool = True) -> FaceAnalysis:
 
 def test_wire_format_round_trips_a_pair_and_a_mask_effect():
     b = 2
-    check = Check(True, "the map accounts for 99.5% of the change in similarity", {"delta": -1e-4, "gap": 0.02})
-    pa = PairAnalysis(a=_fa(), b=_fa(branches=False), similarity=0.75,
+    check = R.Check(True, "the map accounts for 99.5% of the change in similarity", {"delta": -1e-4, "gap": 0.02})
+    pa = R.PairAnalysis(a=_fa(), b=_fa(branches=False), similarity=0.75,
                       maps={"gradcam": np.stack([np.ones((112, 112)), np.zeros((112, 112))])},
                       checks={"ig": [check, check._replace(ok=False)]},
-                      branches=BranchPair(np.ones((b + 1, b + 1)) / 12, np.array([0.5, 0.25])))
+                      branches=R.BranchPair(np.ones((b + 1, b + 1)) / 12, np.array([0.5, 0.25])))
     back = decode(encode(pa))
-    assert isinstance(back, PairAnalysis) and back.similarity == 0.75 and back.checks == pa.checks
+    assert isinstance(back, R.PairAnalysis) and back.similarity == 0.75 and back.checks == pa.checks
     assert back.b.branches is None and back.a.align_method == "mtcnn" and back.a.branches.cal == 0.125
     for name in ("attention", "attention_photo", "quality"):
         np.testing.assert_array_equal(getattr(back.a.branches, name), getattr(pa.a.branches, name))
@@ -62,11 +55,11 @@ def test_wire_format_round_trips_a_pair_and_a_mask_effect():
     np.testing.assert_array_equal(back.a.maps["attention"], 0.5)
     np.testing.assert_array_equal(back.a.branches.region_shares["nose"], [0.1, 0.2])
     single = decode(encode(_fa()))
-    assert isinstance(single, FaceAnalysis) and single.branches.count == 2
-    eff = MaskEffect(*(np.full(2, v) for v in (0.5, 0.25, -0.25, 0.125, 0.5)), 0.875,
+    assert isinstance(single, R.FaceAnalysis) and single.branches.count == 2
+    eff = R.MaskEffect(*(np.full(2, v) for v in (0.5, 0.25, -0.25, 0.125, 0.5)), 0.875,
                      np.zeros((112, 112, 3), np.uint8), np.ones((112, 112), np.float32))
     e2 = decode(encode(eff))
-    assert isinstance(e2, MaskEffect) and e2.similarity == 0.875
+    assert isinstance(e2, R.MaskEffect) and e2.similarity == 0.875
     np.testing.assert_array_equal(e2.quality_delta, [-0.25, -0.25])
 
 
@@ -75,7 +68,7 @@ def test_wire_format_never_unpickles():
     import pickle
 
     buf = io.BytesIO()
-    np.savez(buf, __meta__=np.frombuffer(json.dumps({"version": 1, "type": "FaceAnalysis"}).encode(), np.uint8),
+    np.savez(buf, __meta__=np.frombuffer(json.dumps({"version": 1, "type": "R.FaceAnalysis"}).encode(), np.uint8),
              photo=np.array([object()], dtype=object))  # an object array needs pickle to load
     with pytest.raises(ValueError, match="pickle"):
         decode(buf.getvalue())
