@@ -23,6 +23,7 @@ A flag given on the command line wins over the environment, the environment over
 | token          | CQA_TOKEN             | generated at start (``cqa workbench``)    |
 | service_token  | CQA_SERVICE_TOKEN     | generated at start (the analysis service) |
 | models_dir     | CQA_MODELS            | none: the service loads only its model    |
+| runs           | CQA_RUNS              | ``runs`` under the cache root             |
 
 The two tokens are secrets: they are left out of ``repr`` (logs, tracebacks).
 
@@ -50,7 +51,7 @@ ENV = {
     "checkpoint": "CQA_CHECKPOINT", "faces": "CQA_FACES", "people": "CQA_GALLERY_PEOPLE", "align": "CQA_ALIGN",
     "service_url": "CQA_ANALYSIS_URL", "data_root": "CQA_DATA", "cache_root": "CQA_CACHE", "debug": "CQA_DEBUG",
     "torch_threads": "CQA_TORCH_THREADS", "edc_results": "CQA_EDC_RESULTS", "lfw_url": "CQA_LFW_URL",
-    "token": "CQA_TOKEN", "service_token": "CQA_SERVICE_TOKEN", "models_dir": "CQA_MODELS",
+    "token": "CQA_TOKEN", "service_token": "CQA_SERVICE_TOKEN", "models_dir": "CQA_MODELS", "runs": "CQA_RUNS",
 }
 """Settings field -> the environment variable it is read from."""
 
@@ -98,11 +99,12 @@ class Settings:
     token: str | None = field(default=None, repr=False)  # the dashboard's (Voila's) login token
     service_token: str | None = field(default=None, repr=False)  # the analysis service's shared secret
     models_dir: Path | None = None  # model files the analysis service may load besides its own
+    runs: Path | None = None  # benchmark run folders the Benchmark tab lists (None: runs_dir's default)
 
     def __post_init__(self) -> None:  # normalise types once, so every reader gets the same kinds
         fix = object.__setattr__
         fix(self, "align", AlignMode.parse(self.align))
-        for name in ("faces", "data_root", "cache_root", "edc_results", "models_dir"):
+        for name in ("faces", "data_root", "cache_root", "edc_results", "models_dir", "runs"):
             value = getattr(self, name)
             if value is not None:
                 fix(self, name, Path(value).expanduser())
@@ -143,6 +145,11 @@ class Settings:
                 continue
             out[ENV[f.name]] = ("1" if value else "0") if isinstance(value, bool) else str(value)
         return out
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where the Benchmark tab finds run folders: ``runs``, else ``runs`` under the cache root."""
+        return self.runs if self.runs is not None else self.cache_root / "runs"
 
     @property
     def lfw(self) -> Path:

@@ -29,6 +29,7 @@ from cqa_core.explain.render import overall_quality
 from cqa_core.settings import Settings
 from workbench.loading import HIDE_NOTICE, ready
 from workbench.session import Face, Session
+from workbench.views.benchmark import BenchmarkPanel
 from workbench.views.common import Messages, png
 from workbench.views.diversity import DiversityPanel
 from workbench.views.face import FaceExplorer
@@ -36,7 +37,7 @@ from workbench.views.masklab import MaskLab
 from workbench.views.pair import PairInspector
 from workbench.views.quality import QualityPanel
 
-TAB_NAMES = ("Face", "Pair", "Diversity", "Quality", "Mask lab")
+TAB_NAMES = ("Face", "Pair", "Diversity", "Quality", "Mask lab", "Benchmark")
 THUMBS = 24
 
 
@@ -64,7 +65,8 @@ class Workbench:
         self.factories = [lambda: FaceExplorer(s, m), lambda: PairInspector(s, m),
                           lambda: DiversityPanel(s, m, gallery),
                           lambda: QualityPanel(s, m, gallery, edc_results=self.settings.edc_results),
-                          lambda: MaskLab(s, m)]
+                          lambda: MaskLab(s, m), lambda: BenchmarkPanel(m, self.settings.runs_dir, self.open_pair)]
+        self._quiet = False  # open_pair sets several pickers at once: their observers then redraw nothing
         self.built: dict[int, object] = {}
         self.stale = set(range(len(self.factories)))
         self.slots = [W.Box() for _ in self.factories]
@@ -230,7 +232,7 @@ class Workbench:
     def refresh(self) -> None:
         """Render the visible tab if it is stale."""
         i = self.tabs.selected_index or 0
-        if self.current is None or i not in self.stale:
+        if self.current is None or i not in self.stale or self._quiet:
             return
         self.stale.discard(i)
         try:
@@ -254,11 +256,42 @@ class Workbench:
     def _on_model(self, change) -> None:
         """Every tab now shows the picked model."""
         self.session.current = change["new"]
+        if self._quiet:
+            return
         self._show_model()
         self.stale = set(range(len(self.factories)))
         self.refresh()
         if self.current is not None:
             self._show_quality(self.current.name)
+
+    def open_pair(self, face: Face, other: Face | None = None, model: str | None = None,
+                  beside: str | None = None) -> None:
+        """Open ``face`` with ``other`` in the Pair tab (the Face tab when ``other`` is None) under ``model`` (a
+        spec of :meth:`Session.load_other`, loaded if new), with ``beside`` as the Pair tab's second model."""
+        for spec in (model, beside):
+            if spec and spec not in self.session.models:
+                self.session.load_other(spec)
+        with self._lock:
+            self._quiet = True
+            try:
+                for f in (face, other):
+                    if f is not None:
+                        self.faces[f.name] = f
+                self.model.options = self._model_options()
+                self.second.options = list(self.faces)
+                if other is not None:
+                    self.second.value = other.name
+                if model:
+                    self.model.value = model
+                self.tabs.selected_index = TAB_NAMES.index("Pair" if other is not None else "Face")
+            finally:
+                self._quiet = False
+            self.other = other if other is not None else self.other
+            self._show_model()
+            self.select(face.name)
+            if other is not None:
+                pair = self.view(TAB_NAMES.index("Pair"))
+                pair.beside.value = beside if beside in [v for _, v in pair.beside.options] else ""
 
     def _on_second(self, change) -> None:
         self.other = self.faces.get(change["new"])

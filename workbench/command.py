@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--service-port", type=int, default=None, help="port of the analysis service it starts (default: a free one)")
     p.add_argument("--models", default=None, help="folder of model files viewers may load besides the served model "
                    "and dlib (env CQA_MODELS; default: none)")
+    p.add_argument("--runs", default=None, help="folder of benchmark runs (cqa eval --out) the Benchmark tab lists "
+                   "(env CQA_RUNS; default: runs/ in the cache, CQA_CACHE)")
     p.add_argument("--host", default="127.0.0.1", help="address Voila listens on (default 127.0.0.1: this machine "
                    "only; 0.0.0.0: every interface, a token or password required)")
     p.add_argument("--base-url", default="/", help="path prefix of every page, e.g. /cqa/ behind a proxy (default /)")
@@ -70,7 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve the dashboard, or run the terminal demo with --terminal."""
     settings = args.settings.replace(checkpoint=args.model, people=args.people, align=args.align, service_url=args.service_url,
-                                     debug=args.debug or None, token=args.token, models_dir=args.models)
+                                     debug=args.debug or None, token=args.token, models_dir=args.models,
+                                     runs=args.runs)
+    settings = settings.replace(runs=settings.runs_dir)  # the kernels get the folder itself (no cache root)
     if args.terminal:
         return run_terminal(settings, args.image)
     if args.image:
