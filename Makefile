@@ -42,6 +42,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cqa_core workbench tests benchmarks tools
 	$(VENV)/bin/lint-imports
+	$(PY) tools/import_cycles.py
 
 # dist/cqa_face-*.whl (+ sdist) with the weights, the dashboard notebook and voila.json; see docs/install.md
 wheel: $(STAMP)
