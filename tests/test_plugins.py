@@ -84,13 +84,17 @@ def run(site: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
 
 
-def test_the_recognizer_loads_by_its_name(plugin_path: Path) -> None:
-    code = ("import numpy as np; from cqa_core.recognizers.load import load_recognizer, spec_names; "
-            "r = load_recognizer('constant'); print(r.name, 'constant' in spec_names()); "
-            "print(r.embed(np.zeros((2, 112, 112, 3), np.uint8)).tolist())")
-    proc = run(plugin_path, "-c", code)
+def printed(site: Path, code: str) -> list[str]:
+    """The lines ``python -c CODE`` prints with the plug-in folder on its path (it must succeed)."""
+    proc = run(site, "-c", code)
     assert proc.returncode == 0, proc.stderr
-    first, second = proc.stdout.strip().splitlines()
+    return proc.stdout.strip().splitlines()
+
+
+def test_the_recognizer_loads_by_its_name(plugin_path: Path) -> None:
+    first, second = printed(plugin_path, "import numpy as np; from cqa_core.recognizers.load import load_recognizer, "
+                            "spec_names; r = load_recognizer('constant'); print(r.name, 'constant' in spec_names()); "
+                            "print(r.embed(np.zeros((2, 112, 112, 3), np.uint8)).tolist())")
     assert first == "constant True" and json.loads(second) == [VECTOR, VECTOR]
 
 
@@ -107,13 +111,12 @@ def test_the_method_is_listed(plugin_path: Path) -> None:
 
 def test_the_dashboards_model_service_offers_both(plugin_path: Path) -> None:
     """The analysis service lets a viewer pick the plug-in by name and lists its method for it."""
-    code = ("from cqa_core.settings import Settings; from workbench.service.engine import Engine; "
-            "from workbench.service.guard import Models; e = Engine(Settings()); info = e.load('constant'); "
-            "print(Models().check('constant'), info['spec'], info['kind'], [m['name'] for m in info['methods']]); e.close()")
-    proc = run(plugin_path, "-c", code)
-    assert proc.returncode == 0, proc.stderr
-    allowed, spec, kind, names = proc.stdout.strip().split(" ", 3)
-    assert (allowed, spec, kind) == ("constant", "constant", "constant") and "'flat'" in names, proc.stdout
+    (line,) = printed(plugin_path, "from cqa_core.settings import Settings; from workbench.service.engine import "
+                      "Engine; from workbench.service.guard import Models; e = Engine(Settings()); info = e.load("
+                      "'constant'); print(Models().check('constant'), info['spec'], info['kind'], "
+                      "[m['name'] for m in info['methods']]); e.close()")
+    allowed, spec, kind, names = line.split(" ", 3)
+    assert (allowed, spec, kind) == ("constant", "constant", "constant") and "'flat'" in names, line
 
 
 @pytest.mark.data
