@@ -109,6 +109,18 @@ def test_a_rerun_reads_no_image_and_a_masked_run_scores_only_its_masks(verify_ru
     assert set(t["edit1"]) == {"none"} and set(t["edited_side"]) == {"second"} and set(t["edit"]) == {"mask random"}
     assert t["edit2"] == [f"mask {mask_kind('random', k + 1)}" for k in range(40)]
 
+    # 60 pairs after 40: only the photos the 40 did not use are embedded
+    from cqa_core.evaluation.protocols import Options
+    from cqa_core.evaluation.runs.plan import pair_list
+    from cqa_core.settings import AlignMode, Settings
+
+    places = Settings.from_env()
+    keys = [set(pair_list("lfw", Options(limit=n, align=AlignMode.CENTER, places=places)).keys) for n in (40, 60)]
+    assert main(["eval", "--data", "lfw", "--limit", "60", "--align", "center", "--out", str(tmp_path / "60")]) == 0
+    sixty = json.loads((tmp_path / "60" / "run.json").read_text())["faces"]
+    assert sixty == {"faces": len(keys[1]), "from_cache": len(keys[0] & keys[1]), "scored": len(keys[1] - keys[0])}
+    assert 0 < sixty["scored"] < sixty["faces"]
+
 
 def test_mask_kind_names_the_mask_apply_mask_draws(shared_data):
     """The random mask of a seed looks most like the named kind (same seed; only the ~1 px jitter differs)."""

@@ -11,13 +11,14 @@ k, M2M's first face seed N + k), so a face is the same face in every protocol th
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cqa_core.data.degrade import MASK_KINDS
-from cqa_core.data.pairs import read_pairs, resolve_image, unique_images
+from cqa_core.data.pairs import image_name, read_pairs, resolve_image, unique_images
 from cqa_core.data.verification import PairSet, load_pairset, subsample
 from cqa_core.evaluation.protocols import Options, refold
 from cqa_core.settings import Settings
@@ -89,8 +90,8 @@ def pair_list(spec: str, opts: Options) -> PairList:
         pairs = [pairs[i] for i in subsample(len(pairs), opts.limit)]
         uniq = unique_images(pairs)  # the order load_pairset's images follow
         where = {k: i for i, k in enumerate(uniq)}
-        files = [resolve_image(root, n, i) for n, i in uniq]
-        pl = PairList(spec, [f.relative_to(root).as_posix() for f in files], [str(f) for f in files],
+        rels = [photo(root, n, i) for n, i in uniq]
+        pl = PairList(spec, rels, [os.path.join(root, r) for r in rels],
                       [n for n, _ in uniq], np.array([where[(p.name1, p.idx1)] for p in pairs]),
                       np.array([where[(p.name2, p.idx2)] for p in pairs]), np.array([p.same for p in pairs]),
                       np.array([p.fold for p in pairs]), opts.align.value, opts.limit, opts.places)
@@ -100,6 +101,14 @@ def pair_list(spec: str, opts: Options) -> PairList:
         pl = PairList(spec, keys, [f"{spec}#{i}" for i in range(len(keys))], [""] * len(keys), ps.index1,
                       ps.index2, ps.issame, ps.folds, opts.align.value, opts.limit, opts.places, ps)
     return refold(pl, spec, opts.folds)
+
+
+def photo(root: Path, name: str, idx: int) -> str:
+    """``Name/Name_NNNN.jpg`` under ``root`` (relative): one stat for a JPEG, else ``resolve_image``'s search."""
+    rel = f"{name}/{image_name(name, idx)}.jpg"
+    if os.path.isfile(os.path.join(root, rel)):
+        return rel
+    return resolve_image(root, name, idx).relative_to(root).as_posix()
 
 
 def mask_kind(kind: str, seed: int) -> str:

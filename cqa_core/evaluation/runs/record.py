@@ -29,7 +29,7 @@ from cqa_core.evaluation.runs.embcache import EmbeddingCache
 from cqa_core.evaluation.runs.faces import face_readings, quality_of, weights_digest
 from cqa_core.evaluation.runs.plan import FacePlan, PairList, face_plan, pair_list, protocol_edit
 from cqa_core.evaluation.runs.store import scored_columns, write_run
-from cqa_core.metrics import evaluate_pairs, pair_scores
+from cqa_core.metrics import evaluate_scores, pair_scores
 from cqa_core.recognizers.base import Recognizer
 from cqa_core.settings import Settings
 
@@ -103,9 +103,7 @@ def gather_readings(rec: Recognizer, pl: PairList, plan: FacePlan, protocol: str
 def options_dict(opts: Options) -> dict[str, Any]:
     """The protocol's options as JSON (the data root named; the cache root is no option of the run)."""
     out = {f.name: getattr(opts, f.name) for f in fields(opts) if f.name != "places"}
-    out["align"] = opts.align.value
-    if hasattr(opts, "places"):
-        out["data_root"] = str(opts.places.data_root)
+    out.update(align=opts.align.value, data_root=str(opts.places.data_root))
     return out
 
 
@@ -141,12 +139,12 @@ def record_run(rec: Recognizer, data: str, protocol: str, opts: Options, out: st
     readings, counts = gather_readings(rec, pl, plan, protocol, opts, cache, progress)
     t2 = time.perf_counter()
     emb = readings["embedding"]  # (F, D)
-    r = evaluate_pairs(emb[plan.face1], emb[plan.face2], pl.issame, pl.folds)
+    score = pair_scores(emb[plan.face1], emb[plan.face2])  # (N,) as metrics.evaluate_pairs scores them
+    r = evaluate_scores(score, pl.issame, pl.folds)
     res, rows = pair_result(r, len(pl.keys), protocol, opts)
     result = {"data": data, "protocol": protocol, "flip": opts.flip, "model_kind": rec.kind, **res}
     quality, kind = quality_of(readings)
     thresholds = {int(k): float(t) for k, t in zip(np.unique(pl.folds).tolist(), r.fold_thresholds, strict=True)}
-    score = pair_scores(emb[plan.face1], emb[plan.face2])  # (N,) the scores evaluate_pairs thresholded
     f1, f2, img = plan.face1, plan.face2, plan.image
     edit = np.array(plan.edit, dtype=str)
     paths, ids = np.array(pl.paths, dtype=str), np.array(pl.identities, dtype=str)
