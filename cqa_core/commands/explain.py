@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--reference", default=None, metavar="RUN_DIR",
                    help="a run of this model (cqa eval --out): print the verdict with its calibrated probability")
+    p.add_argument("--sheet", default=None, metavar="HTML",
+                   help="with OTHER: write a one-page case sheet (self-contained HTML; a PDF beside it when "
+                   "headless Chromium is installed)")
+    p.add_argument("--per-map", action="store_true",
+                   help="scale each map to its own range (default: a pair's two maps share one scale, a face's "
+                   "branch maps another)")
     p.set_defaults(func=run)
 
 
@@ -53,6 +59,7 @@ def progress_bar(methods: tuple[str, ...]):
 
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs, so `cqa --help` and the other commands never load torch
+    from cqa_core.commands import explain_case
     from cqa_core.explain import methods as registry
     from cqa_core.explain.analysis import analyse
     from cqa_core.explain.report import write_report
@@ -64,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.image or not args.out:
         raise ValueError("give IMAGE (and OTHER to explain a pair) and --out DIR, or --list-methods")
+    if args.sheet and not args.other:
+        raise ValueError("--sheet explains a pair: give OTHER too")
     rec = load_recognizer(args.model, args.device, checkpoint=args.settings.checkpoint, layer=args.layer)
     default = "gradcam" if rec.whitebox else "occlusion"
     methods = tuple(m.strip() for m in (args.methods or default).split(",") if m.strip()) if args.other else ()
@@ -73,12 +82,15 @@ def run(args: argparse.Namespace) -> int:
         note = no_face_note(str(name), face.align_method)
         if note:
             print(note)
-    files = write_report(result, args.out, rec.name, args.image, args.other, args.alpha)
+    files = write_report(result, args.out, rec.name, args.image, args.other, args.alpha, kinds=explain_case.map_kinds(),
+                         normalisation=explain_case.normalisation(args))
     label = rec.name
     line = f"{label}: wrote {len(files) - 1} PNGs and analysis.json to {args.out}"
     if args.other:
         line += f"; similarity {result.similarity:.4f}"
     print(line)
+    if args.other:  # the verdict at the model's own threshold, the maps' checks, the case sheet
+        explain_case.report_pair(args, rec, result)
     if args.other and args.reference:
         print_verdict(args.reference, rec, result.similarity)
     return 0

@@ -210,7 +210,7 @@ def ticks(scale: MapScale, count: int = 5) -> list[tuple[float, str]]:
     return [(float(v), _fmt(float(v))) for v in values]
 
 
-BAR_AXES = (0.06, 0.55, 0.88, 0.3)  # the bar's place in the image: left, bottom, width, height (fractions)
+BAR_AXES = (0.1, 0.55, 0.8, 0.3)  # the bar's place in the image: left, bottom, width, height (fractions; room for end ticks' labels)
 
 
 def colour_bar(scale: MapScale, width: int = 320, height: int = 64, count: int = 5) -> np.ndarray:

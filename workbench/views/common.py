@@ -19,7 +19,8 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from cqa_core.explain.render import overlay, warp_to_photo
+from cqa_core.explain.maprender import PER_MAP, MapScale, colour
+from cqa_core.explain.pictures import bar, legend, on_photo
 
 
 def plain(exc: BaseException) -> str:
@@ -118,11 +119,37 @@ def caption(text: str, cls: str) -> W.HTML:
     return w
 
 
-def overlay_on(face, heat112: np.ndarray, alpha: float) -> np.ndarray:
-    """A 112 x 112 map warped onto the face's photo and blended (jet) at opacity ``alpha``."""
-    h, w = face.photo.shape[:2]
-    heat = heat112 if (h, w) == heat112.shape else warp_to_photo(heat112, face.affine, (w, h))
-    return overlay(face.photo, heat, alpha)
+def overlay_on(face, chip_map: np.ndarray, scale: MapScale, alpha: float,
+               photo_map: np.ndarray | None = None) -> np.ndarray:
+    """A map of the face's chip drawn on its photo on ``scale`` (``explain.pictures.on_photo``): the
+    one rendering the CLI and the case sheet use too; ``alpha`` is the opacity slider's value,
+    ``photo_map`` the map already warped onto the photo (branch attention)."""
+    return on_photo(face, chip_map, scale, alpha, photo_map)
+
+
+class MapPicture:
+    """A map on a photo as the views show it: title, picture, colour bar with the unit, and one line
+    with the range, normalisation and (signed maps) how the colours read."""
+
+    def __init__(self, width: int, cls: str, title_cls: str = "cqa-map-title") -> None:
+        self.width = width
+        self.title = caption("", title_cls)
+        self.image = image_widget(width, cls)
+        self.bar = image_widget(width, "cqa-colour-bar")
+        self.legend = caption("", "cqa-map-scale")
+        self.legend.layout.width = f"{width}px"
+        self.scale: MapScale | None = None
+        self.widget = W.VBox([self.title, self.image, self.bar, self.legend])
+
+    def show(self, picture: np.ndarray, scale: MapScale | None) -> None:
+        """Show ``picture`` (RGB uint8) drawn on ``scale``; None: a bare photo, no bar."""
+        self.scale = scale
+        self.image.value = png(picture, self.width)
+        self.bar.layout.display = None if scale else "none"
+        if scale is not None:
+            self.bar.value = png(bar(scale, self.width, count=5 if self.width >= 160 else 3))
+        self.legend.value = (f"<span style='font-size:11px;color:#444'>{html.escape(legend(scale))}</span>"
+                             if scale else "")
 
 
 def bar_figure(title: str, n: int, height: int = 220, names: tuple[str, ...] = ("value",), width: int = 420,
@@ -142,17 +169,30 @@ def bar_figure(title: str, n: int, height: int = 220, names: tuple[str, ...] = (
     return fig
 
 
+def diverging_colourscale(steps: int = 11) -> list[list]:
+    """The maps' diverging colormap (``maprender.DIVERGING``) as a plotly colour scale: blue < 0, red > 0."""
+    scale = MapScale("chart", PER_MAP, -1.0, 1.0, True, "")
+    rgb = colour(np.linspace(-1.0, 1.0, steps)[None], scale)[0]  # (steps, 3) uint8
+    return [[i / (steps - 1), f"rgb({r},{g},{b})"] for i, (r, g, b) in enumerate(rgb.tolist())]
+
+
 def heatmap_figure(title: str, n: int, height: int = 260, labels: list[str] | None = None,
                    zmin: float | None = None, zmax: float | None = None, fmt: str = ".2f",
-                   z: np.ndarray | None = None):
-    """A FigureWidget holding one n x n heatmap (``z``, else zeros), each cell annotated with its value (d3 ``fmt``)."""
+                   z: np.ndarray | None = None, signed: bool = False, unit: str = ""):
+    """A FigureWidget holding one n x n heatmap (``z``, else zeros), each cell annotated with its value (d3 ``fmt``).
+
+    ``signed``: a diverging colour scale centred on zero (red > 0, blue < 0, as the maps); ``unit``:
+    a colour bar titled with it (none without a unit).
+    """
     labels = labels or [f"b{i}" for i in range(n)]
     z = [[0.0] * n for _ in range(n)] if z is None else np.asarray(z, dtype=float).tolist()
+    colours = dict(colorscale=diverging_colourscale(), zmid=0.0) if signed else dict(colorscale="Viridis")
     fig = go.FigureWidget(
-        data=[go.Heatmap(z=z, x=labels, y=labels, colorscale="Viridis", zmin=zmin, zmax=zmax,
-                         texttemplate="%{z:" + fmt + "}", showscale=False)],
-        layout=go.Layout(title=title, height=height, width=height + 40, margin=dict(l=40, r=10, t=40, b=30),
-                         yaxis=dict(autorange="reversed")),
+        data=[go.Heatmap(z=z, x=labels, y=labels, zmin=zmin, zmax=zmax, texttemplate="%{z:" + fmt + "}",
+                         showscale=bool(unit), colorbar=dict(title=dict(text=unit, side="right"), thickness=10),
+                         **colours)],
+        layout=go.Layout(title=title, height=height, width=height + (110 if unit else 40),
+                         margin=dict(l=40, r=10, t=40, b=30), yaxis=dict(autorange="reversed")),
     )
     return fig
 

@@ -2,6 +2,10 @@
 
 The map choices are the current model's methods (``Session.info()["methods"]``, from the explainer
 registry): a plain recognizer has no branch overlays, quality or relation, and says so in one line.
+Every map is drawn by ``cqa_core.explain.pictures`` on a stated scale with its colour bar: the
+"map scale" dropdown shares one scale between this face's map and its partner's ("shared across
+pair", the default) or gives the map its own ("per map"); "branch scale" does the same for the
+branch attention maps ("shared across branches", the default, so the branches compare).
 """
 
 from __future__ import annotations
@@ -12,20 +16,23 @@ import ipywidgets as W
 import numpy as np
 
 from cqa_core.data.align import no_face_note
+from cqa_core.explain.maprender import PER_MAP
+from cqa_core.explain.pictures import (
+    BRANCH_NORMALISATIONS,
+    PAIR_NORMALISATIONS,
+    RELATION_READING,
+    branch_scales,
+    kind_of,
+    pair_scales,
+)
 from workbench.session import Face, Session
 from workbench.views.common import (
+    MapPicture,
     Messages,
     caption,
     html_heatmap,
-    image_widget,
     overlay_on,
-    png,
 )
-
-def unit(m: np.ndarray) -> np.ndarray:
-    """A signed or unscaled map shown as [0, 1]: positive part over its maximum."""
-    m = np.clip(np.asarray(m, dtype=np.float32), 0, None)
-    return m / (float(m.max()) + 1e-12)
 
 
 def check_text(check) -> str:
@@ -36,8 +43,14 @@ def check_text(check) -> str:
     return f"<span style='color:{colour}'>{html.escape(check.text)}</span>"
 
 
+def relation_reading() -> str:
+    """The one-line reading of QAN's relation matrix A, under it."""
+    return f"<div class='cqa-relation-reading' style='font-size:11px;color:#444;max-width:340px'>" \
+           f"{html.escape(RELATION_READING)}</div>"
+
+
 class FaceExplorer:
-    """One face: the chosen CAM source on the photo, the b branch CAMs titled with quality."""
+    """One face: the chosen map source on the photo, the b branch attention maps titled with quality."""
 
     def __init__(self, session: Session, messages: Messages, size: int = 150) -> None:
         self.session, self.messages, self.size = session, messages, size
@@ -49,28 +62,41 @@ class FaceExplorer:
         self.opacity = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity",
                                      continuous_update=False)
         self.opacity.add_class("cqa-opacity")
+        self.scale = W.Dropdown(options=PAIR_NORMALISATIONS, value=PAIR_NORMALISATIONS[0], description="map scale")
+        self.scale.add_class("cqa-map-scale-choice")
+        self.branch_scale = W.Dropdown(options=BRANCH_NORMALISATIONS, value=BRANCH_NORMALISATIONS[0],
+                                       description="branch scale")
+        self.branch_scale.add_class("cqa-branch-scale-choice")
         self.info = caption("", "cqa-face-info")
-        self.main_image = image_widget(2 * size, "cqa-source-image")
-        self.main_title = caption("", "cqa-source-title")
+        self.main = MapPicture(2 * size, "cqa-source-image", "cqa-source-title")
+        self.main_image, self.main_title = self.main.image, self.main.title
         self.ig_delta = caption("", "cqa-ig-delta")
-        self.branch_images = [image_widget(size, "cqa-branch-cam") for _ in range(b)]
-        self.branch_titles = [caption(f"branch {i}", "cqa-branch-title") for i in range(b)]
+        self.branch_maps = [MapPicture(size, "cqa-branch-cam", "cqa-branch-title") for _ in range(b)]
         # an HTML table, not a plotly figure: this tab is the first page every viewer loads
         self.relation = W.HTML("")
         self.relation.add_class("cqa-relation")
         self.plain = caption("", "cqa-plain-note")  # why a plain model shows no branches
-        branches = W.HBox([W.VBox([t, im]) for t, im in zip(self.branch_titles, self.branch_images, strict=True)])
+        branches = W.HBox([p.widget for p in self.branch_maps])
         self.widget = W.VBox([
             W.HBox([self.source, self.opacity]),
+            W.HBox([self.scale, self.branch_scale]),
             self.info,
-            W.HBox([W.VBox([self.main_title, self.main_image, self.ig_delta]), self.relation]),
+            W.HBox([W.VBox([self.main.widget, self.ig_delta]), self.relation]),
             self.plain,
             branches,
         ])
         self.branches = branches
         self.widget.add_class("cqa-face-tab")
-        self.source.observe(messages.guard(lambda _: self.refresh()), names="value")
-        self.opacity.observe(messages.guard(lambda _: self.refresh()), names="value")
+        for control in (self.source, self.opacity, self.scale, self.branch_scale):
+            control.observe(messages.guard(lambda _: self.refresh()), names="value")
+
+    @property
+    def branch_images(self) -> list[W.Image]:
+        return [p.image for p in self.branch_maps]
+
+    @property
+    def branch_titles(self) -> list[W.HTML]:
+        return [p.title for p in self.branch_maps]
 
     def show(self, face: Face, other: Face | None = None) -> None:
         """Explain ``face`` (``other`` is the partner for the similarity CAM sources)."""
@@ -82,6 +108,19 @@ class FaceExplorer:
             self.source.value = keep
         self.refresh()
 
+    def source_maps(self, label: str) -> list[np.ndarray]:
+        """This face's map of ``label``, then its partner's where the scale is shared across the pair."""
+        record = self.session.method(label)
+        name = record["name"]
+        if record["pair"]:
+            if self.other is None:
+                raise ValueError(f"{label} explains a similarity: pick a second face first")
+            return list(self.session.analyse(self.face, self.other, methods=(name,)).maps[name])  # [a vs b, b vs a]
+        own = self.session.analyse(self.face, methods=(name,)).maps[name]
+        if self.other is None or self.scale.value == PER_MAP:
+            return [own]
+        return [own, self.session.analyse(self.other, methods=(name,)).maps[name]]
+
     def refresh(self) -> None:
         """Redraw everything from the (cached) analysis, in place: compute first, then push."""
         if self.face is None:
@@ -91,10 +130,10 @@ class FaceExplorer:
         slow = self.session.slow(src)
         if slow:
             self.messages.info(f"computing {src} for this pair (seconds to minutes on a CPU; cached after)")
-        heat = unit(self.session.source_map(self.face, self.other, src))  # (S, S)
+        maps = self.source_maps(src)
+        scale = pair_scales(maps, kind_of(self.session.method(src)), self.scale.value)[0]
         if slow and self.messages.last_error is None:  # the "computing" note only: a no-face warning stays
             self.messages.clear()
-        main = png(overlay_on(fa, heat, alpha), 2 * self.size)
         partner = f" vs {html.escape(self.other.name)}" if (self.session.method(src)["pair"] and self.other) else ""
         info = self.session.info()
         br = fa.branches
@@ -106,7 +145,7 @@ class FaceExplorer:
                            + (f"CAL {br.cal:.3f} &nbsp; " if br else "") + aligned)
         self.main_title.value = f"<b>{html.escape(src)}</b>{partner}"
         self.ig_delta.value = check_text(self.session.source_checks(self.face, self.other, src))
-        self.main_image.value = main
+        self.main.show(overlay_on(fa, maps[0], scale, alpha), scale)
         self.branches.layout.display = None if br else "none"
         if br is None:
             self.relation.value = ""
@@ -114,13 +153,11 @@ class FaceExplorer:
                                 "no branch attention, QAN quality or relation to show; its maps are on the left")
             return
         self.plain.value = ""
-        if len(self.branch_images) != br.count:  # a model with another number of branches
-            self.branch_images = [image_widget(self.size, "cqa-branch-cam") for _ in br.quality]
-            self.branch_titles = [caption("", "cqa-branch-title") for _ in br.quality]
-            self.branches.children = [W.VBox([t, im]) for t, im in zip(self.branch_titles, self.branch_images,
-                                                                        strict=True)]
-        branches = [png(ov.image, self.size) for ov in fa.overlays(on_photo=True, alpha=alpha)]
-        self.relation.value = html_heatmap(br.relation, "relation A (QAN)")
-        for i, (q, image) in enumerate(zip(br.quality, branches, strict=True)):
-            self.branch_titles[i].value = f"<b>branch {i}</b>&nbsp;&nbsp;q={q:.2f}"
-            self.branch_images[i].value = image
+        if len(self.branch_maps) != br.count:  # a model with another number of branches
+            self.branch_maps = [MapPicture(self.size, "cqa-branch-cam", "cqa-branch-title") for _ in br.quality]
+            self.branches.children = [p.widget for p in self.branch_maps]
+        scales = branch_scales(br.attention, self.branch_scale.value)
+        self.relation.value = html_heatmap(br.relation, "relation A (QAN, Eq. 4)") + relation_reading()
+        for i, (q, s) in enumerate(zip(br.quality, scales, strict=True)):
+            self.branch_maps[i].title.value = f"<b>branch {i}</b>&nbsp;&nbsp;q={q:.2f}"
+            self.branch_maps[i].show(overlay_on(fa, br.attention[i], s, alpha, photo_map=br.attention_photo[i]), s)

@@ -2,7 +2,8 @@
 
 Edits come from ``cqa_core.data.degrade``: ``apply_mask`` for each of its ``MASK_KINDS``, and
 ``occlude`` / ``blur`` / ``downscale`` driven by the sliders. The numbers come from
-``cqa_core.explain.quality.mask_effect``.
+``cqa_core.explain.quality.mask_effect``. The edited face's branch attention maps share one scale
+("shared across branches"), shown once under them with its colour bar (``cqa_core.explain.pictures``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from cqa_core.data import degrade
 from cqa_core.data.degrade import MASK_KINDS, apply_mask
-from cqa_core.explain.render import branch_overlays
+from cqa_core.explain.pictures import bar, branch_scales, legend, on_chip
 from workbench.session import Face, Session
 from workbench.views.common import (
     Messages,
@@ -68,7 +69,9 @@ class MaskLab:
         self.images = [image_widget(size, "cqa-mask-image") for _ in range(2)]
         self.titles = [caption("clean", "cqa-mask-title"), caption("edited", "cqa-mask-title")]
         self.cams = [image_widget(size // 2, "cqa-mask-cam") for _ in range(session.branches)]
-        for im in (*self.cams, self.images[1]):
+        self.cam_bar = image_widget(2 * size, "cqa-colour-bar")
+        self.cam_legend = caption("", "cqa-map-scale")
+        for im in (*self.cams, self.images[1], self.cam_bar):
             im.layout.visibility = "hidden"  # filled by the first 'apply'
         self.values = caption("press apply", "cqa-mask-values")
         self.bars = bar_figure("quality: clean vs edited", session.branches, height=260, names=("clean", "edited"),
@@ -77,7 +80,8 @@ class MaskLab:
         bars_box.add_class("cqa-mask-bars")
         controls = W.VBox([self.kind, self.amount, W.HBox([self.x, self.y]), W.HBox([self.seed, self.apply])])
         faces = W.HBox([W.VBox([t, im]) for t, im in zip(self.titles, self.images, strict=True)])
-        self.widget = W.VBox([controls, W.HBox([faces, bars_box]), W.HBox(self.cams), self.values])
+        self.widget = W.VBox([controls, W.HBox([faces, bars_box]), W.HBox(self.cams), self.cam_bar, self.cam_legend,
+                              self.values])
         self.widget.add_class("cqa-mask-tab")
         self.apply.on_click(messages.guard(lambda _: self.run()))
 
@@ -87,13 +91,14 @@ class MaskLab:
         fa = self.session.analyse(face)
         self.images[0].value = png(fa.aligned, self.size)
         br = fa.branches
+        self.cam_legend.value = ""
         if br is None:
-            for im in (*self.cams, self.images[1]):
+            for im in (*self.cams, self.images[1], self.cam_bar):
                 im.layout.visibility = "hidden"
             self.values.value = html.escape(plain_note(self.session, "quality deltas are QAN's")
                                             + "; apply shows the edited face's similarity to the clean one")
             return
-        for im in (*self.cams, self.images[1]):
+        for im in (*self.cams, self.images[1], self.cam_bar):
             im.layout.visibility = "hidden"
         set_bars(self.bars, [br.quality, np.zeros_like(br.quality)])
         self.values.value = "clean: " + " ".join(
@@ -127,9 +132,14 @@ class MaskLab:
         self.images[1].value = png(edited, self.size)
         self.images[1].layout.visibility = "visible"
         self.titles[1].value = f"edited ({html.escape(self.kind.value)}): cos to clean <b>{eff.similarity:.3f}</b>"
-        for im, ov in zip(self.cams, branch_overlays(edited, fe.attention, fe.quality, 0.5), strict=False):
-            im.value = png(ov.image, self.size // 2)
+        scales = branch_scales(fe.attention)  # one scale over the edited face's branches
+        for im, m, scale in zip(self.cams, fe.attention, scales, strict=False):
+            im.value = png(on_chip(edited, m, scale, 0.5), self.size // 2)
             im.layout.visibility = "visible"
+        self.cam_bar.value = png(bar(scales[0], 2 * self.size))
+        self.cam_bar.layout.visibility = "visible"
+        self.cam_legend.value = (f"<span style='font-size:11px;color:#444'>edited face's branch attention: "
+                                 f"{html.escape(legend(scales[0]))}</span>")
         set_bars(self.bars, [eff.quality_clean, eff.quality_masked])
         rows = "".join(
             f"<tr><td>branch {i}</td><td>{c:.5f}</td><td>q=<span class='cqa-mask-q'>{m:.5f}</span></td>"

@@ -2,6 +2,9 @@
 
 For the current model: cos(e_a, e_b) and the verdict at the model's own LFW threshold, the maps of
 one method on both faces, and (CQA-Face) the branch-to-branch decomposition and leave-one-out.
+Both faces' maps share one scale by default ("shared across pair", so their colours compare; the
+"scale" dropdown offers "per map"), each with its colour bar, unit and range
+(``cqa_core.explain.pictures``). The decomposition's rows are face a's branch terms, its columns face b's.
 "beside" adds a second model's row: its cosine, its verdict at its own threshold, and the same
 method's maps, or one line on why that model cannot show them. A threshold not computed yet is
 computed in the background (minutes the first time) and the verdict fills in when it arrives.
@@ -15,19 +18,25 @@ import time
 
 import ipywidgets as W
 
+from cqa_core.explain.pictures import (
+    DECOMPOSITION_READING,
+    LOO_READING,
+    PAIR_NORMALISATIONS,
+    kind_of,
+    pair_scales,
+)
 from workbench.session import Face, Session
 from workbench.views.common import (
+    MapPicture,
     Messages,
     bar_figure,
     caption,
     heatmap_figure,
-    image_widget,
     overlay_on,
-    png,
     set_bars,
     set_heatmap,
 )
-from workbench.views.face import check_text, unit
+from workbench.views.face import check_text
 
 NONE = ""
 POLL_S = 5.0
@@ -39,11 +48,12 @@ class ModelRow:
 
     def __init__(self, size: int, cls: str) -> None:
         self.verdict = caption("", f"cqa-pair-verdict{cls}")
-        self.images = [image_widget(size, "cqa-pair-cam") for _ in range(2)]
-        self.titles = [caption("", "cqa-pair-title") for _ in range(2)]
+        self.pictures = [MapPicture(size, "cqa-pair-cam", "cqa-pair-title") for _ in range(2)]
+        self.images = [p.image for p in self.pictures]
+        self.titles = [p.title for p in self.pictures]
         self.deltas = [caption("", "cqa-ig-delta") for _ in range(2)]
         self.note = caption("", "cqa-pair-note")
-        faces = W.HBox([W.VBox([t, im, d]) for t, im, d in zip(self.titles, self.images, self.deltas, strict=True)])
+        faces = W.HBox([W.VBox([p.widget, d]) for p, d in zip(self.pictures, self.deltas, strict=True)])
         self.widget = W.VBox([self.verdict, self.note, faces])
         self.widget.add_class(f"cqa-pair-row{cls}")
 
@@ -60,6 +70,8 @@ class PairInspector:
         self.source.add_class("cqa-pair-source")
         self.beside = W.Dropdown(options=[("no second model", NONE)], value=NONE, description="beside")
         self.beside.add_class("cqa-pair-beside")
+        self.scale = W.Dropdown(options=PAIR_NORMALISATIONS, value=PAIR_NORMALISATIONS[0], description="scale")
+        self.scale.add_class("cqa-pair-scale-choice")
         self.main = ModelRow(size, "")
         self.second = ModelRow(size, "-other")
         self.second.widget.layout.display = "none"
@@ -67,20 +79,28 @@ class PairInspector:
             self.main.verdict, self.main.images, self.main.titles, self.main.deltas)
         self.verdict.value = "pick a second face on the left"
         labels = [f"b{i}" for i in range(b)] + ["bias"]
-        self.matrix = heatmap_figure("contribution <u_a_i, u_b_j> / (|e_a||e_b|)", b + 1, height=300, labels=labels)
-        self.loo = bar_figure("similarity without branch i (leave-one-out)", b, height=300, yrange=(-1.0, 1.05))
+        self.matrix = heatmap_figure("branch terms of the cosine", b + 1, height=330, labels=labels, signed=True,
+                                     unit="share of cosine")
+        self.loo = bar_figure("cosine without branch i (leave-one-out)", b, height=330, yrange=(-1.0, 1.05))
         boxes = []
         for fig, cls in ((self.matrix, "cqa-pair-matrix"), (self.loo, "cqa-pair-loo")):
             box = W.Box([fig])
             box.add_class(cls)
             boxes.append(box)
+        self.readings = [caption(html.escape(DECOMPOSITION_READING), "cqa-pair-matrix-reading"),
+                         caption(html.escape("The dashed line is the full cosine. " + LOO_READING),
+                                 "cqa-pair-loo-reading")]
+        for box, reading in zip(boxes, self.readings, strict=True):
+            reading.layout.width = "420px"
+            box.children = (*box.children, reading)
+            box.layout.flex_flow = "column"
         self.parts = W.HBox(boxes)
         self.plain = caption("", "cqa-plain-note")
-        self.widget = W.VBox([W.HBox([self.source, self.beside]), self.main.widget, self.second.widget,
+        self.widget = W.VBox([W.HBox([self.source, self.beside, self.scale]), self.main.widget, self.second.widget,
                               self.plain, self.parts])
         self.widget.add_class("cqa-pair-tab")
-        self.source.observe(messages.guard(lambda _: self.refresh()), names="value")
-        self.beside.observe(messages.guard(lambda _: self.refresh()), names="value")
+        for control in (self.source, self.beside, self.scale):
+            control.observe(messages.guard(lambda _: self.refresh()), names="value")
         self._waiting: set[str] = set()
 
     def labels(self) -> tuple[str, ...]:
@@ -125,9 +145,24 @@ class PairInspector:
                                 "terms to split it into (that is CQA-Face's decomposition)")
             return
         self.parts.layout.display, self.plain.value = None, ""
-        dec = pa.branches.decomposition
-        set_heatmap(self.matrix, dec, title=f"branch terms, sum {float(dec.sum()):.3f}")
+        self.draw_parts(pa)
+
+    def draw_parts(self, pa) -> None:
+        """The decomposition (rows face a, columns face b) and leave-one-out with the full cosine as a line."""
+        dec, sim = pa.branches.decomposition, float(pa.similarity)
+        name_a, name_b = (html.escape(f.name) for f in (self.face, self.other))
+        set_heatmap(self.matrix, dec, title=f"branch terms of the cosine, sum {float(dec.sum()):.3f}")
+        with self.matrix.batch_update():
+            self.matrix.layout.yaxis.title.text = f"rows: {name_a} (face a)"
+            self.matrix.layout.xaxis.title.text = f"columns: {name_b} (face b)"
         set_bars(self.loo, [pa.branches.leave_one_out])
+        with self.loo.batch_update():
+            self.loo.layout.shapes = [dict(type="line", xref="paper", x0=0, x1=1, y0=sim, y1=sim,
+                                           line=dict(color="#b00020", dash="dash", width=2))]
+            self.loo.layout.annotations = [dict(xref="paper", x=1, y=sim, yanchor="bottom", xanchor="right",
+                                                showarrow=False, text=f"full cosine {sim:.3f}",
+                                                font=dict(color="#b00020", size=11))]
+            self.loo.layout.yaxis.title.text = "cosine"
 
     def draw(self, row: ModelRow, model: str, label: str):
         """One model's verdict and maps of ``label`` (or why it has none); returns its pair analysis."""
@@ -141,11 +176,13 @@ class PairInspector:
         else:
             row.note.value = ""
         checks = pa.checks.get(method) or [None, None]
+        scales = (pair_scales(pa.maps[method], kind_of(self.session.method(label, model)), self.scale.value)
+                  if method else [None, None])
         for i in range(2):
             fa, m = pa.face(i), pa.maps[method][i] if method else None
             name = (self.face, self.other)[i].name
             row.titles[i].value = f"<b>{html.escape(name)}</b> {html.escape(label)} &nbsp; <i>{html.escape(info['name'])}</i>"
-            row.images[i].value = png(overlay_on(fa, unit(m), 0.5) if m is not None else fa.photo, self.size)
+            row.pictures[i].show(overlay_on(fa, m, scales[i], 0.5) if m is not None else fa.photo, scales[i])
             row.deltas[i].value = check_text(checks[i])
         return pa
 

@@ -1,5 +1,9 @@
-"""QualityPanel: QAN quality bars, the relation matrix A, the gallery's lowest-quality branches, and
-(accordion) the EDC curves and a dataset audit browser."""
+"""QualityPanel: QAN quality bars, the relation matrix A (with its reading), the gallery's lowest-quality
+branches, and (accordion) the EDC curves and a dataset audit browser.
+
+The lowest-quality thumbnails show branch i's attention of different faces, each on its own scale
+("per map", stated under it with a colour bar): no two of them are a pair or one face's branches.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,19 @@ from collections.abc import Callable
 
 import ipywidgets as W
 
+from cqa_core.explain.maprender import PER_MAP
+from cqa_core.explain.pictures import ATTENTION, RELATION_READING, branch_scales
 from workbench.session import Face, Session
 from workbench.views.audit import AuditBrowser
 from workbench.views.common import (
+    MapPicture,
     Messages,
     bar_figure,
     branch_scan,
     caption,
     heatmap_figure,
-    image_widget,
     overlay_on,
     plain_note,
-    png,
     set_bars,
     set_heatmap,
 )
@@ -37,22 +42,27 @@ class QualityPanel:
         b = session.branches
         self.bars = bar_figure("quality S_hat_i (Eq. 6)", b, height=260, yrange=(0.0, 1.1))
         self.values = caption("", "cqa-quality-values")
-        self.relation = heatmap_figure("relation A (Eq. 4)", b, fmt=".2g")
+        self.relation = heatmap_figure("relation A (Eq. 4)", b, fmt=".2g", unit="A[i, j] (unitless)")
+        self.relation_reading = caption(html.escape(RELATION_READING), "cqa-relation-reading")
+        self.relation_reading.layout.width = "360px"
         self.branch = W.Dropdown(options=[(f"branch {i}", i) for i in range(b)], value=0, description="lowest on")
         self.scan = W.Button(description="scan gallery")
         self.scan.add_class("cqa-quality-scan")
-        self.lowest = [image_widget(96, "cqa-quality-lowest") for _ in range(k)]
-        for im in self.lowest:
-            im.layout.visibility = "hidden"  # no broken-image icons before the first scan
-        self.lowest_titles = [caption("", "cqa-quality-lowest-title") for _ in range(k)]
+        self.thumbs = [MapPicture(120, "cqa-quality-lowest", "cqa-quality-lowest-title") for _ in range(k)]
+        self.lowest = [p.image for p in self.thumbs]
+        self.lowest_titles = [p.title for p in self.thumbs]
+        for p in self.thumbs:
+            p.widget.layout.visibility = "hidden"  # no broken-image icons before the first scan
         boxes = []
         for fig, cls in ((self.bars, "cqa-quality-bars"), (self.relation, "cqa-quality-relation")):
             box = W.Box([fig])
             box.add_class(cls)
             boxes.append(box)
+        boxes[1].layout.flex_flow = "column"
+        boxes[1].children = (self.relation, self.relation_reading)
         self.widget = W.VBox([
             self.values, W.HBox(boxes), W.HBox([self.branch, self.scan]),
-            W.HBox([W.VBox([t, im]) for t, im in zip(self.lowest_titles, self.lowest, strict=True)]),
+            W.HBox([p.widget for p in self.thumbs]),
             W.Accordion([EDCPanel(messages, edc_results).widget, AuditBrowser(messages).widget],
                         titles=("quality as a FIQA score: EDC on LFW", "dataset audit: lowest-quality faces")),
         ])
@@ -78,12 +88,14 @@ class QualityPanel:
         i = int(self.branch.value)
         scored = sorted(((float(s.quality[i]), f) for s, f in zip(self.session.summaries(faces), faces, strict=True)),
                         key=lambda t: t[0])
-        for slot, (title, image) in enumerate(zip(self.lowest_titles, self.lowest, strict=True)):
+        for slot, thumb in enumerate(self.thumbs):
             if slot < len(scored):
                 q, f = scored[slot]
-                fa = self.session.analyse(f)
-                title.value = f"{html.escape(f.name)}<br>q{i}={q:.3f}"
-                image.value = png(overlay_on(fa, fa.branches.attention[i], 0.4), 96)
-                image.layout.visibility = "visible"
+                br = self.session.analyse(f).branches
+                scale = branch_scales(br.attention[i:i + 1], PER_MAP, ATTENTION)[0]
+                thumb.title.value = f"{html.escape(f.name)}<br>q{i}={q:.3f}"
+                thumb.show(overlay_on(self.session.analyse(f), br.attention[i], scale, 0.4,
+                                      photo_map=br.attention_photo[i]), scale)
+                thumb.widget.layout.visibility = "visible"
             else:
-                title.value, image.layout.visibility = "", "hidden"
+                thumb.title.value, thumb.widget.layout.visibility = "", "hidden"
