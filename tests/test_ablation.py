@@ -140,7 +140,7 @@ def test_measure_checkpoint_measures_a_trained_model_under_its_run_name(tmp_path
 
     save_model(tmp_path / "nocal_full" / "model.safetensors", create_model(ModelConfig(stem="light", branches=2)))
     seen = []
-    monkeypatch.setattr(ablation, "Probe", lambda limit=None: "probe")
+    monkeypatch.setattr(ablation, "Probe", lambda limit=None, places=None: "probe")
     monkeypatch.setattr(ablation, "measure", lambda model, probe: seen.append((model.config.branches, probe)) or {
         "lfw": {"accuracy": 0.8}, "masked_m2n": {"accuracy": 0.7}, "diversity": {"mean_gaussian": 0.25},
         "mask_quality": {"drop_looking": 0.1, "drop_other": 0.0}})

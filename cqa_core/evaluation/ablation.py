@@ -59,6 +59,7 @@ from cqa_core.explain.diversity import diversity_of_maps
 from cqa_core.explain.quality import occlusion_probe
 from cqa_core.explain.tensors import as_batch, upsample
 from cqa_core.metrics import evaluate_pairs
+from cqa_core.settings import Settings
 from cqa_core.training.overrides import load_preset
 from cqa_core.training.trainer import Trainer
 
@@ -116,22 +117,26 @@ class Probe:
     """LFW View 2 loaded once, plus the masked copies every run is measured on."""
 
     def __init__(self, spec: str = "lfw", probe_faces: int = 300, limit: int | None = None,
-                 align: str = "mtcnn") -> None:
-        self.pairs = load_pairset(spec, limit=limit, align=align)
-        self.masked2 = masked_side(self.pairs.images, self.pairs.index2)  # (N, 112, 112, 3)
+                 align: str = "mtcnn", places: Settings | None = None) -> None:
+        """``places``: the entry point's settings (data and cache roots; None: their defaults)."""
+        places = places or Settings()
+        self.pairs = load_pairset(spec, limit=limit, align=align, places=places)
+        masks = places.data_root / "masks"
+        self.masked2 = masked_side(self.pairs.images, self.pairs.index2, mask_root=masks)  # (N, 112, 112, 3)
         seconds = np.unique(self.pairs.index2)  # (K,) faces that appear as a second side
         pick = seconds[:: max(1, len(seconds) // probe_faces)][:probe_faces]  # (P,) spread over LFW
         self.faces = self.pairs.images[pick]  # (P, 112, 112, 3)
-        self.faces_masked, self.alpha = masked_side(self.pairs.images, pick, alpha=True)  # (P, ...), (P, 112, 112)
+        self.faces_masked, self.alpha = masked_side(self.pairs.images, pick, alpha=True, mask_root=masks)  # (P, ...), (P, 112, 112)
 
 
-def smoke_inputs(workdir: str | Path, faces: int = 96, pairs: int = 300) -> tuple[Probe, Any]:
+def smoke_inputs(workdir: str | Path, faces: int = 96, pairs: int = 300,
+                 places: Settings | None = None) -> tuple[Probe, Any]:
     """Seconds-scale stand-ins for one run (notebook smoke cell, tests): ``pairs`` LFW pairs
     centre-cropped from the raw photos (no MTCNN pass over all of LFW) and the first ``faces``
     CelebA-299 photos aligned into ``workdir``. Use them with a batch size below ``faces``."""
     dst = Path(workdir) / "celeba299-head"
-    align_folder(data_place(None) / "celeba299", dst, workers=1, limit=faces, progress=False)
-    return Probe(probe_faces=40, limit=pairs, align="center"), FaceFolder(dst)
+    align_folder(data_place(places and places.data_root) / "celeba299", dst, workers=1, limit=faces, progress=False)
+    return Probe(probe_faces=40, limit=pairs, align="center", places=places), FaceFolder(dst)
 
 
 def measure(model: Any, probe: Probe, batch_size: int = 64) -> dict[str, Any]:
@@ -299,11 +304,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="train no missing (cell, seed) run: only measure (with --measure-default) and "
                     "summarise the runs already in --results")
     args = ap.parse_args(argv)
+    places = Settings.from_env()  # this module's command line is an entry point
     results = Path(args.results or (RESULTS if args.recipe == "paper" else RESULTS / args.recipe))
     references = {"default_model": None} if args.measure_default else {}
     references.update({reference_name(p): p for p in args.measure_checkpoint})
     if references:
-        probe = Probe(limit=args.limit)
+        probe = Probe(limit=args.limit, places=places)
         results.mkdir(parents=True, exist_ok=True)
         for name, path in references.items():
             model = load_default() if path is None else load_model(path)
@@ -314,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [] if args.no_train else [(c, s) for s in args.seeds for c in args.cells
                                      if not (results / f"{c}_seed{s}.json").exists()]
     print(f"{len(todo)} runs to do, results in {results}", flush=True)
-    probe = Probe(limit=args.limit) if todo else None
+    probe = Probe(limit=args.limit, places=places) if todo else None
     for i, (cell, seed) in enumerate(todo, 1):
         r = run_one(cell, seed, probe, results, args.runs, recipe=args.recipe)
         print(f"[{i}/{len(todo)}] {cell} seed {seed}: LFW {100 * r['lfw']['accuracy']:.2f}%  masked "
