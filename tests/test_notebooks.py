@@ -38,6 +38,8 @@ def test_notebook_executes(path, monkeypatch, tmp_path):
     monkeypatch.setenv("CQA_GALLERY_PEOPLE", "12")
     monkeypatch.setenv("CQA_TORCH_THREADS", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("CQA_NOTEBOOK_PAIRS", "40")  # 09_where_it_fails: 40 LFW pairs per run
+    monkeypatch.setenv("CQA_RUNS", str(tmp_path / "runs"))  # its run folders
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
