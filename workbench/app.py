@@ -26,6 +26,7 @@ import ipywidgets as W
 from cqa_core.data.align import no_face_note
 from cqa_core.data.imageio import load_image
 from cqa_core.explain.render import overall_quality
+from cqa_core.recognizers.registry import DEFAULT
 from cqa_core.settings import Settings
 from workbench.loading import HIDE_NOTICE, ready
 from workbench.session import Face, Session
@@ -111,10 +112,10 @@ class Workbench:
         """The header: the model every tab shows (the default's banner when it is untrained)."""
         s = self.session
         info = s.info()
-        untrained = s.current == "default" and s.untrained
+        untrained = s.current == DEFAULT and s.untrained
         banner = ("<span class='cqa-untrained' style='background:#ffd54f;padding:2px 8px;margin-left:12px'>"
                   "untrained model: maps and scores are not meaningful yet</span>") if untrained else ""
-        what = s.description if s.current == "default" else info["description"]
+        what = s.description if s.current == DEFAULT else info["description"]
         self.header.value = (f"<h3 style='margin:4px 0'>CQA-Face Workbench</h3><span>model: {html.escape(info['name'])} "
                              f"({html.escape(what)})</span>{banner}")
 
@@ -157,7 +158,7 @@ class Workbench:
         self.second.observe(self.messages.guard(self._on_second), names="value")
         self.selected = W.HTML("")
         self.selected.add_class("cqa-selected")
-        self.model = W.Dropdown(options=self._model_options(), value="default", description="model",
+        self.model = W.Dropdown(options=self._model_options(), value=DEFAULT, description="model",
                                 layout=W.Layout(width="230px"))
         self.model.add_class("cqa-model")
         self.model.observe(self.messages.guard(self._on_model), names="value")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import secrets
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,6 +27,7 @@ from PIL import Image
 
 from cqa_core.data.imageio import ImageError, decode_image
 from cqa_core.explain.result import Check, FaceAnalysis, MaskEffect, PairAnalysis
+from cqa_core.recognizers.registry import DEFAULT
 from cqa_core.settings import AlignMode, Settings
 from workbench.client import ServiceClient
 from workbench.gallery import gallery_faces
@@ -89,8 +89,8 @@ class Session:
         info = self.backend.info()
         self.label, self.untrained, self.branches, self.description = (
             info["label"], info["untrained"], int(info["branches"]), info["description"])
-        self.models: dict[str, dict[str, Any]] = {"default": self.backend.load("default")}  # spec -> facts
-        self.current = "default"  # the model every view shows (the Model picker changes it)
+        self.models: dict[str, dict[str, Any]] = {DEFAULT: self.backend.load(DEFAULT)}  # spec -> facts
+        self.current = DEFAULT  # the model every view shows (the Model picker changes it)
 
     @property
     def remote(self) -> bool:
@@ -195,8 +195,8 @@ class Session:
         return self.backend.mask_effect(face, masked, alpha, self.current, viewer=self.viewer)
 
     def load_other(self, spec: str) -> str:
-        """Load another model (a checkpoint, .pth, .onnx path or "dlib"): its spec, for ``analyse(model=...)``."""
-        spec = spec.strip()
-        info = self.backend.load(spec if spec in ("default", "dlib") else str(Path(spec).expanduser()))
+        """Load another model (a registered name such as "dlib", or a .safetensors, .pth, .onnx path): its spec,
+        for ``analyse(model=...)`` (the backend resolves it: ``workbench.service.models.spec_key``)."""
+        info = self.backend.load(spec.strip())
         self.models[info["spec"]] = info
         return info["spec"]
