@@ -46,7 +46,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-KERNEL_SETTINGS = ("faces", "people", "align", "data_root", "service_url", "service_token", "debug", "edc_results")
+KERNEL_SETTINGS = ("faces", "people", "align", "data_root", "service_url", "service_token", "debug", "edc_results",
+                   "runs")
 """What a dashboard kernel reads (its gallery, the service it calls, its pages): the model, its
 weights and caches stay with the service, and Voila's login token with Voila (``workbench.access``)."""
 
