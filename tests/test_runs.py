@@ -79,7 +79,7 @@ def test_faces_table_holds_qan_readings_for_cqa_face(verify_run):
     q = np.array(f["quality"])  # the overall QAN quality is a weighted mean of the branch qualities
     assert (q >= bq.min(1) - 1e-5).all() and (q <= bq.max(1) + 1e-5).all()
     assert all(p.endswith(".jpg") and i in p for p, i in zip(f["path"], f["identity"], strict=True))
-    assert run["model"]["digest"] and run["pairs_digest"] and run["duration_s"] > 0
+    assert run["model"]["digest"] and run["model"]["spec"] == "default" and run["pairs_digest"] and run["duration_s"] > 0
     p = pq.read_table(verify_run / "pairs.parquet", columns=["quality1", "face1"]).to_pydict()
     assert np.allclose(np.array(p["quality1"]), q[p["face1"]])
 

@@ -24,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _pair_line(r: dict) -> str:
+    """One disagreement: id, label, each run's score, outcome and margin on the correct side, the photos."""
     name = Path(r["path1"]).name + " / " + Path(r["path2"]).name
     label = "same" if r["same"] else "diff"
-    return (f"    #{r['pair_id']:<6} {label}  A {r['score_a']:+.4f} ({r['outcome_a']})  "
-            f"B {r['score_b']:+.4f} ({r['outcome_b']})  {name}")
+    return (f"    #{r['pair_id']:<6} {label}  A {r['score_a']:+.4f} ({r['outcome_a']}, margin {r['margin_a']:+.4f})  "
+            f"B {r['score_b']:+.4f} ({r['outcome_b']}, margin {r['margin_b']:+.4f})  {name}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                    places=args.settings)
     if args.out:
         result, rows = record_run(rec, args.data, args.protocol, opts, args.out,
-                                  cache=None if args.no_cache else default_cache(args.settings))
+                                  cache=None if args.no_cache else default_cache(args.settings),
+                                  spec=args.model or args.settings.checkpoint or "default")
     else:
         result, rows = evaluate(rec, args.data, args.protocol, opts)
     result = {**result, "checkpoint": name}

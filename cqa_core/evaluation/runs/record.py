@@ -115,7 +115,8 @@ def machine() -> dict[str, Any]:
 
 
 def record_run(rec: Recognizer, data: str, protocol: str, opts: Options, out: str | os.PathLike,
-               cache: EmbeddingCache | None = None, progress: bool = True) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+               cache: EmbeddingCache | None = None, progress: bool = True, spec: str | None = None
+               ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Score ``protocol`` on ``data`` with ``rec`` and write the run folder ``out``.
 
     Args:
@@ -126,6 +127,8 @@ def record_run(rec: Recognizer, data: str, protocol: str, opts: Options, out: st
         out: the run folder (created).
         cache: the embedding cache (None: score every face).
         progress: show tqdm bars.
+        spec: the model spec that loads ``rec`` again (``recognizers.load``: "default", "dlib", a path),
+            kept in ``run.json`` so a view can open a pair under the run's recognizer.
 
     Returns:
         (the JSON-ready aggregates, as ``evaluate`` returns them, the rows ``cqa eval`` prints).
@@ -167,7 +170,7 @@ def record_run(rec: Recognizer, data: str, protocol: str, opts: Options, out: st
     timing = {"load_s": t1 - t0, "embed_s": t2 - t1, "total_s": time.perf_counter() - t0}
     result.update(timing={k: round(v, 2) for k, v in timing.items()}, device=opts.device)
     meta = {**result, "model": {"name": rec.name, "kind": rec.kind, "digest": weights_digest(rec),
-                                "source": rec.source},
+                                "source": rec.source, "spec": spec or rec.source},
             "options": options_dict(opts), "fold_thresholds": thresholds,
             "pairs_digest": pl.digest(), "n_faces": len(img), "quality_kind": kind, "faces": counts,
             "date": started.isoformat(timespec="seconds"), "machine": machine(),
