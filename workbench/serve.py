@@ -37,6 +37,10 @@ DEFAULT_PORT = 8866
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
 NOTEBOOK = DASHBOARD_DIR / "dashboard.ipynb"
 VOILA_CONFIG = DASHBOARD_DIR / "voila.json"
+KERNEL_TRANSPORT = [] if sys.platform == "win32" else ["--KernelManager.transport=ipc"]
+"""Kernels talk to Voila over Unix sockets in Voila's own folder, not TCP ports: ten pool kernels started
+at once were given the same port (jupyter_client picks a free port, then the kernel binds it later),
+and every restart reused it. jupyter_client has no IPC transport on Windows."""
 
 
 def free_port() -> int:
@@ -100,6 +104,7 @@ def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool =
         f"--show_tracebacks={debug}", *(access or Access()).voila_args(), f"--preheat_kernel={preheat}",
         *([f"--VoilaConfiguration.default_pool_size={pool}"] if pool is not None else []),
         *([f"--VoilaKernelManager.fill_delay={refill_after}"] if refill_after is not None else []),
+        *KERNEL_TRANSPORT,
     ]
 
 

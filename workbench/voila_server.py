@@ -60,6 +60,8 @@ from workbench.gatekeeper import (
     scrub_logs,
 )
 
+KERNEL_INFO_TIMEOUT_S = 30.0
+"""How long a pooled kernel may take to answer ``kernel_info`` before it is replaced."""
 CLIENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("cqa_client", default=None)
 """The client address whose page request is being served (its kernel is counted for it)."""
 
@@ -137,6 +139,7 @@ class ReadyPool:
     """
 
     _pools: dict[str, list[asyncio.Task]]
+    log: Any
     fill_delay: float
 
     def fill_if_needed(self, delay: float | None = None, notebook_name: str | None = None, **kwargs: Any) -> None:
@@ -150,6 +153,66 @@ class ReadyPool:
     def get_pool_size(self, notebook_name: str) -> int:
         now = asyncio.get_event_loop().time()
         return sum(getattr(task, "cqa_starts_at", 0.0) <= now for task in self._pools.get(notebook_name, ()))
+
+    async def get_rendered_notebook(self, notebook_name: str, *args: Any, **kwargs: Any) -> Any:
+        """Voila's hand-out of the pool's first kernel, once that kernel is known to answer.
+
+        A pooled kernel that failed to start, died, was restarted (a new process holds none of the
+        dashboard's widgets) or whose dashboard run failed (a kernel killed before it answered
+        ``kernel_info`` leaves a page without its dashboard) is shut down and replaced at the front
+        of the pool by one starting now, which is then checked the same way.
+        """
+        pool = self._pools.get(notebook_name, [])
+        for _ in range(1 + len(pool)):  # each bad kernel is replaced once: bounded
+            if not pool:
+                break
+            if await self._answers(pool[0]):
+                break
+            pool.pop(0)
+            before = set(map(id, pool))
+            self.fill_if_needed(delay=0, notebook_name=notebook_name)  # type: ignore[attr-defined]
+            fresh = [t for t in pool if id(t) not in before]
+            for task in fresh:  # to the front: the next to be handed out
+                pool.remove(task)
+            pool[:0] = fresh
+        return await super().get_rendered_notebook(notebook_name, *args, **kwargs)  # type: ignore[misc]
+
+    def _handle_kernel_restarted(self, kernel_id: str) -> None:
+        """jupyter_server's note of an automatic restart (a killed kernel): that kernel lost its dashboard."""
+        self.__dict__.setdefault("_cqa_restarted", set()).add(kernel_id)
+        super()._handle_kernel_restarted(kernel_id)  # type: ignore[misc]
+
+    async def _answers(self, task: asyncio.Task) -> bool:
+        """True when the pooled kernel started, answered ``kernel_info`` (its dashboard run got past
+        that) within :data:`KERNEL_INFO_TIMEOUT_S`, was never restarted, runs, and its run has not
+        failed; a bad one is shut down."""
+        try:
+            content = await task
+        except Exception:  # noqa: BLE001 - a kernel that failed to start is no kernel to hand out
+            return False
+        kernel_id, render, renderer = content["kernel_id"], content["task"], content["renderer"]
+        loop = asyncio.get_event_loop()
+        deadline = loop.time() + KERNEL_INFO_TIMEOUT_S
+
+        def answered() -> bool:  # Voila's renderer keeps its client once the kernel replied to kernel_info
+            return getattr(getattr(renderer, "executor", None), "kc", None) is not None
+
+        while not answered() and not render.done() and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        failed = render.done() and not render.cancelled() and render.exception() is not None
+        ok = (answered() or (render.done() and not failed)) and not failed
+        ok = ok and kernel_id not in self.__dict__.get("_cqa_restarted", ())
+        try:
+            ok = ok and await self.get_kernel(kernel_id).is_alive()  # type: ignore[attr-defined]
+        except KeyError:  # already removed
+            ok = False
+        if not ok:
+            self.log.warning("pool: kernel %s did not answer (or was restarted); starting another", kernel_id)
+            try:
+                await self.shutdown_kernel(kernel_id, now=True)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        return ok
 
 
 class WorkbenchVoila(Voila):
