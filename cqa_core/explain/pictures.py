@@ -17,6 +17,7 @@ numpy + matplotlib + Pillow (+ OpenCV through ``render`` to warp onto the photo)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -124,6 +125,7 @@ def legend(scale: MapScale) -> str:
     return scale.caption() + (f"; {SIGN_READING}" if scale.signed else "")
 
 
+@functools.lru_cache(maxsize=128)  # ~80 ms to draw; a shared scale's bar repeats under every branch
 def bar(scale: MapScale, width: int, count: int = 5) -> np.ndarray:
     """The scale's colour bar (ticks + unit) ``width`` px wide, (h, width, 3) uint8.
 
@@ -133,7 +135,9 @@ def bar(scale: MapScale, width: int, count: int = 5) -> np.ndarray:
     count = count if width >= 160 else 3
     longest = max(len(label) for _, label in ticks(scale, count)) if scale.vmax > scale.vmin else 4
     native = int(min(max(width, 200, 28 * longest), 480))  # end labels: half a label (~5.5 px a character) in 10 %
-    return _resize(colour_bar(scale, width=native, height=64, count=count), width)
+    drawn = _resize(colour_bar(scale, width=native, height=64, count=count), width)
+    drawn.setflags(write=False)  # shared by every caller of the cache
+    return drawn
 
 
 def _resize(image: np.ndarray, width: int) -> np.ndarray:
