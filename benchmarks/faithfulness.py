@@ -138,7 +138,7 @@ def score_pair(rec: Recognizer, a: np.ndarray, b: np.ndarray, methods: Sequence[
     sim = float(next(iter(res.values())).deletion[0]) if res else float("nan")  # nothing deleted yet: cos(e_a, e_b)
     rel = conv = None
     if ig is not None:
-        rel, conv = abs(ig.delta) / max(abs(ig.gap), 1e-12), ig.converged
+        rel, conv = abs(ig.values["delta"]) / max(abs(ig.values["gap"]), 1e-12), ig.ok
     return PairResult(sim, {k: c.deletion_auc for k, c in res.items()}, {k: c.insertion_auc for k, c in res.items()},
                       rel, conv)
 

@@ -45,9 +45,11 @@ class BranchReadout:
         return self.model(x)
 
 
-def from_cqa(model: CQAFace, name: str = "CQA-Face", source: str | None = None) -> Recognizer:
-    """A CQA-Face model as a Recognizer (white-box at its stem, with its branch readout)."""
+def from_cqa(model: CQAFace, name: str = "CQA-Face", source: str | None = None, note: str | None = None) -> Recognizer:
+    """A CQA-Face model as a Recognizer (white-box at its stem, with its branch readout).
+
+    ``note``: the line shown beside its name (default: its stem, branches and QAN)."""
     c = model.config
     return Recognizer(name=name, kind="cqa-face", preprocess=Preprocess(), module=Embedding(model), layer=LAYER,
                       readout=BranchReadout(model), source=source, chip_ms=CHIP_MS.get(c.stem, 60.0),
-                      note=f"{c.stem} stem, b={c.branches}, {'QAN' if c.qan else 'no QAN'}")
+                      note=note or f"{c.stem} stem, b={c.branches}, {'QAN' if c.qan else 'no QAN'}")

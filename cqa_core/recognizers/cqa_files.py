@@ -7,7 +7,6 @@ light model (seed 0) whose note says so (``checkpoint.resolve_model``).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from cqa_core.checkpoint import MODEL_FILE, load_model, resolve_model
@@ -23,8 +22,7 @@ def load_cqa(target: str | Path, options: LoadOptions) -> Recognizer:
     """The CQA-Face ``target`` names: :data:`DEFAULT`, or a checkpoint file."""
     if target == DEFAULT:
         model, label, untrained = resolve_model(options.checkpoint, options.device, allow_untrained=True)
-        rec = from_cqa(model, name=label, source=options.checkpoint)
-        return dataclasses.replace(rec, note=UNTRAINED) if untrained else rec
+        return from_cqa(model, name=label, source=options.checkpoint, note=UNTRAINED if untrained else None)
     path = Path(target)
     return from_cqa(load_model(path, options.device), name=path.name, source=str(path))
 

@@ -4,7 +4,8 @@ An ``Engine`` is what the analysis service runs, and what a ``Session`` runs in-
 service is set (JupyterLab, notebooks, tests): the same code gives the same answers either way.
 It implements the ``Backend`` protocol of ``workbench.session``, like ``ServiceClient``.
 
-Model: ``Settings.checkpoint``, else the bundled default model, else an *untrained* light model
+Model: the "default" spec of the recognizer registry, as every other model is loaded: ``Settings.checkpoint``,
+else the bundled default model, else an *untrained* light model
 (seed 0), flagged so the header shows a banner (``cqa_core.checkpoint.resolve_model``). Other
 recognizers (a CQA-Face checkpoint, an insightface ``.pth``, an ``.onnx``, ``dlib``, a plug-in's:
 a "spec" of ``cqa_core.recognizers.load``) are loaded once each and kept in a small LRU cache
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cqa_core.checkpoint import DEFAULT_WEIGHTS, resolve_model
+from cqa_core.checkpoint import DEFAULT_WEIGHTS
 from cqa_core.data.align import detector_for
 from cqa_core.data.align_store import AlignmentStore
 from cqa_core.evaluation.threshold import Thresholds
@@ -40,7 +41,8 @@ from cqa_core.explain.methods import available
 from cqa_core.explain.quality import mask_effect
 from cqa_core.explain.result import FaceAnalysis, MaskEffect
 from cqa_core.recognizers.base import Recognizer
-from cqa_core.recognizers.cqa import from_cqa
+from cqa_core.recognizers.cqa_files import UNTRAINED
+from cqa_core.recognizers.load import load_recognizer
 from cqa_core.recognizers.registry import DEFAULT
 from cqa_core.settings import Settings
 from workbench.service.models import Recognizers, spec_key
@@ -57,8 +59,9 @@ class Engine:
         settings = settings or Settings()
         torch.set_num_threads(settings.torch_threads)
         self.settings = settings
-        self.model, self.label, self.untrained = resolve_model(settings.checkpoint, allow_untrained=True)
-        self.default = from_cqa(self.model, name=self.label, source=settings.checkpoint)
+        self.default = load_recognizer(DEFAULT, checkpoint=settings.checkpoint)  # the served CQA-Face
+        self.model, self.label = self.default.readout.model, self.default.name
+        self.untrained = self.default.note == UNTRAINED
         self.analyser = Analyser(maxsize=maxsize, store=AlignmentStore(cache=settings.cache_root))
         self.upload_caches = UploadCaches()
         self.models = Recognizers(self.default)
@@ -96,7 +99,7 @@ class Engine:
         its first computation runs in a child process, or {"unavailable": note} on a machine without LFW
         (the cosine is then shown without a verdict) or for an untrained model."""
         rec = self.recognizer(spec)
-        untrained = (rec is self.default and self.untrained) or rec.note.startswith("UNTRAINED")
+        untrained = rec.note == UNTRAINED
         return self.thresholds.of(rec, self._weights(spec), wait=wait, untrained=untrained)
 
     def _weights(self, spec: str | None) -> str:
