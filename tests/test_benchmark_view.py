@@ -184,3 +184,12 @@ def test_face_map_is_computed_once_and_opens_faces(tmp_path):
     p.map._on_point(None, type("P", (), {"point_inds": [5]})(), None)
     face, other, _, _ = opened.calls[-1]
     assert other is None and face.source == p.map.rows["path"][5]
+
+
+def test_runs_folder_setting_reaches_the_kernels(tmp_path):
+    from cqa_core.settings import Settings
+    from workbench.serve import kernel_env
+
+    assert Settings(cache_root=tmp_path).runs_dir == tmp_path / "runs"
+    assert Settings.from_env({"CQA_RUNS": str(tmp_path / "mine")}).runs_dir == tmp_path / "mine"
+    assert kernel_env(Settings(runs=tmp_path / "mine"), base={})["CQA_RUNS"] == str(tmp_path / "mine")

@@ -30,7 +30,6 @@ from cqa_core.recognizers.registry import DEFAULT
 from cqa_core.settings import Settings
 from workbench.loading import HIDE_NOTICE, ready
 from workbench.session import Face, Session
-from workbench.views.benchmark import BenchmarkPanel
 from workbench.views.common import Messages, png
 from workbench.views.diversity import DiversityPanel
 from workbench.views.face import FaceExplorer
@@ -66,7 +65,7 @@ class Workbench:
         self.factories = [lambda: FaceExplorer(s, m), lambda: PairInspector(s, m),
                           lambda: DiversityPanel(s, m, gallery),
                           lambda: QualityPanel(s, m, gallery, edc_results=self.settings.edc_results),
-                          lambda: MaskLab(s, m), lambda: BenchmarkPanel(m, self.settings.runs_dir, self.open_pair)]
+                          lambda: MaskLab(s, m), self._benchmark]
         self._quiet = False  # open_pair sets several pickers at once: their observers then redraw nothing
         self.built: dict[int, object] = {}
         self.stale = set(range(len(self.factories)))
@@ -264,6 +263,12 @@ class Workbench:
         self.refresh()
         if self.current is not None:
             self._show_quality(self.current.name)
+
+    def _benchmark(self):
+        """The Benchmark tab's view."""
+        from workbench.views.benchmark import BenchmarkPanel  # pandas, ipydatagrid: ~1 s
+
+        return BenchmarkPanel(self.messages, self.settings.runs_dir, self.open_pair)
 
     def open_pair(self, face: Face, other: Face | None = None, model: str | None = None,
                   beside: str | None = None) -> None:

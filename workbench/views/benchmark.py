@@ -80,6 +80,8 @@ class BenchmarkPanel:
             ("quality_decile", "accuracy by quality decile", "decile of the pair's lower quality"),
             ("edited_side", "accuracy by edited side", "faces edited (mask / degradation)"),
             ("alignment", "accuracy by alignment", "alignment of the two faces"))}
+        for fig in self.by.values():  # the values are labels: a first empty draw would leave the axis linear
+            fig.layout.xaxis.type = "category"
         self.table = ErrorTable(self._open_row, guard)
         self.compare = CompareSection(messages, self._open_compared)
         self.map = FaceMap(messages, self._open_face)
