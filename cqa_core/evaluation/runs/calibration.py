@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from cqa_core.evaluation.runs.store import Run, RunError
+from cqa_core.evaluation.runs.store import Run, RunError, runs_extra
 
 CALIBRATION_FILE = "calibration.json"
 METHODS = {
@@ -103,15 +103,12 @@ def fit_params(scores: np.ndarray, same: np.ndarray, method: str = DEFAULT_METHO
         raise ValueError("calibration needs both same-person and different-person pairs")
     s = np.asarray(scores, np.float64)
     if method == "platt":
-        from sklearn.linear_model import LogisticRegression  # optional: the runs extra
-
+        linear = runs_extra("sklearn.linear_model")
         mu, sd = float(s.mean()), float(s.std()) or 1.0  # fitted on standardised scores: fewer solver steps
-        lr = LogisticRegression(C=1e6, tol=1e-8, max_iter=10_000).fit(((s - mu) / sd)[:, None], y)  # C large: the MLE
+        lr = linear.LogisticRegression(C=1e6, tol=1e-8, max_iter=10_000).fit(((s - mu) / sd)[:, None], y)  # C large: MLE
         a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
         return {"a": a / sd, "b": b - a * mu / sd}
-    from sklearn.isotonic import IsotonicRegression  # optional: the runs extra (fitting only)
-
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(s, y.astype(np.float64))
+    iso = runs_extra("sklearn.isotonic").IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(s, y.astype(np.float64))
     return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
 
 
@@ -159,8 +156,7 @@ def reference_label(meta: dict[str, Any]) -> str:
 
 def fit_calibration(folder: str | os.PathLike, method: str = DEFAULT_METHOD, bins: int = 10) -> Calibration:
     """A calibration from a run's pairs (``score``, ``same``, ``fold``; nothing else is read)."""
-    import pyarrow.parquet as pq  # optional: the runs extra (the GPU image has no pyarrow)
-
+    pq = runs_extra("pyarrow.parquet")
     run = Run(folder)
     t = pq.read_table(run.pairs_path, columns=["score", "same", "fold"])
     s, y, f = (t.column(c).to_numpy() for c in ("score", "same", "fold"))

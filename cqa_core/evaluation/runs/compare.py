@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from cqa_core.evaluation.runs.store import Run, RunError, sql_path
+from cqa_core.evaluation.runs.store import Run, RunError, runs_extra, sql_path
 
 DISAGREEMENT_COLUMNS = ("pair_id", "path1", "path2", "same", "fold", "score_a", "score_b", "margin_a", "margin_b",
                         "outcome_a", "outcome_b")
@@ -46,8 +46,7 @@ class Comparison:
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
     """Two-sided exact McNemar p-value of the disagreement counts (1.0 when they never disagree)."""
-    from scipy.stats import binomtest  # optional: the runs extra (the GPU image has no scipy)
-
+    binomtest = runs_extra("scipy.stats").binomtest
     n = only_a + only_b
     return 1.0 if n == 0 else float(binomtest(only_a, n, 0.5, alternative="two-sided").pvalue)
 
@@ -63,8 +62,7 @@ def same_pairs(a: Run, b: Run) -> None:
 
 def compare_runs(run_a: str | os.PathLike | Run, run_b: str | os.PathLike | Run) -> Comparison:
     """Compare two runs of the same pairs (see the module docstring)."""
-    import duckdb  # optional: the runs extra (the GPU image has no duckdb)
-
+    duckdb = runs_extra("duckdb")
     a, b = (r if isinstance(r, Run) else Run(r) for r in (run_a, run_b))
     same_pairs(a, b)
     con = duckdb.connect(":memory:")

@@ -14,6 +14,7 @@ folder that has it is a complete run.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -52,6 +53,18 @@ FACE_COLUMNS = {
 }
 
 
+def runs_extra(module: str) -> Any:
+    """A module of the ``runs`` extra (pyarrow, duckdb, scipy, scikit-learn), imported when a run needs it.
+
+    Imported here and not at the top: they are optional (the GPU image has none of them), and a
+    missing one is one line saying how to install it.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"{module} is not installed: benchmark runs need pip install 'cqa-face[runs]'") from None
+
+
 def sql_path(path: os.PathLike | str) -> str:
     """A path as an SQL string literal (DuckDB's ``read_parquet``)."""
     return "'" + str(path).replace("'", "''") + "'"
@@ -83,9 +96,7 @@ def scored_columns(score: np.ndarray, same: np.ndarray, fold: np.ndarray, fold_t
 
 def write_table(path: Path, columns: dict[str, Any]) -> None:
     """A Parquet file of equal-length columns (numpy arrays, lists; 2-D arrays become list columns)."""
-    import pyarrow as pa  # optional: the runs extra (the GPU image has no pyarrow)
-    import pyarrow.parquet as pq
-
+    pa, pq = runs_extra("pyarrow"), runs_extra("pyarrow.parquet")
     arrays = {}
     for name, col in columns.items():
         a = np.asarray(col) if not isinstance(col, list) else col

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cqa_core.evaluation.runs.store import Run, RunError, sql_path
+from cqa_core.evaluation.runs.store import Run, RunError, runs_extra, sql_path
 
 ERRORS = "NOT correct"
 
@@ -27,8 +27,7 @@ class RunTables:
     """A DuckDB connection with the views ``pairs`` and ``faces`` of one run."""
 
     def __init__(self, run: Run | str | os.PathLike, threads: int | None = None) -> None:
-        import duckdb  # optional: the runs extra (the GPU image has no duckdb)
-
+        duckdb = runs_extra("duckdb")
         self.run = run if isinstance(run, Run) else Run(run)
         self.con = duckdb.connect(":memory:")
         if threads:
