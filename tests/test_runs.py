@@ -175,3 +175,51 @@ def test_cqa_explain_prints_the_verdict_calibrated_on_a_run(verify_run, lfw_root
     word = "same person" if sim >= cal["threshold"] else "different people"
     assert f"{word}, " in out and "(calibrated on LFW, 40 pairs; platt; likelihood ratio " in out
     assert f"threshold {cal['threshold']:.4f}" in out
+
+
+def test_face_plans_of_each_protocol_by_hand():
+    from cqa_core.evaluation.protocols import Options
+    from cqa_core.evaluation.runs.plan import face_plan
+
+    # 4 images, 3 pairs: (0, 1), (2, 3), (0, 3)
+    pl = PairList("x", ["a", "b", "c", "d"], ["a", "b", "c", "d"], [""] * 4, np.array([0, 2, 0]), np.array([1, 3, 3]),
+                  np.array([True, False, False]), np.array([0, 1, 2]))
+    v = face_plan(pl, "verify", Options())
+    assert v.image.tolist() == [0, 1, 2, 3] and (v.seed == -1).all()
+    assert v.face1.tolist() == [0, 2, 0] and v.face2.tolist() == [1, 3, 3] and v.edited_side == "none"
+    m2n = face_plan(pl, "masked-m2n", Options(mask="N95"))
+    # clean first faces (images 0 and 2), then pair k's masked second face with seed k
+    assert m2n.image.tolist() == [0, 2, 1, 3, 3] and m2n.seed.tolist() == [-1, -1, 0, 1, 2]
+    assert m2n.face1.tolist() == [0, 1, 0] and m2n.face2.tolist() == [2, 3, 4]
+    assert m2n.edit == ["none", "none", "mask N95", "mask N95", "mask N95"]
+    m2m = face_plan(pl, "masked-m2m", Options(mask="N95"))
+    # no clean face: second faces with seeds 0..2, first faces with seeds 3..5 (offset N, as the protocol draws)
+    assert m2m.image.tolist() == [1, 3, 3, 0, 2, 0] and m2m.seed.tolist() == [0, 1, 2, 3, 4, 5]
+    assert m2m.face1.tolist() == [3, 4, 5] and m2m.face2.tolist() == [0, 1, 2] and m2m.edited_side == "both"
+    cq = face_plan(pl, "cross-quality", Options(degrade="blur", severity=2))
+    assert cq.edit[-3:] == ["blur 2"] * 3 and cq.edited_side == "second"
+
+
+def test_protocols_without_pairs_are_refused_in_one_line(tmp_path, capsys):
+    assert main(["eval", "--protocol", "identify", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "a run keeps pairs: --out works with verify, masked-m2n" in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.data
+def test_a_masked_run_scores_the_faces_the_protocol_scores(lfw_root, tmp_path):
+    """Each masked face is drawn with its pair's seed: the run's aggregates are ``evaluate``'s."""
+    from cqa_core.evaluation.protocols import Options, evaluate
+    from cqa_core.evaluation.runs.record import record_run
+    from cqa_core.recognizers.load import load_recognizer
+    from cqa_core.settings import AlignMode, Settings
+
+    rec = load_recognizer("default")
+    opts = Options(limit=24, align=AlignMode.CENTER, places=Settings(data_root=lfw_root.parent))
+    for protocol in ("masked-m2m", "cross-quality"):
+        want, _ = evaluate(rec, "lfw", protocol, opts)
+        got, _ = record_run(rec, "lfw", protocol, opts, tmp_path / protocol, cache=None, progress=False)
+        assert got["auc"] == pytest.approx(want["auc"], abs=1e-6), protocol
+        assert got["tar_at_far"] == want["tar_at_far"] and got["fold_accuracies"] == want["fold_accuracies"]
+        assert got["fold_thresholds"] == pytest.approx(want["fold_thresholds"], abs=1e-5)
