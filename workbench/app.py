@@ -268,7 +268,7 @@ class Workbench:
         """The Benchmark tab's view."""
         from workbench.views.benchmark import BenchmarkPanel  # pandas, ipydatagrid: ~1 s
 
-        return BenchmarkPanel(self.messages, self.settings.runs_dir, self.open_pair)
+        return BenchmarkPanel(self.messages, self.settings.runs_dir, self.open_pair, session=self.session)
 
     def open_pair(self, face: Face, other: Face | None = None, model: str | None = None,
                   beside: str | None = None) -> None:

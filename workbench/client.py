@@ -150,6 +150,14 @@ class ServiceClient:
         """The model's LFW threshold, or {"computing": note} while the service computes it."""
         return json.loads(self.call("/threshold", {"spec": spec}))
 
+    def start_run(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a benchmark run in the service (``cqa eval --out``, ``workbench.service.runjobs``): its status."""
+        return json.loads(self.call("/runs", request))
+
+    def run_status(self, job: str) -> dict[str, Any]:
+        """How far a started run is: state, stage, done / total, percent, message."""
+        return json.loads(self.call("/run_status", {"job": job}))
+
     def forget(self, viewer: str) -> bool:
         """The viewer left: the service drops the analyses of its uploads (never raises)."""
         return self.viewer("bye", viewer) != {}

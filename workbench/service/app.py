@@ -17,6 +17,8 @@ Routes: ``GET /health``, ``POST /info``, ``POST /analyse``, ``POST /summaries``,
 and bye when they end: the analyses of that viewer's uploads are dropped, ``Engine.forget``).
 A request's ``viewer`` field names who asks: uploads are analysed in that viewer's own cache.
 Bodies and answers are ``workbench.wire``'s.
+``POST /runs`` starts a benchmark run (``cqa eval --out`` in a child process, ``runjobs``) and
+``POST /run_status`` tells how far it is.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from workbench.service.engine import Engine
 from workbench.service.guard import Guard, Refused
 from workbench.service.photo import MAX_PHOTO_SIDE, shrunk
 from workbench.service.queue import BATCH_MAX, Job, JobQueue
+from workbench.service.runjobs import RunJobs
 from workbench.wire import Face
 
 log = logging.getLogger("cqa.service")
@@ -209,9 +212,22 @@ def create_app(service: AnalysisService, guard: Guard) -> Starlette:
             return service.viewer(body.get("event", "hello"), body.get("id", ""))
         return await bounded("viewers", request, work)
 
+    jobs = RunJobs(service.engine.settings)  # benchmark runs started from the dashboard (child processes)
+
+    async def runs(request: Request) -> Any:
+        async def work() -> Any:
+            return jobs.start(await guard.body(request, "runs"))
+        return await bounded("runs", request, work)
+
+    async def run_status(request: Request) -> Any:
+        async def work() -> Any:
+            return jobs.status((await guard.body(request, "run_status"))["job"])
+        return await bounded("run_status", request, work)
+
     return Starlette(routes=[
         Route("/health", health), Route("/queue", queue), Route("/stats", stats),
-        Route("/viewers", viewers, methods=["POST"]),
+        Route("/viewers", viewers, methods=["POST"]), Route("/runs", runs, methods=["POST"]),
+        Route("/run_status", run_status, methods=["POST"]),
         *(Route(f"/{k}", route(k), methods=["POST"]) for k in ("info", "analyse", "summaries", "mask_effect",
                                                                   "model", "threshold")),
     ])

@@ -92,6 +92,9 @@ FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "model": {"spec": (TEXT, True)},
     "threshold": {"spec": (OPT_TEXT, False)},
     "viewers": {"event": (TEXT, False), "id": (TEXT, False)},
+    "runs": {"name": (TEXT, True), "data": (TEXT, True), "protocol": (TEXT, True), "limit": ((int, type(None)), False),
+             "spec": (OPT_TEXT, False)},
+    "run_status": {"job": (TEXT, True)},
 }
 
 

@@ -30,6 +30,7 @@ from workbench.gallery import gallery_align
 from workbench.views.common import Messages
 from workbench.views.runcompare import CompareSection
 from workbench.views.runmap import FaceMap
+from workbench.views.runstart import RunStarter
 from workbench.views.runtable import ErrorTable
 from workbench.wire import Face
 
@@ -60,7 +61,8 @@ def _figure(title: str, xtitle: str, ytitle: str, xlog: bool = False, ylog: bool
 class BenchmarkPanel:
     """The Benchmark tab (see the module docstring)."""
 
-    def __init__(self, messages: Messages, runs_dir: Path, open_pair: OpenPair) -> None:
+    def __init__(self, messages: Messages, runs_dir: Path, open_pair: OpenPair, session: Any = None) -> None:
+        """``session``: the viewer's, for starting runs in its analysis service (None: no "start a run" box)."""
         self.messages, self.runs_dir, self.open_pair = messages, Path(runs_dir), open_pair
         self.run: Run | None = None
         self.tables: RunTables | None = None
@@ -90,8 +92,10 @@ class BenchmarkPanel:
         self.reload.on_click(guard(lambda _: self.scan()))
         curves = W.HBox([self.roc, self.det, self.hist])
         accuracy = W.HBox(list(self.by.values()))
+        self.starter = RunStarter(session, messages, self._run_done) if session is not None else None
         self.widget = W.VBox([W.HBox([self.picker, self.reload]), self.other, self.summary, curves, accuracy,
-                              W.HTML("<h4>errors</h4>"), self.table.widget, self.compare.widget, self.map.widget])
+                              W.HTML("<h4>errors</h4>"), self.table.widget, self.compare.widget, self.map.widget,
+                              *([self.starter.widget] if self.starter else [])])
         self.widget.add_class("cqa-benchmark-tab")
         self._scanned = False
 
@@ -115,6 +119,16 @@ class BenchmarkPanel:
         self.picker.value = keep
         if self.run is None or str(self.run.folder) != keep:
             self.pick()
+
+    def _run_done(self, folder: str) -> None:
+        """A run started here is written: list it and show it."""
+        self.scan()
+        if folder in [v for _, v in self.picker.options]:
+            self.pick(folder)
+            self.messages.info(f"the run {Path(folder).name} is written and shown")
+        else:  # a service on another machine wrote it there
+            self.messages.info(f"the run is written to {folder} on the analysis service's machine: copy it into "
+                               f"{self.runs_dir} to browse it here")
 
     def pick(self, folder: str | None = None) -> None:
         """Show a run (its folder; default the picker's)."""
