@@ -16,6 +16,7 @@ import numpy as np
 from cqa_core.data import degrade
 from cqa_core.data.degrade import MASK_KINDS, apply_mask
 from cqa_core.explain.pictures import bar, branch_scales, legend, on_chip
+from cqa_core.recognizers.registry import DEFAULT
 from workbench.session import Face, Session
 from workbench.views.common import (
     Messages,
@@ -108,7 +109,8 @@ class MaskLab:
         """The edited face and its alpha, from the library when the kind is one of its masks."""
         kind = self.kind.value
         if kind in MASK_KINDS:
-            masked, alpha = apply_mask(aligned, kind=kind, seed=int(self.seed.value))
+            masked, alpha = apply_mask(aligned, kind=kind, seed=int(self.seed.value),
+                                       mask_root=self.session.settings.data_root / "masks")
             return np.asarray(masked, np.uint8), np.asarray(alpha, np.float32)
         return slider_edit(aligned, kind, float(self.amount.value), int(self.x.value), int(self.y.value))
 
@@ -117,7 +119,7 @@ class MaskLab:
         if self.face is None:
             raise ValueError("select a face first")
         clean = self.session.analyse(self.face)
-        crop = self.session.analyse(self.face, model="default").aligned  # masks are drawn on the ArcFace crop
+        crop = self.session.analyse(self.face, model=DEFAULT).aligned  # masks are drawn on the ArcFace crop
         edited, alpha = self.edit(crop)
         if clean.branches is None:  # a plain recognizer: what it can say is how far the edit moves the embedding
             pair = self.session.analyse(self.session.array_face(crop, "clean"), self.session.array_face(edited, "edited"),
