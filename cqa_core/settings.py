@@ -43,7 +43,7 @@ from typing import Any
 LFW_DIR = "lfw-deepfunneled"
 """LFW deep-funneled's folder name under the data root (``Name/Name_NNNN.jpg`` + the pair lists)."""
 DEFAULT_PEOPLE = 60
-"""Gallery size when none is set: each of the first 60 people of the gallery folder, one photo each."""
+"""Gallery size when none is set: the first 60 people of the gallery folder (two photos each; workbench.gallery)."""
 CHECKOUT = Path(__file__).resolve().parents[1]
 """The folder holding ``cqa_core`` (a source checkout's root)."""
 

@@ -5,7 +5,8 @@
 Every picture under ``docs/images`` is a screenshot of the running workbench (``cqa workbench``:
 analysis service + Voila), taken by the same headless Chromium the browser tests drive
 (``tests/support/headless.py``), with the bundled default model, on a fixed list of LFW photos
-(:data:`FACES`). The gallery is a temporary folder of symbolic links to those photos under
+(:data:`FACES`; not the default gallery, so each picture's alt text and the note below the pictures in
+README.md and docs say "hand-picked LFW gallery"). The gallery is a temporary folder of symbolic links to those photos under
 ``<data root>/lfw-deepfunneled``: nothing is copied, and no raw photo enters the repository. Each
 shot opens its own page, sets the dashboard up (face, second face, tab, model), waits until every
 map has drawn and no "computing" / "loading" note is left, screenshots the dashboard and writes it

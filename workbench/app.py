@@ -28,6 +28,7 @@ from cqa_core.data.imageio import load_image
 from cqa_core.explain.render import overall_quality
 from cqa_core.recognizers.registry import DEFAULT
 from cqa_core.settings import Settings
+from workbench.gallery import partner_of
 from workbench.loading import HIDE_NOTICE, ready
 from workbench.session import Face, Session
 from workbench.views.common import Messages, png
@@ -80,7 +81,7 @@ class Workbench:
         self.session.set_status(self._status)
         if self.faces:
             names = list(self.faces)
-            self.second.value = names[1] if len(names) > 1 else names[0]
+            self.second.value = partner_of(names[0], names)  # the same person's other photo
             if self.session.remote:  # the page draws now; the first face fills in when the service answers
                 self.messages.info("loading the first face...")
                 threading.Thread(target=self.messages.guard(self.select), args=(names[0],), daemon=True).start()
