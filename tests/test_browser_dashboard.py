@@ -113,6 +113,11 @@ def test_dashboard_in_browser(voila_url):
                                    timeout=60_000)
             wait_src_change(page, "img.cqa-source-image", old)
             timings["source_switch_s"] = time.perf_counter() - t1
+            # every map has its colour bar and a line with its unit, range and normalisation
+            page.wait_for_function("() => document.querySelector('.cqa-face-tab .cqa-map-scale')?.innerText"
+                                   ".includes('shared across pair')", timeout=60_000)
+            assert page.locator(".cqa-face-tab img.cqa-colour-bar[src^='blob:']").count() == 1 + B
+            assert page.locator(".cqa-face-tab .cqa-map-scale", has_text="shared across branches").count() == B
             page.screenshot(path=str(ARTIFACTS / "02_gradcam.png"))
 
             # pair: similarity + verdict, the (b+1) x (b+1) contribution heatmap, CAMs on both faces
@@ -120,6 +125,10 @@ def test_dashboard_in_browser(voila_url):
             page.wait_for_selector(".cqa-pair-verdict .cqa-similarity", timeout=60_000)
             page.wait_for_selector(".cqa-pair-matrix .heatmaplayer", timeout=60_000)
             assert page.locator(".cqa-pair-row img.cqa-pair-cam[src^='blob:']").count() == 2
+            # the decomposition's rows are face a's terms, its columns face b's, each axis named after its face
+            assert "(face a)" in page.locator(".cqa-pair-matrix .ytitle").text_content()  # SVG text
+            assert "(face b)" in page.locator(".cqa-pair-matrix .xtitle").text_content()
+            assert "full cosine" in page.locator(".cqa-pair-loo .annotation-text").text_content()
             page.screenshot(path=str(ARTIFACTS / "02b_pair.png"))
 
             # diversity: this model's matrix; no zero matrix stands in for the unloaded second

@@ -22,6 +22,17 @@ from PIL import Image
 from cqa_core.explain.maprender import PER_MAP, MapScale, colour
 from cqa_core.explain.pictures import bar, legend, on_photo
 
+READING_STYLE = "font-size:11px;line-height:1.3;color:#444"
+"""Small print beside a picture or chart (its scale, how it reads): tight lines, not the widgets' 28 px."""
+
+
+def reading(text: str, cls: str, width: str = "") -> W.HTML:
+    """A caption of small print (escaped ``text``) with a CSS class, ``width`` wide when given."""
+    w = caption(f"<div style='{READING_STYLE}'>{html.escape(text)}</div>", cls)
+    if width:
+        w.layout.width = width
+    return w
+
 
 def plain(exc: BaseException) -> str:
     """A one-line message for a user: the error's own words, never a stack."""
@@ -148,7 +159,7 @@ class MapPicture:
         self.bar.layout.display = None if scale else "none"
         if scale is not None:
             self.bar.value = png(bar(scale, self.width, count=5 if self.width >= 160 else 3))
-        self.legend.value = (f"<span style='font-size:11px;color:#444'>{html.escape(legend(scale))}</span>"
+        self.legend.value = (f"<div style='{READING_STYLE}'>{html.escape(legend(scale))}</div>"
                              if scale else "")
 
 

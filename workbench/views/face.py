@@ -27,6 +27,7 @@ from cqa_core.explain.pictures import (
 )
 from workbench.session import Face, Session
 from workbench.views.common import (
+    READING_STYLE,
     MapPicture,
     Messages,
     caption,
@@ -45,8 +46,7 @@ def check_text(check) -> str:
 
 def relation_reading() -> str:
     """The one-line reading of QAN's relation matrix A, under it."""
-    return f"<div class='cqa-relation-reading' style='font-size:11px;color:#444;max-width:340px'>" \
-           f"{html.escape(RELATION_READING)}</div>"
+    return f"<div class='cqa-relation-reading' style='{READING_STYLE};max-width:340px'>{html.escape(RELATION_READING)}</div>"
 
 
 class FaceExplorer:

@@ -19,6 +19,7 @@ from cqa_core.explain.pictures import bar, branch_scales, legend, on_chip
 from cqa_core.recognizers.registry import DEFAULT
 from workbench.session import Face, Session
 from workbench.views.common import (
+    READING_STYLE,
     Messages,
     bar_figure,
     caption,
@@ -140,8 +141,8 @@ class MaskLab:
             im.layout.visibility = "visible"
         self.cam_bar.value = png(bar(scales[0], 2 * self.size))
         self.cam_bar.layout.visibility = "visible"
-        self.cam_legend.value = (f"<span style='font-size:11px;color:#444'>edited face's branch attention: "
-                                 f"{html.escape(legend(scales[0]))}</span>")
+        self.cam_legend.value = (f"<div style='{READING_STYLE}'>edited face's branch attention: "
+                                 f"{html.escape(legend(scales[0]))}</div>")
         set_bars(self.bars, [eff.quality_clean, eff.quality_masked])
         rows = "".join(
             f"<tr><td>branch {i}</td><td>{c:.5f}</td><td>q=<span class='cqa-mask-q'>{m:.5f}</span></td>"

@@ -33,6 +33,7 @@ from workbench.views.common import (
     caption,
     heatmap_figure,
     overlay_on,
+    reading,
     set_bars,
     set_heatmap,
 )
@@ -87,12 +88,10 @@ class PairInspector:
             box = W.Box([fig])
             box.add_class(cls)
             boxes.append(box)
-        self.readings = [caption(html.escape(DECOMPOSITION_READING), "cqa-pair-matrix-reading"),
-                         caption(html.escape("The dashed line is the full cosine. " + LOO_READING),
-                                 "cqa-pair-loo-reading")]
-        for box, reading in zip(boxes, self.readings, strict=True):
-            reading.layout.width = "420px"
-            box.children = (*box.children, reading)
+        self.readings = [reading(DECOMPOSITION_READING, "cqa-pair-matrix-reading", "420px"),
+                         reading("The dashed line is the full cosine. " + LOO_READING, "cqa-pair-loo-reading", "420px")]
+        for box, text in zip(boxes, self.readings, strict=True):
+            box.children = (*box.children, text)
             box.layout.flex_flow = "column"
         self.parts = W.HBox(boxes)
         self.plain = caption("", "cqa-plain-note")

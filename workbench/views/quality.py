@@ -26,6 +26,7 @@ from workbench.views.common import (
     heatmap_figure,
     overlay_on,
     plain_note,
+    reading,
     set_bars,
     set_heatmap,
 )
@@ -43,8 +44,7 @@ class QualityPanel:
         self.bars = bar_figure("quality S_hat_i (Eq. 6)", b, height=260, yrange=(0.0, 1.1))
         self.values = caption("", "cqa-quality-values")
         self.relation = heatmap_figure("relation A (Eq. 4)", b, fmt=".2g", unit="A[i, j] (unitless)")
-        self.relation_reading = caption(html.escape(RELATION_READING), "cqa-relation-reading")
-        self.relation_reading.layout.width = "360px"
+        self.relation_reading = reading(RELATION_READING, "cqa-relation-reading", "360px")
         self.branch = W.Dropdown(options=[(f"branch {i}", i) for i in range(b)], value=0, description="lowest on")
         self.scan = W.Button(description="scan gallery")
         self.scan.add_class("cqa-quality-scan")
