@@ -165,10 +165,11 @@ class BenchmarkPanel:
             f"{html.escape(str(model.get('digest')))}); {html.escape(str(m.get('date', '')))}")
 
     def _curves(self) -> None:
-        b = score_bins(self.tables)
+        b = score_bins(self.tables, bins=400)  # the curves' resolution
         far, frr, tar, _ = error_rates(b)
         keep = far > 0
-        centres = (b.edges[:-1] + b.edges[1:]) / 2
+        h = score_bins(self.tables, bins=min(100, max(20, int(self.run.meta.get("n_pairs") or 0) // 10)))
+        centres = (h.edges[:-1] + h.edges[1:]) / 2
         with self.roc.batch_update():
             self.roc.data = []
             self.roc.add_scatter(x=far[keep], y=tar[keep], mode="lines", name="ROC")
@@ -178,7 +179,7 @@ class BenchmarkPanel:
             self.det.add_scatter(x=far[both], y=frr[both], mode="lines", name="DET")
         with self.hist.batch_update():
             self.hist.data = []
-            for counts, name, colour in ((b.genuine, "genuine", "#1b7f3b"), (b.impostor, "impostor", "#b00020")):
+            for counts, name, colour in ((h.genuine, "genuine", "#1b7f3b"), (h.impostor, "impostor", "#b00020")):
                 self.hist.add_bar(x=centres, y=counts / max(int(counts.sum()), 1), name=name, marker_color=colour,
                                   opacity=0.6)
             self.hist.layout.shapes = [dict(type="line", x0=b.threshold, x1=b.threshold, y0=0, y1=1, yref="paper",
