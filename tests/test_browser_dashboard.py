@@ -128,7 +128,7 @@ def test_dashboard_in_browser(voila_url):
             # the decomposition's rows are face a's terms, its columns face b's, each axis named after its face
             assert "(face a)" in page.locator(".cqa-pair-matrix .ytitle").text_content()  # SVG text
             assert "(face b)" in page.locator(".cqa-pair-matrix .xtitle").text_content()
-            assert "full cosine" in page.locator(".cqa-pair-loo .annotation-text").text_content()
+            assert "full cosine" in page.locator(".cqa-pair-loo .gtitle").text_content()
             page.screenshot(path=str(ARTIFACTS / "02b_pair.png"))
 
             # diversity: this model's matrix; no zero matrix stands in for the unloaded second

@@ -143,7 +143,7 @@ def test_face_and_pair_tabs_state_and_switch_their_scales(tmp_path):
     assert wb.current.name in pair.matrix.layout.yaxis.title.text
     assert other.name in pair.matrix.layout.xaxis.title.text
     sim = wb.session.analyse(wb.current, other, methods=()).similarity
-    assert pair.loo.layout.shapes[0].y0 == pytest.approx(sim) and "full cosine" in pair.loo.layout.annotations[0].text
+    assert pair.loo.layout.shapes[0].y0 == pytest.approx(sim) and f"full cosine {sim:.3f}" in pair.loo.layout.title.text
     assert "negative" in pair.readings[1].value
 
 

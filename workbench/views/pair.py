@@ -158,9 +158,7 @@ class PairInspector:
         with self.loo.batch_update():
             self.loo.layout.shapes = [dict(type="line", xref="paper", x0=0, x1=1, y0=sim, y1=sim,
                                            line=dict(color="#b00020", dash="dash", width=2))]
-            self.loo.layout.annotations = [dict(xref="paper", x=1, y=sim, yanchor="bottom", xanchor="right",
-                                                showarrow=False, text=f"full cosine {sim:.3f}",
-                                                font=dict(color="#b00020", size=11))]
+            self.loo.layout.title.text = f"cosine without branch i (dashed line: full cosine {sim:.3f})"
             self.loo.layout.yaxis.title.text = "cosine"
 
     def draw(self, row: ModelRow, model: str, label: str):
