@@ -8,7 +8,8 @@ with ``path`` = the sha1 of the photo's bytes and ``out`` empty (no crop file is
 from the stored landmarks takes ~0.1 ms). A hit is re-fitted from the landmarks with the current
 fit (``align_run.refit``), so it is exactly what a fresh detection would give. Rows are appended
 one line at a time (O_APPEND), so kernels and the analysis service can share one file; the
-folder's name carries ``ALIGN_VERSION``, so crops of another alignment version never mix.
+folder's name carries ``ALIGN_VERSION``, so crops of another alignment version never mix. The
+first read of a store that already holds rows says so in one line on stderr (once per process).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from cqa_core.data import cache_place
 from cqa_core.data.align import ALIGN_VERSION, SIZE, align_image
 from cqa_core.data.align_run import ALIGN_FIELDS, face_row, refit
+from cqa_core.data.reuse import say_reused
 
 
 def align_key(detector: Any) -> str:
@@ -49,6 +51,7 @@ class AlignmentStore:
         self.path = self.root / "alignment.csv"
         self._rows: dict[str, dict[str, str]] = {}
         self._read_size = 0
+        self._wrote = False  # this store appended a row (then its first read reuses nothing older)
         self._lock = threading.Lock()
 
     def _refresh(self) -> None:
@@ -57,10 +60,14 @@ class AlignmentStore:
             return
         with open(self.path, newline="") as f:
             text = f.read()
+        first = self._read_size == 0 and not self._wrote  # rows an earlier process stored
         self._read_size = len(text.encode())
         for row in csv.DictReader(io.StringIO(text)):
             if row.get("path") and row.get("a12"):  # a half-written last line has no affine yet
                 self._rows[row["path"]] = row
+        if first and self._rows:  # one line per process: this store is read at every request
+            say_reused("the alignment store", self.path, [f"{len(self._rows):,} photos' landmarks"],
+                       built=self.path, once=True)
 
     def get(self, digest: str) -> dict[str, str] | None:
         with self._lock:
@@ -83,6 +90,7 @@ class AlignmentStore:
             finally:
                 os.close(fd)
             self._rows[digest] = {k: str(v) for k, v in row.items()}
+            self._wrote = True
 
     def __len__(self) -> int:
         with self._lock:

@@ -25,6 +25,7 @@ from cqa_core.data import cache_place
 from cqa_core.data.align import ALIGN_VERSION
 from cqa_core.data.align_run import align_folder
 from cqa_core.data.imageio import is_image_file
+from cqa_core.data.reuse import home_short, say_reused
 
 DECODERS = ("cv2", "torchvision", "pil")
 
@@ -170,7 +171,7 @@ def ensure_aligned(src_root: str | os.PathLike, name: str | None = None, workers
 
     The first call runs :func:`cqa_core.data.align_run.align_folder` (resumable: an interrupted
     run continues where it stopped) and writes a ``.complete.json`` marker with its summary;
-    later calls return at once. ``name`` defaults to the source folder's name. When a cache of
+    later calls return at once, saying in one line what they reuse (:func:`say_reused_crops`). ``name`` defaults to the source folder's name. When a cache of
     the same source made by an earlier alignment version exists, its landmarks are re-warped
     with the current fit instead of detecting again (minutes instead of a quarter of an hour).
     ``cache_root``: see :func:`aligned_dir`.
@@ -179,6 +180,7 @@ def ensure_aligned(src_root: str | os.PathLike, name: str | None = None, workers
     name = name or src.name
     dst = aligned_dir(name, cache_root)
     if (dst / MARKER).exists():
+        say_reused_crops(dst)
         return dst
     if not src.is_dir():
         raise FileNotFoundError(f"source folder not found: {src}")
@@ -186,6 +188,7 @@ def ensure_aligned(src_root: str | os.PathLike, name: str | None = None, workers
     dst.mkdir(parents=True, exist_ok=True)
     with _FolderLock(dst / ".lock"):  # a second caller waits, then finds the marker
         if (dst / MARKER).exists():
+            say_reused_crops(dst)
             return dst
         summary = align_folder(src, dst, fallback=fallback, workers=workers, progress=progress,
                                landmarks_from=_earlier_landmarks(src, name, cache_root))
@@ -193,6 +196,25 @@ def ensure_aligned(src_root: str | os.PathLike, name: str | None = None, workers
         tmp.write_text(json.dumps(summary, indent=2))
         os.replace(tmp, dst / MARKER)
     return dst
+
+
+def say_reused_crops(dst: Path, photos: int | None = None) -> str | None:
+    """The one line a job that reuses aligned crops prints: where, how many, aligned when.
+
+    Args:
+        dst: the aligned-crop folder (its ``.complete.json``, else its ``alignment.csv``, dates it).
+        photos: how many of its crops the job needs (default: the whole folder's, from the marker).
+    """
+    marker = dst / MARKER
+    summary = json.loads(marker.read_text()) if marker.is_file() else {}
+    if photos is not None:
+        details = [f"the {photos:,} photos this job needs"]
+    else:
+        details = [f"{int(summary.get('total', 0)):,} photos", f"{int(summary.get('no_face', 0)):,} with no face found"]
+    if summary.get("src"):
+        details.append(f"from {home_short(summary['src'])}")
+    built = marker if marker.is_file() else dst / "alignment.csv"
+    return say_reused(f"the aligned crops (v{ALIGN_VERSION})", dst, details, built) if built.is_file() else None
 
 
 class _FolderLock:

@@ -29,6 +29,7 @@ from cqa_core.data.datasets import (
     _FolderLock,
     aligned_dir,
     ensure_aligned,
+    say_reused_crops,
 )
 from cqa_core.data.pairs import read_pairs, resolve_image, unique_images
 from cqa_core.metrics import default_folds
@@ -137,6 +138,7 @@ def aligned_pair_photos(src: Path, pairs: list, allow_align: bool = True, worker
     src = src.expanduser().resolve()
     dst = aligned_dir(src.name, cache_root)
     if (dst / MARKER).exists() or not _needed(src, dst, pairs):
+        say_reused_crops(dst, None if (dst / MARKER).exists() else len(unique_images(pairs)))
         return dst
     if not allow_align:
         return None

@@ -6,7 +6,8 @@ maximises accuracy on ``pairsDevTest.txt`` (LFW View 1: 500 same and 500 differe
 1,549 photos), LFW's development split; View 2 (``pairs.txt``) stays for reporting accuracy. Only
 those photos are aligned (``data.verification.aligned_pair_photos``, the cache training shares).
 Computed once per model and kept as JSON under ``<cache>/thresholds/``, named by the sha1 of its
-weights (the model file's, else its parameters'), so every run that loads the same weights finds it.
+weights (the model file's, else its parameters'), so every run that loads the same weights finds it;
+a process that reuses one says so in one line on stderr (once per file).
 
 Both ends of the dashboard's computation live here. The parent (:class:`Thresholds`, what the
 analysis service's engine holds) starts one child per model, never in its own threads::
@@ -36,6 +37,7 @@ import torch
 
 from cqa_core.checkpoint import atomic_write
 from cqa_core.data.pairs import read_pairs
+from cqa_core.data.reuse import say_reused
 from cqa_core.data.verification import aligned_pair_photos, from_pair_list
 from cqa_core.evaluation.protocols import Options, embedder
 from cqa_core.metrics import best_threshold, pair_scores
@@ -70,7 +72,13 @@ def lfw_threshold(rec: Recognizer, lfw: Path, cache_root: Path, progress: Callab
     """
     path = Path(path) if path else threshold_path(rec, cache_root)
     if path.is_file():
-        return json.loads(path.read_text())
+        result = json.loads(path.read_text())
+        facts = [f"cosine {result['threshold']:.3f}"] if "threshold" in result else []
+        if {"accuracy", "pairs", "source"} <= set(result):
+            facts.append(f"{result['accuracy']:.1%} of {result['pairs']:,} {result['source']} pairs right")
+        say_reused(f"{rec.name}'s LFW threshold", path, facts, built=path,
+                   once=True)  # once: the analysis service reads it at every verdict
+        return result
     src = Path(lfw)
     if not (src / PAIRS).is_file():
         raise FileNotFoundError(f"no LFW View 1 pair list at {src / PAIRS}: a model's own threshold needs LFW")

@@ -15,7 +15,8 @@ face), and mirrored by a keyed coin when ``hflip`` is on. The cache folder holds
 
 A cache built from other inputs (stem weights, data, alignment, augmentation, seed, views, stem)
 is refused with one line naming what differs, until ``rebuild_cache`` (``cqa train
---rebuild-cache``) rebuilds it: nothing stale is used silently. Training reads
+--rebuild-cache``) rebuilds it: nothing stale is used silently, and a run that reuses a complete
+cache says so in one line (where it lives, its size, when it was built). Training reads
 :class:`CachedFeatures`: the keyed sampler's key of (seed, epoch, face) picks one stored view, so a
 run replays exactly under resume and for any worker count.
 """
@@ -42,6 +43,8 @@ from cqa_core.config import AugmentConfig, TrainConfig
 from cqa_core.data import cache_place
 from cqa_core.data.align import ALIGN_VERSION
 from cqa_core.data.augment import AugmentedFaces
+from cqa_core.data.reuse import files_size, say_reused
+from cqa_core.data.reuse import human_bytes as human
 from cqa_core.preprocess import INPUT_SIZE, normalize
 from cqa_core.training import distributed
 
@@ -155,15 +158,6 @@ class FaceViews(Dataset):
         return torch.stack(images), torch.stack(vis), label  # (V, 3, 112, 112), (V, 112, 112)
 
 
-def human(n: float) -> str:
-    """Bytes as ``1.2 GB``."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def build(stem: nn.Module, dataset: Dataset, config: TrainConfig, root: Path, wanted: dict[str, Any],
           device: torch.device, amp: bool = False, chunk: int = CHUNK,
           on_chunk: Callable[[int], None] | None = None) -> None:
@@ -249,7 +243,17 @@ def prepare(stem: nn.Module, dataset: Dataset, config: TrainConfig, device: torc
         shutil.rmtree(root)
     if int((_read_json(root / PROGRESS) or {}).get("faces", 0)) < len(dataset) or not (root / META).is_file():
         build(stem, dataset, config, root, wanted, device, amp, chunk, on_chunk)
+    else:
+        say_reused_cache(root)
     return CachedFeatures(root, teacher_targets(dataset))
+
+
+def say_reused_cache(root: Path) -> str | None:
+    """The one line a run that reuses a complete cache prints: where, how big, built when."""
+    faces, views = (_read_json(root / META) or {}).get("shape", [0, 0])[:2]
+    size = files_size([root / f for f in ("features.npy", "visibility.npy", "labels.npy")])
+    return say_reused("the stem-feature cache", root, [f"{faces:,} faces x {views} views", human(size)],
+                      built=root / PROGRESS)
 
 
 def teacher_targets(dataset: Dataset) -> torch.Tensor | None:

@@ -9,7 +9,8 @@ everything, and a larger ``--limit`` scores only the faces it adds.
 Layout: ``ROOT/<group digest>/group.json`` (the parts, readable) and ``shard-<id>.npz`` files, one
 per call that added faces (``keys`` plus one array per reading, float32 embeddings so a rerun from
 the cache reproduces the run to the last digit). Shards are written to a temporary name and
-renamed, so a reader never sees half a shard, and two writers never write the same file.
+renamed, so a reader never sees half a shard, and two writers never write the same file. A load
+that finds faces says in one line how many, where they live and when the group was first written.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from cqa_core.data.reuse import files_size, human_bytes, say_reused
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,19 @@ class CacheGroup:
                         out[name] = out[name].astype(a.dtype)
                     out[name][dst] = a[src]
                 found[dst] = True
+        if found.any():
+            self.say_reused(int(found.sum()), len(keys))
         return out, found
+
+    def say_reused(self, hits: int, asked: int) -> str | None:
+        """The one line a run that reuses stored embeddings prints: how many, where, built when."""
+        shards, info = self._shards(), self.folder / "group.json"
+        p = self.parts
+        details = [f"weights {str(p.get('digest'))[:12]}", str(p.get("data")), str(p.get("align")),
+                   *([f"edit {p['edit']}"] if p.get("edit") not in (None, "none") else []),
+                   f"{len(shards)} shard{'s' * (len(shards) != 1)}", human_bytes(files_size(shards))]
+        built = info if info.is_file() else shards[0]
+        return say_reused(f"{hits:,} of {asked:,} stored embeddings", self.folder, details, built)
 
     def add(self, keys: list[str], readings: dict[str, np.ndarray]) -> Path:
         """Store the readings of ``keys`` (each array leads with the key axis) as a new shard."""
