@@ -25,7 +25,7 @@ def test_mtcnn_and_centre_crops_are_two_cache_entries_in_either_order(calibrated
     assert methods == (["mtcnn", "center"] if first == "mtcnn" else ["center", "mtcnn"])
     assert an.computed == 2 and len(an) == 2  # two entries, neither served from the other's
     assert not np.array_equal(got[0].aligned, got[1].aligned)
-    assert not np.allclose(got[0].quality, got[1].quality)
+    assert not np.allclose(got[0].branches.quality, got[1].branches.quality)
     # asking again in the first order is served from the cache, each with its own alignment
     again = [an(calibrated_model, photo, detector=d) for d in order]
     assert an.computed == 2 and [fa.align_method for fa in again] == methods
