@@ -107,8 +107,21 @@ def test_an_answer_over_the_byte_limit_is_refused_in_one_line():
     assert r.json()["error"].endswith("MB, over this service's 0 MB answer limit") and "\n" not in r.json()["error"]
 
 
-def _png(side: int) -> bytes:
-    rng = np.random.default_rng(0)
+def test_the_shared_cache_is_bounded_in_bytes():
+    service = AnalysisService(Engine(Settings(torch_threads=1)), cache_bytes=6 * 2**20)
+    client = TestClient(create_app(service, Guard(None)))
+    sizes = []
+    for seed in range(4):  # four different 400 px photos, each analysis a few MB
+        r = client.post("/analyse", json={"face": {"file": base64.b64encode(_png(400, seed)).decode(), "align": "center"}})
+        assert r.status_code == 200, r.text
+        sizes.append(len(r.content))
+    stats = client.get("/stats").json()
+    assert sum(sizes) > 6 * 2**20, sizes  # the four would not fit ...
+    assert 0 < stats["cached_bytes"] <= 6 * 2**20 and stats["cached"] < 4, stats  # ... so the oldest went
+
+
+def _png(side: int, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()

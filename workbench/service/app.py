@@ -54,8 +54,11 @@ VIEWER_STALE_S = 300.0
 class AnalysisService:
     """What the routes call: jobs for the engine, through the queue; viewer counts; statistics."""
 
-    def __init__(self, engine: Engine, max_pixels: int = MAX_PIXELS, side: int = MAX_PHOTO_SIDE) -> None:
+    def __init__(self, engine: Engine, max_pixels: int = MAX_PIXELS, side: int = MAX_PHOTO_SIDE,
+                 cache_bytes: int | None = None) -> None:
         self.engine = engine
+        if cache_bytes is not None:  # the shared analysis cache's bound in bytes (besides its entry count)
+            engine.analyser.maxbytes = cache_bytes
         self.max_pixels = max_pixels  # of one decoded face, from its header (``Limits.max_pixels``)
         self.side = side  # every photo is analysed with its longer side at most this (``workbench.service.photo``)
         self.queue = JobQueue(self._run)
@@ -122,7 +125,7 @@ class AnalysisService:
     def stats(self) -> dict[str, Any]:
         an = self.engine.analyser
         return {"requests": self.queue.requests, "pending": len(self.queue), "computed": an.computed,
-                "cached": len(an), "batches": {str(k): v for k, v in sorted(an.batches.items())},
+                "cached": len(an), "cached_bytes": int(getattr(an, "bytes", 0)), "batches": {str(k): v for k, v in sorted(an.batches.items())},
                 "max_runs_per_face": max(an.runs.values(), default=0), "faces_run": len(an.runs), "pid": os.getpid(),
                 "viewers_with_uploads": len(self.engine.uploads)}
 
