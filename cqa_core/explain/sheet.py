@@ -105,7 +105,7 @@ def verdict_block(v: Verdict) -> str:
             else f"cosine {v.similarity:.4f}")
     confidence = f"<p class='confidence'>{esc(v.confidence)}</p>" if v.confidence else ""
     return (f"<section class='verdict {colour}'><p class='words'>{esc(v.words())}</p><p class='rule'>{esc(rule)}</p>"
-            f"<p class='source'>threshold: {esc(v.source)}</p>{confidence}</section>")
+            f"<p class='source'>{'threshold: ' if v.threshold is not None else ''}{esc(v.source)}</p>{confidence}</section>")
 
 
 def map_figures(pair: PairAnalysis, method: str, kind: MapKind, names: Sequence[str], normalisation: str,
