@@ -9,11 +9,12 @@ from cqa_core.explain import (
     attention_cams,
     crop_support,
     library_cam,
-    overlay,
     similarity_gradcam,
     warp_to_photo,
 )
 from cqa_core.explain.common import ExplainError
+from cqa_core.explain.maprender import overlay, scale_of
+from cqa_core.explain.render import branch_overlays
 from cqa_core.explain.toy import plant_attention
 from cqa_core.model import create_model
 
@@ -71,14 +72,19 @@ def test_overlay_leaves_pixels_outside_the_crop_untouched():
     photo = np.full((300, 300, 3), 77, np.uint8)
     support = crop_support(affine, (300, 300))
     assert support[100, 100] == 1.0 and support[250, 250] == 0.0
-    out = overlay(photo, np.ones((300, 300)), 0.6, support)
+    heat = np.ones((300, 300))
+    out = overlay(photo, heat, scale_of(heat, "attention", "attention weight", False), 0.6, support)
     assert (out[250, 250] == 77).all() and not (out[100, 100] == 77).all()
 
 
-def test_overlay_is_uint8_photo_shaped():
+def test_branch_overlays_share_one_scale_and_keep_the_photo_shape():
     photo = np.full((50, 60, 3), 100, np.uint8)
-    out = overlay(photo, np.linspace(0, 1, 50 * 60).reshape(50, 60))
-    assert out.dtype == np.uint8 and out.shape == (50, 60, 3)
+    low, high = np.full((50, 60), 0.2), np.full((50, 60), 0.8)
+    ovs = branch_overlays(photo, np.stack([low, high]), np.array([0.9, 0.5]), alpha=1.0)
+    assert [o.image.dtype for o in ovs] == [np.uint8, np.uint8] and ovs[0].image.shape == (50, 60, 3)
+    assert [o.quality for o in ovs] == [0.9, 0.5]
+    # one scale 0..0.8 for both: a map of 0.2 is not drawn in the colour of the largest weight
+    assert not np.array_equal(ovs[0].image[0, 0], ovs[1].image[0, 0])
 
 
 def test_stem_output_is_the_feature_map(model, faces):

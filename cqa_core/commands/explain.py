@@ -100,6 +100,5 @@ def print_verdict(reference: str, rec: object, similarity: float) -> None:
     """The pair's verdict calibrated on a reference run of the same model (``evaluation.runs.calibration``)."""
     # imported when asked for: a saved calibration needs numpy only, fitting one scikit-learn
     from cqa_core.evaluation.runs.calibration import load_calibration, verdict_line
-    from cqa_core.evaluation.runs.faces import weights_digest
 
-    print(verdict_line(load_calibration(reference, weights_digest(rec)), similarity))
+    print(verdict_line(load_calibration(reference, rec.digest), similarity))

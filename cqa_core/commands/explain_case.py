@@ -16,7 +16,6 @@ from pathlib import Path
 
 from cqa_core.evaluation.runs.calibration import load_calibration
 from cqa_core.evaluation.runs.calibration import verdict_line as calibrated_line
-from cqa_core.evaluation.runs.faces import weights_digest
 from cqa_core.evaluation.threshold import PAIRS, lfw_threshold, threshold_path
 from cqa_core.explain import methods as registry
 from cqa_core.explain.maprender import PER_MAP, SHARED_PAIR
@@ -104,7 +103,7 @@ def report_pair(args: argparse.Namespace, rec: Recognizer, pair: PairAnalysis) -
     (with the calibrated confidence when ``--reference`` names a run of this model)."""
     confidence = ""
     if args.sheet and args.reference:
-        confidence = calibrated_line(load_calibration(args.reference, weights_digest(rec)), float(pair.similarity))
+        confidence = calibrated_line(load_calibration(args.reference, rec.digest), float(pair.similarity))
     v = verdict_of(rec, args.settings, float(pair.similarity), confidence)
     print(verdict_line(rec, v))
     for line in check_lines(pair):

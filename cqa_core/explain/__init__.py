@@ -34,7 +34,7 @@ _WHERE = {
     "layercam": ("layer_gradcam",),
     "methods": ("Method", "Needs", "available", "register"),
     "cams": ("attention_cams", "similarity_gradcam"),
-    "render": ("branch_overlays", "crop_support", "overlay", "warp_to_photo"),
+    "render": ("branch_overlays", "crop_support", "warp_to_photo"),
     "common": ("ExplainError",),
     "decomposition": ("decompose", "decompose_outputs", "folded_head", "leave_one_out_rerun"),
     "diversity": ("DiversityStats", "dataset_diversity", "diversity", "diversity_of_maps"),

@@ -20,7 +20,6 @@ from cqa_core.explain.render import (  # noqa: F401 - re-exported: cams is where
     BranchOverlay,
     branch_overlays,
     crop_support,
-    overlay,
     warp_to_photo,
 )
 from cqa_core.explain.tensors import as_batch, in_eval_mode, model_device, to_numpy, upsample

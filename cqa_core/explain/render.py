@@ -1,4 +1,6 @@
-"""Drawing what the model computed: maps onto photos, overlays, a face's overall quality.
+"""Drawing what the model computed: maps onto photos, branch overlays, a face's overall quality.
+
+Colours come from ``maprender`` (one rendering of maps: a scale, a colormap by sign, a colour bar).
 
 numpy + OpenCV only (no torch), so a dashboard kernel that only shows analyses made elsewhere
 (``workbench.service``) stays small. ``cams`` and ``quality`` re-export these functions.
@@ -12,6 +14,7 @@ import numpy as np
 
 from cqa_core.data.template import SIZE
 from cqa_core.explain.common import ExplainError
+from cqa_core.explain.maprender import PER_MAP, SHARED_BRANCHES, overlay, scale_of
 
 
 def warp_to_photo(maps: np.ndarray, affine: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
@@ -45,23 +48,6 @@ def crop_support(affine: np.ndarray, photo_size: tuple[int, int], size: int = SI
     return warp_to_photo(np.ones((size, size), np.float32), affine, photo_size)
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, support: np.ndarray | None = None) -> np.ndarray:
-    """Blend a [0, 1] heatmap (jet colour map) onto an RGB uint8 image; returns uint8 (H, W, 3).
-
-    ``support`` (H, W) in [0, 1] scales the opacity per pixel: pass :func:`crop_support` so photo
-    pixels outside the aligned crop (where the model saw nothing) stay untinted.
-    """
-    import cv2  # optional: OpenCV, the data extra
-
-    if image.shape[:2] != heat.shape:
-        raise ExplainError(f"heatmap {heat.shape} does not match image {image.shape[:2]}")
-    h8 = np.uint8(np.clip(heat, 0.0, 1.0) * 255)  # (H, W)
-    colour = cv2.cvtColor(cv2.applyColorMap(h8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)  # (H, W, 3)
-    a = np.float32(alpha) if support is None else (alpha * np.asarray(support, np.float32))[..., None]  # (H, W, 1)
-    blend = (1.0 - a) * image.astype(np.float32) + a * colour.astype(np.float32)  # (H, W, 3)
-    return np.clip(blend, 0, 255).astype(np.uint8)
-
-
 class BranchOverlay(NamedTuple):
     """One branch's overlay and the number shown next to it."""
 
@@ -72,8 +58,11 @@ class BranchOverlay(NamedTuple):
 
 def branch_overlays(photo: np.ndarray, maps: np.ndarray, quality: np.ndarray, alpha: float = 0.5,
                     support: np.ndarray | None = None) -> list[BranchOverlay]:
-    """Per-branch overlays: maps (b, H, W) on the photo (H, W, 3), each with its quality score."""
-    return [BranchOverlay(i, float(quality[i]), overlay(photo, maps[i], alpha, support)) for i in range(len(maps))]
+    """Per-branch overlays: maps (b, H, W) on the photo (H, W, 3), each with its quality score, drawn
+    on one scale shared by the branches (``maprender``: sequential colours, 0 to the largest weight)."""
+    scale = scale_of(list(maps), "attention", "attention weight", False, SHARED_BRANCHES if len(maps) > 1 else PER_MAP)
+    return [BranchOverlay(i, float(quality[i]), overlay(photo, maps[i], scale, alpha, support))
+            for i in range(len(maps))]
 
 
 def overall_quality(quality: np.ndarray, maps: np.ndarray) -> np.ndarray:

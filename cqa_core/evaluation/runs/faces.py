@@ -8,13 +8,11 @@ embedding's L2 norm. :func:`quality_of` names which of the two a run's ``quality
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from tqdm import tqdm
 
 from cqa_core.evaluation.face_scores import score_faces
-from cqa_core.recognizers.base import Recognizer, module_digest
+from cqa_core.recognizers.base import Recognizer
 from cqa_core.recognizers.chips import recognizer_chips
 
 QUALITY_KINDS = {
@@ -22,14 +20,6 @@ QUALITY_KINDS = {
     "norm": "L2 norm of the embedding before normalisation (MagFace-style)",
 }
 """What a run's ``quality`` column can hold, by its ``quality_kind``."""
-
-
-def branch_model(rec: Recognizer) -> Any:
-    """The CQA-Face behind a recognizer with branches, else None (the one branch test of a run)."""
-    readout = getattr(rec, "readout", None)
-    if readout is not None:
-        return readout.model
-    return getattr(rec, "cqa", None)
 
 
 def face_readings(rec: Recognizer, images: np.ndarray, sources: list | None, flip: bool = False,
@@ -51,9 +41,8 @@ def face_readings(rec: Recognizer, images: np.ndarray, sources: list | None, fli
         (the overall QAN quality), ``branch_quality`` (N, b) and ``cal`` (N,). ``norm`` is the
         norm of the face's own embedding for CQA-Face and of the embedding as scored otherwise.
     """
-    model = branch_model(rec)
-    if model is not None:
-        s = score_faces(model, images, batch_size=batch_size, flip=flip, device=device, progress=progress)
+    if rec.readout is not None:
+        s = score_faces(rec.readout.model, images, batch_size=batch_size, flip=flip, device=device, progress=progress)
         return {"embedding": s.embedding.astype(np.float32), "norm": s.norm.astype(np.float32),
                 "overall": s.overall.astype(np.float32), "branch_quality": s.quality.astype(np.float32),
                 "cal": s.cal.astype(np.float32)}
@@ -73,15 +62,3 @@ def quality_of(readings: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
     if "overall" in readings:
         return readings["overall"], "qan"
     return readings["norm"], "norm"
-
-
-def weights_digest(rec: Recognizer) -> str:
-    """A digest of the recognizer's weights that holds across processes (a cache key on disk).
-
-    ``Recognizer.digest``, except where it names an object in memory (an id-based key): then the
-    sha1 of the module's tensors.
-    """
-    digest = rec.digest or ""
-    if digest.startswith(("cqa:", "live:")) and rec.module is not None:
-        return module_digest(rec.module)
-    return digest or f"{rec.kind}:{rec.name}"

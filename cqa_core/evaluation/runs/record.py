@@ -26,7 +26,7 @@ from cqa_core.data.align import ALIGN_VERSION
 from cqa_core.evaluation.protocols import PAIR_PROTOCOLS, Options, pair_result, second_side
 from cqa_core.evaluation.runs.calibration import save_calibration
 from cqa_core.evaluation.runs.embcache import EmbeddingCache
-from cqa_core.evaluation.runs.faces import face_readings, quality_of, weights_digest
+from cqa_core.evaluation.runs.faces import face_readings, quality_of
 from cqa_core.evaluation.runs.plan import FacePlan, PairList, face_plan, pair_list, protocol_edit
 from cqa_core.evaluation.runs.store import scored_columns, write_run
 from cqa_core.metrics import evaluate_scores, pair_scores
@@ -68,7 +68,7 @@ def _score(rec: Recognizer, pl: PairList, plan: FacePlan, rows: np.ndarray, prot
 def gather_readings(rec: Recognizer, pl: PairList, plan: FacePlan, protocol: str, opts: Options,
                     cache: EmbeddingCache | None, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Readings of every face of ``plan`` (cache first, the rest scored and added): (readings, counts)."""
-    digest = weights_digest(rec)
+    digest = rec.digest
     photo = protocol == "verify" and not rec.preprocess.is_arcface112  # chips cut from the photos
     parts: list[dict[str, np.ndarray]] = []
     hits = 0
@@ -169,7 +169,7 @@ def record_run(rec: Recognizer, data: str, protocol: str, opts: Options, out: st
     faces.update({k: readings[k] for k in ("branch_quality", "cal") if k in readings})
     timing = {"load_s": t1 - t0, "embed_s": t2 - t1, "total_s": time.perf_counter() - t0}
     result.update(timing={k: round(v, 2) for k, v in timing.items()}, device=opts.device)
-    meta = {**result, "model": {"name": rec.name, "kind": rec.kind, "digest": weights_digest(rec),
+    meta = {**result, "model": {"name": rec.name, "kind": rec.kind, "digest": rec.digest,
                                 "source": rec.source, "spec": spec or rec.source},
             "options": options_dict(opts), "fold_thresholds": thresholds,
             "pairs_digest": pl.digest(), "n_faces": len(img), "quality_kind": kind, "faces": counts,
