@@ -89,16 +89,6 @@ def run(args: argparse.Namespace) -> int:
     if args.other:
         line += f"; similarity {result.similarity:.4f}"
     print(line)
-    if args.other:  # the verdict at the model's own threshold, the maps' checks, the case sheet
+    if args.other:  # the verdict at the model's own threshold (and calibrated), the maps' checks, the sheet
         explain_case.report_pair(args, rec, result)
-    if args.other and args.reference:
-        print_verdict(args.reference, rec, result.similarity)
     return 0
-
-
-def print_verdict(reference: str, rec: object, similarity: float) -> None:
-    """The pair's verdict calibrated on a reference run of the same model (``evaluation.runs.calibration``)."""
-    # imported when asked for: a saved calibration needs numpy only, fitting one scikit-learn
-    from cqa_core.evaluation.runs.calibration import load_calibration, verdict_line
-
-    print(verdict_line(load_calibration(reference, rec.digest), similarity))

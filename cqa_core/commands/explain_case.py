@@ -102,10 +102,12 @@ def report_pair(args: argparse.Namespace, rec: Recognizer, pair: PairAnalysis) -
     """Print the verdict at the model's threshold and the maps' checks; write the case sheet if asked
     (with the calibrated confidence when ``--reference`` names a run of this model)."""
     confidence = ""
-    if args.sheet and args.reference:
+    if args.reference:  # a saved calibration of a run of this model (``evaluation.runs.calibration``)
         confidence = calibrated_line(load_calibration(args.reference, rec.digest), float(pair.similarity))
     v = verdict_of(rec, args.settings, float(pair.similarity), confidence)
     print(verdict_line(rec, v))
+    if confidence:
+        print(f"confidence: {confidence}")
     for line in check_lines(pair):
         print(line)
     if args.sheet:
