@@ -16,7 +16,7 @@ import pytest
 
 from cqa_core.settings import Settings
 from tests.support.headless import CHROMIUM, launch_chromium, running_voila
-from workbench.views.markup import html, join, text
+from workbench.views.markup import escape, html, join, text
 
 ROOT = Path(__file__).resolve().parents[1]
 LFW = ROOT.parent / "shared" / "data" / "lfw-deepfunneled"
@@ -36,6 +36,7 @@ def test_fragments_escape_every_value_once():
     assert html("<i>{who}</i>", who=html("<b>{}</b>", "a&b")) == "<i><b>a&amp;b</b></i>"  # a fragment: kept
     assert join("<br>", [name, html("<b>{}</b>", 1)]) == "&lt;img src=x onerror=window.cqaXss=1&gt;<br><b>1</b>"
     assert text("\"'<>&") == "&#34;&#39;&lt;&gt;&amp;"
+    assert escape(HOSTILE[1]) + "<br>" == "&lt;svg onload=window.cqaXss=2&gt;<br>" and type(escape(1)) is str
 
 
 # ---- the page ------------------------------------------------------------------------------------

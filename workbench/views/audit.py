@@ -6,13 +6,12 @@ Nothing is recomputed: rows come from the file and each face's crop from the dat
 
 from __future__ import annotations
 
-import html
-
 import ipywidgets as W
 import numpy as np
 
 from cqa_core.evaluation.audit_table import face_image, rank_faces, read_audit
 from workbench.views.common import Messages, caption, image_widget, png
+from workbench.views.markup import escape
 
 
 class AuditBrowser:
@@ -53,7 +52,7 @@ class AuditBrowser:
         options += [("embedding norm, lowest first", "embedding_norm"), ("CAL penalty, highest first", "-cal_penalty")]
         q = self.cols["overall_quality"]
         methods = {m: int((self.cols["align_method"] == m).sum()) for m in np.unique(self.cols["align_method"])}
-        self.summary.value = html.escape(
+        self.summary.value = escape(
             f"{n} faces of {self.meta.get('kind')} {self.meta.get('root')} ({self.meta.get('model_label')}); overall "
             f"quality min {q.min():.3f}, median {np.median(q):.3f}, max {q.max():.3f}; alignment {methods}")
         self._loading = True  # one redraw below, not one per widget change
@@ -78,12 +77,12 @@ class AuditBrowser:
                 continue
             r = int(rows[slot])
             c = self.cols
-            title.value = (f"#{self.start.value + slot + 1} {html.escape(str(c['identity'][r]))}<br>"
+            title.value = (f"#{self.start.value + slot + 1} {escape(str(c['identity'][r]))}<br>"
                            f"{column.replace('_', ' ')}={c[column][r]:.3f}<br>q={c['overall_quality'][r]:.3f} "
-                           f"norm={c['embedding_norm'][r]:.1f} {html.escape(str(c['align_method'][r]))}")
+                           f"norm={c['embedding_norm'][r]:.1f} {escape(str(c['align_method'][r]))}")
             try:
                 image.value = png(face_image(self.meta["kind"], self.meta["root"], str(c["path"][r])), 96)
                 image.layout.visibility = "visible"
             except (OSError, ValueError, KeyError) as exc:  # the dataset moved: say so under the numbers
-                title.value += f"<br><i>crop unavailable: {html.escape(str(exc)[:60])}</i>"
+                title.value += f"<br><i>crop unavailable: {escape(str(exc)[:60])}</i>"
                 image.layout.visibility = "hidden"

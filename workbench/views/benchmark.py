@@ -14,7 +14,6 @@ aligned them.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from cqa_core.evaluation.runs.tables import RunTables
 from cqa_core.settings import AlignMode
 from workbench.gallery import gallery_align
 from workbench.views.common import Messages
+from workbench.views.markup import escape
 from workbench.views.runcompare import CompareSection
 from workbench.views.runmap import FaceMap
 from workbench.views.runstart import RunStarter
@@ -110,8 +110,8 @@ class BenchmarkPanel:
         found = runs_in(self.runs_dir)
         options = [(f"{p.name}  ({Run(p).label})", str(p)) for p in found]
         if not options:
-            self.summary.value = (f"no runs in {html.escape(str(self.runs_dir))}: write one with "
-                                  f"<code>cqa eval --out {html.escape(str(self.runs_dir))}/NAME</code>")
+            self.summary.value = (f"no runs in {escape(str(self.runs_dir))}: write one with "
+                                  f"<code>cqa eval --out {escape(str(self.runs_dir))}/NAME</code>")
             return
         keep = self.picker.value if self.picker.value in [v for _, v in options] else options[0][1]
         self.picker.options = options
@@ -158,11 +158,11 @@ class BenchmarkPanel:
         m = self.run.meta
         model = m.get("model", {})
         self.summary.value = (
-            f"<b class='cqa-bench-label'>{html.escape(self.run.label)}</b>: accuracy "
+            f"<b class='cqa-bench-label'>{escape(self.run.label)}</b>: accuracy "
             f"<b class='cqa-bench-accuracy'>{100 * float(m['accuracy']):.2f}%</b> over {m.get('n_pairs')} pairs "
-            f"({m.get('n_same')} same), {m.get('n_faces')} faces; quality = {html.escape(str(m.get('quality_kind')))}; "
-            f"model {html.escape(str(model.get('name')))} ({html.escape(str(model.get('kind')))}, weights "
-            f"{html.escape(str(model.get('digest')))}); {html.escape(str(m.get('date', '')))}")
+            f"({m.get('n_same')} same), {m.get('n_faces')} faces; quality = {escape(str(m.get('quality_kind')))}; "
+            f"model {escape(str(model.get('name')))} ({escape(str(model.get('kind')))}, weights "
+            f"{escape(str(model.get('digest')))}); {escape(str(m.get('date', '')))}")
 
     def _curves(self) -> None:
         b = score_bins(self.tables, bins=400)  # the curves' resolution

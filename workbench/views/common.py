@@ -8,7 +8,6 @@ short plain message in the one visible message area (the traceback only in debug
 from __future__ import annotations
 
 import functools
-import html
 import io
 import traceback
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from PIL import Image
 
 from cqa_core.explain.maprender import PER_MAP, MapScale, colour
 from cqa_core.explain.pictures import bar, legend, on_photo
+from workbench.views.markup import escape
 
 READING_STYLE = "font-size:11px;line-height:1.3;color:#444"
 """Small print beside a picture or chart (its scale, how it reads): tight lines, not the widgets' 28 px."""
@@ -28,7 +28,7 @@ READING_STYLE = "font-size:11px;line-height:1.3;color:#444"
 
 def reading(text: str, cls: str, width: str = "") -> W.HTML:
     """A caption of small print (escaped ``text``) with a CSS class, ``width`` wide when given."""
-    w = caption(f"<div style='{READING_STYLE}'>{html.escape(text)}</div>", cls)
+    w = caption(f"<div style='{READING_STYLE}'>{escape(text)}</div>", cls)
     if width:
         w.layout.width = width
     return w
@@ -53,22 +53,22 @@ class Messages:
     def error(self, exc: BaseException) -> None:
         """Show an exception in plain words (plus the traceback in debug mode)."""
         self.last_error = plain(exc)
-        body = f"<b>Error:</b> {html.escape(self.last_error)}"
+        body = f"<b>Error:</b> {escape(self.last_error)}"
         if self.debug:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            body += f"<pre style='font-size:11px'>{html.escape(tb)}</pre>"
+            body += f"<pre style='font-size:11px'>{escape(tb)}</pre>"
         self.widget.value = f"<div class='cqa-error' style='color:#b00020'>{body}</div>"
 
     def info(self, text: str) -> None:
         """Show a neutral note (replaces any error)."""
         self.last_error = None
-        self.widget.value = f"<div class='cqa-info' style='color:#555'>{html.escape(text)}</div>"
+        self.widget.value = f"<div class='cqa-info' style='color:#555'>{escape(text)}</div>"
 
     def warn(self, text: str) -> None:
         """Show a warning the viewer must not miss (bold, amber; replaces any error)."""
         self.last_error = None
         self.widget.value = (f"<div class='cqa-warning' style='color:#a04000;font-weight:bold'>"
-                             f"{html.escape(text)}</div>")
+                             f"{escape(text)}</div>")
 
     def clear(self) -> None:
         self.last_error = None
@@ -159,7 +159,7 @@ class MapPicture:
         self.bar.layout.display = None if scale else "none"
         if scale is not None:
             self.bar.value = png(bar(scale, self.width, count=5 if self.width >= 160 else 3))
-        self.legend.value = (f"<div style='{READING_STYLE}'>{html.escape(legend(scale))}</div>"
+        self.legend.value = (f"<div style='{READING_STYLE}'>{escape(legend(scale))}</div>"
                              if scale else "")
 
 
@@ -262,7 +262,7 @@ def html_heatmap(matrix: np.ndarray, title: str, labels: list[str] | None = None
     labels = labels or [f"b{i}" for i in range(m.shape[0])]
     lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
     span = hi - lo if hi > lo else 1.0
-    head = "".join(f"<th style='padding:2px 6px'>{html.escape(x)}</th>" for x in labels)
+    head = "".join(f"<th style='padding:2px 6px'>{escape(x)}</th>" for x in labels)
     rows = []
     for i, row in enumerate(m):
         cells = []
@@ -270,8 +270,8 @@ def html_heatmap(matrix: np.ndarray, title: str, labels: list[str] | None = None
             t = (v - lo) / span
             colour = "#000" if t > 0.6 else "#fff"
             cells.append(f"<td class='cqa-cell' style='background:{_viridis(t)};color:{colour};padding:4px 8px;"
-                         f"text-align:center'>{html.escape(fmt.format(v))}</td>")
-        rows.append(f"<tr><th style='padding:2px 6px'>{html.escape(labels[i])}</th>{''.join(cells)}</tr>")
-    return (f"<div class='{cls}'><div style='font-weight:bold;margin:4px 0'>{html.escape(title)}</div>"
+                         f"text-align:center'>{escape(fmt.format(v))}</td>")
+        rows.append(f"<tr><th style='padding:2px 6px'>{escape(labels[i])}</th>{''.join(cells)}</tr>")
+    return (f"<div class='{cls}'><div style='font-weight:bold;margin:4px 0'>{escape(title)}</div>"
             f"<table style='border-collapse:collapse;font-size:12px'><tr><th></th>{head}</tr>{''.join(rows)}</table></div>")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 
 import ipywidgets as W
@@ -18,6 +17,7 @@ from workbench.views.common import (
     plain_note,
     set_heatmap,
 )
+from workbench.views.markup import escape
 from workbench.views.markup import html as html_of
 
 NO_OTHER = "no second checkpoint loaded: type its path below and press load"
@@ -61,7 +61,7 @@ class DiversityPanel:
         self.face = face
         br = self.session.analyse(face).branches
         if br is None:
-            self.summary.value = html.escape(plain_note(self.session, "CAL diversity compares branch attention maps"))
+            self.summary.value = escape(plain_note(self.session, "CAL diversity compares branch attention maps"))
             return
         set_heatmap(self.matrix, br.gaussian)
         self.summary.value = html_of("<b>{}</b>: CAL penalty {:.3f} (0 = diverse), mean top-20% IoU {:.2f} "

@@ -7,7 +7,6 @@ computes nothing.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ import plotly.graph_objects as go
 
 from cqa_core.settings import Settings
 from workbench.views.common import Messages, caption
+from workbench.views.markup import escape
 
 COLOURS = {"qan": "#1f77b4", "norm": "#ff7f0e", "random": "#7f7f7f"}
 LABELS = {"qan": "QAN overall quality", "norm": "embedding norm", "random": "random"}
@@ -77,7 +77,7 @@ class EDCPanel:
         self.results = load_edc_results(self.folder) if self.folder.is_dir() else {}
         self.areas = caption("", "cqa-edc-areas")
         if not self.results:
-            self.areas.value = html.escape(f"no EDC results in {self.folder}: run `cqa eval --protocol edc --json "
+            self.areas.value = escape(f"no EDC results in {self.folder}: run `cqa eval --protocol edc --json "
                                            f"{self.folder}/edc_lfw_verify.json` (see docs/benchmarks.md)")
             self.widget = W.VBox([self.areas])
             self.widget.add_class("cqa-edc")

@@ -10,8 +10,6 @@ branch attention maps ("shared across branches", the default, so the branches co
 
 from __future__ import annotations
 
-import html
-
 import ipywidgets as W
 import numpy as np
 
@@ -34,6 +32,7 @@ from workbench.views.common import (
     html_heatmap,
     overlay_on,
 )
+from workbench.views.markup import escape
 
 
 def check_text(check) -> str:
@@ -41,12 +40,12 @@ def check_text(check) -> str:
     if check is None:
         return ""
     colour = "#1b7f3b" if check.ok else "#b00020"
-    return f"<span style='color:{colour}'>{html.escape(check.text)}</span>"
+    return f"<span style='color:{colour}'>{escape(check.text)}</span>"
 
 
 def relation_reading() -> str:
     """The one-line reading of QAN's relation matrix A, under it."""
-    return f"<div class='cqa-relation-reading' style='{READING_STYLE};max-width:340px'>{html.escape(RELATION_READING)}</div>"
+    return f"<div class='cqa-relation-reading' style='{READING_STYLE};max-width:340px'>{escape(RELATION_READING)}</div>"
 
 
 class FaceExplorer:
@@ -134,22 +133,22 @@ class FaceExplorer:
         scale = pair_scales(maps, kind_of(self.session.method(src)), self.scale.value)[0]
         if slow and self.messages.last_error is None:  # the "computing" note only: a no-face warning stays
             self.messages.clear()
-        partner = f" vs {html.escape(self.other.name)}" if (self.session.method(src)["pair"] and self.other) else ""
+        partner = f" vs {escape(self.other.name)}" if (self.session.method(src)["pair"] and self.other) else ""
         info = self.session.info()
         br = fa.branches
         quality = "" if br else " (a plain model's quality reading)"
         aligned = ("<b class='cqa-no-face'>no face found: centre of the photo</b>"
                    if no_face_note("", fa.align_method, self.face.align) else f"aligned by {fa.align_method}")
-        self.info.value = (f"<b>{html.escape(self.face.name)}</b> &nbsp; {html.escape(info['name'])} &nbsp; embedding "
+        self.info.value = (f"<b>{escape(self.face.name)}</b> &nbsp; {escape(info['name'])} &nbsp; embedding "
                            f"norm <span class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</span>{quality} &nbsp; "
                            + (f"CAL {br.cal:.3f} &nbsp; " if br else "") + aligned)
-        self.main_title.value = f"<b>{html.escape(src)}</b>{partner}"
+        self.main_title.value = f"<b>{escape(src)}</b>{partner}"
         self.ig_delta.value = check_text(self.session.source_checks(self.face, self.other, src))
         self.main.show(overlay_on(fa, maps[0], scale, alpha), scale)
         self.branches.layout.display = None if br else "none"
         if br is None:
             self.relation.value = ""
-            self.plain.value = (f"{html.escape(info['name'])} is a plain recognizer ({html.escape(info['kind'])}): "
+            self.plain.value = (f"{escape(info['name'])} is a plain recognizer ({escape(info['kind'])}): "
                                 "no branch attention, QAN quality or relation to show; its maps are on the left")
             return
         self.plain.value = ""

@@ -11,7 +11,8 @@ name, which a file name or an upload's name chooses; a model's name; an error's 
 formatted with its format spec, then escaped by ``markupsafe``, the escaping Jinja (and so
 Voila) already uses. A fragment built here is ``Markup``: put into another template it is kept
 as it is, never escaped twice, while a plain ``str`` is always escaped. A widget's ``value``
-takes the fragment as it is (``Markup`` is a ``str``).
+takes the fragment as it is (``Markup`` is a ``str``). :func:`escape` is the same escaping for one
+value in an f-string, as a plain ``str`` (adding a ``Markup`` to a ``str`` would escape the ``str``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
+from markupsafe import escape as _escape
 
-__all__ = ["Markup", "html", "join", "text"]
+__all__ = ["Markup", "escape", "html", "join", "text"]
 
 
 def html(template: str, /, *args: Any, **values: Any) -> Markup:
@@ -36,4 +38,9 @@ def join(separator: str, parts: Iterable[Any]) -> Markup:
 
 def text(value: Any) -> Markup:
     """A plain value as a fragment: ``str(value)`` escaped."""
-    return escape(str(value))
+    return _escape(str(value))
+
+
+def escape(value: Any) -> str:
+    """``str(value)`` escaped, as a plain ``str`` (for an f-string; ``html`` is the template form)."""
+    return str(_escape(str(value)))

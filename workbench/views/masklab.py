@@ -8,8 +8,6 @@ Edits come from ``cqa_core.data.degrade``: ``apply_mask`` for each of its ``MASK
 
 from __future__ import annotations
 
-import html
-
 import ipywidgets as W
 import numpy as np
 
@@ -28,6 +26,7 @@ from workbench.views.common import (
     png,
     set_bars,
 )
+from workbench.views.markup import escape
 
 SLIDER_KINDS = ("occluder", "blur", "low resolution")
 
@@ -97,7 +96,7 @@ class MaskLab:
         if br is None:
             for im in (*self.cams, self.images[1], self.cam_bar):
                 im.layout.visibility = "hidden"
-            self.values.value = html.escape(plain_note(self.session, "quality deltas are QAN's")
+            self.values.value = escape(plain_note(self.session, "quality deltas are QAN's")
                                             + "; apply shows the edited face's similarity to the clean one")
             return
         for im in (*self.cams, self.images[1], self.cam_bar):
@@ -128,13 +127,13 @@ class MaskLab:
             sim = pair.similarity
             self.images[1].value = png(edited, self.size)
             self.images[1].layout.visibility = "visible"
-            self.titles[1].value = f"edited ({html.escape(self.kind.value)}): cos to clean <b>{sim:.3f}</b>"
+            self.titles[1].value = f"edited ({escape(self.kind.value)}): cos to clean <b>{sim:.3f}</b>"
             return
         eff = self.session.mask_effect(self.face, edited, alpha)
         fe = self.session.analyse(self.session.array_face(edited, f"{self.face.name} (edited)")).branches
         self.images[1].value = png(edited, self.size)
         self.images[1].layout.visibility = "visible"
-        self.titles[1].value = f"edited ({html.escape(self.kind.value)}): cos to clean <b>{eff.similarity:.3f}</b>"
+        self.titles[1].value = f"edited ({escape(self.kind.value)}): cos to clean <b>{eff.similarity:.3f}</b>"
         scales = branch_scales(fe.attention)  # one scale over the edited face's branches
         for im, m, scale in zip(self.cams, fe.attention, scales, strict=False):
             im.value = png(on_chip(edited, m, scale, 0.5), self.size // 2)
@@ -142,7 +141,7 @@ class MaskLab:
         self.cam_bar.value = png(bar(scales[0], 2 * self.size))
         self.cam_bar.layout.visibility = "visible"
         self.cam_legend.value = (f"<div style='{READING_STYLE}'>edited face's branch attention: "
-                                 f"{html.escape(legend(scales[0]))}</div>")
+                                 f"{escape(legend(scales[0]))}</div>")
         set_bars(self.bars, [eff.quality_clean, eff.quality_masked])
         rows = "".join(
             f"<tr><td>branch {i}</td><td>{c:.5f}</td><td>q=<span class='cqa-mask-q'>{m:.5f}</span></td>"

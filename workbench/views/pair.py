@@ -12,7 +12,6 @@ computed in the background (minutes the first time) and the verdict fills in whe
 
 from __future__ import annotations
 
-import html
 import threading
 import time
 
@@ -38,6 +37,7 @@ from workbench.views.common import (
     set_heatmap,
 )
 from workbench.views.face import check_text
+from workbench.views.markup import escape
 
 NONE = ""
 POLL_S = 5.0
@@ -140,7 +140,7 @@ class PairInspector:
         info = self.session.info()
         if pa.branches is None:
             self.parts.layout.display = "none"
-            self.plain.value = (f"{html.escape(info['name'])} is a plain recognizer: its similarity has no branch "
+            self.plain.value = (f"{escape(info['name'])} is a plain recognizer: its similarity has no branch "
                                 "terms to split it into (that is CQA-Face's decomposition)")
             return
         self.parts.layout.display, self.plain.value = None, ""
@@ -149,7 +149,7 @@ class PairInspector:
     def draw_parts(self, pa) -> None:
         """The decomposition (rows face a, columns face b) and leave-one-out with the full cosine as a line."""
         dec, sim = pa.branches.decomposition, float(pa.similarity)
-        name_a, name_b = (html.escape(f.name) for f in (self.face, self.other))
+        name_a, name_b = (escape(f.name) for f in (self.face, self.other))
         set_heatmap(self.matrix, dec, title=f"branch terms of the cosine, sum {float(dec.sum()):.3f}")
         with self.matrix.batch_update():
             self.matrix.layout.yaxis.title.text = f"rows: {name_a} (face a)"
@@ -169,7 +169,7 @@ class PairInspector:
         row.verdict.value = self.verdict_text(model, float(pa.similarity))
         if method is None:
             needs = next((m["needs"] for m in self.session.info()["methods"] if m["label"] == label), "?")
-            row.note.value = html.escape(f"{label} needs {needs}: {info['name']} is {info['description']}")
+            row.note.value = escape(f"{label} needs {needs}: {info['name']} is {info['description']}")
         else:
             row.note.value = ""
         checks = pa.checks.get(method) or [None, None]
@@ -178,7 +178,7 @@ class PairInspector:
         for i in range(2):
             fa, m = pa.face(i), pa.maps[method][i] if method else None
             name = (self.face, self.other)[i].name
-            row.titles[i].value = f"<b>{html.escape(name)}</b> {html.escape(label)} &nbsp; <i>{html.escape(info['name'])}</i>"
+            row.titles[i].value = f"<b>{escape(name)}</b> {escape(label)} &nbsp; <i>{escape(info['name'])}</i>"
             row.pictures[i].show(overlay_on(fa, m, scales[i], 0.5) if m is not None else fa.photo, scales[i])
             row.deltas[i].value = check_text(checks[i])
         return pa
@@ -186,18 +186,18 @@ class PairInspector:
     def verdict_text(self, model: str, sim: float) -> str:
         """'cos = 0.412  same person at its LFW threshold 0.287' (or a note while the threshold is computed)."""
         info = self.session.info(model)
-        cos = f"<i>{html.escape(info['name'])}</i>: cos = <b class='cqa-similarity'>{sim:.3f}</b> &nbsp; "
+        cos = f"<i>{escape(info['name'])}</i>: cos = <b class='cqa-similarity'>{sim:.3f}</b> &nbsp; "
         thr = self.session.threshold(model)
         if "unavailable" in thr:
-            return cos + html.escape(thr["unavailable"])
+            return cos + escape(thr["unavailable"])
         if "threshold" not in thr:
             self.wait_for_threshold(model)
-            return cos + html.escape(thr.get("computing", "its threshold is being computed"))
+            return cos + escape(thr.get("computing", "its threshold is being computed"))
         same = sim >= thr["threshold"]
         colour = "#1b7f3b" if same else "#b00020"
         return (cos + f"<b style='color:{colour}'>{'same person' if same else 'different people'}</b> at its LFW "
                 f"threshold <span class='cqa-threshold'>{thr['threshold']:.3f}</span> "
-                f"({html.escape(thr['source'])}, accuracy {100 * thr['accuracy']:.1f}%)")
+                f"({escape(thr['source'])}, accuracy {100 * thr['accuracy']:.1f}%)")
 
     def wait_for_threshold(self, model: str) -> None:
         """Redraw the verdicts once the model's threshold is known (a background thread polls for it)."""

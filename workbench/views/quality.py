@@ -7,7 +7,6 @@ The lowest-quality thumbnails show branch i's attention of different faces, each
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Callable
 
@@ -31,6 +30,7 @@ from workbench.views.common import (
     set_heatmap,
 )
 from workbench.views.edc import EDCPanel
+from workbench.views.markup import escape
 
 
 class QualityPanel:
@@ -73,13 +73,13 @@ class QualityPanel:
         fa = self.session.analyse(face)
         br = fa.branches
         if br is None:
-            self.values.value = html.escape(
+            self.values.value = escape(
                 plain_note(self.session, "QAN quality") + f"; its quality reading is the embedding norm, "
                 f"{fa.embedding_norm:.2f} for {face.name}")
             return
         set_bars(self.bars, [br.quality])
         set_heatmap(self.relation, br.relation)
-        self.values.value = f"<b>{html.escape(face.name)}</b>: " + " &nbsp; ".join(
+        self.values.value = f"<b>{escape(face.name)}</b>: " + " &nbsp; ".join(
             f"branch {i} q=<span class='cqa-q'>{q:.3f}</span>" for i, q in enumerate(br.quality))
 
     def scan_gallery(self) -> None:
@@ -93,7 +93,7 @@ class QualityPanel:
                 q, f = scored[slot]
                 br = self.session.analyse(f).branches
                 scale = branch_scales(br.attention[i:i + 1], PER_MAP, ATTENTION)[0]
-                thumb.title.value = f"{html.escape(f.name)}<br>q{i}={q:.3f}"
+                thumb.title.value = f"{escape(f.name)}<br>q{i}={q:.3f}"
                 thumb.show(overlay_on(self.session.analyse(f), br.attention[i], scale, 0.4,
                                       photo_map=br.attention_photo[i]), scale)
                 thumb.widget.layout.visibility = "visible"

@@ -8,7 +8,6 @@ both recognizers side by side (the Pair tab's "beside" model).
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from cqa_core.evaluation.runs.compare import Comparison, compare_runs
 from cqa_core.evaluation.runs.store import Run
 from cqa_core.evaluation.runs.tables import RunTables
 from workbench.views.common import Messages
+from workbench.views.markup import escape
 
 LISTED = 200
 """Rows shown of each disagreement list (worst margin first)."""
@@ -36,8 +36,8 @@ def mcnemar_html(c: Comparison) -> str:
             f"<tr><th>A right</th>{cell.format(t['both right'])}{cell.format(t['only A right'])}</tr>"
             f"<tr><th>A wrong</th>{cell.format(t['only B right'])}{cell.format(t['both wrong'])}</tr>")
     verdict = "the difference is more than noise (p < 0.05)" if c.p_value < 0.05 else "no significant difference"
-    return (f"<div class='cqa-bench-mcnemar'><b>A</b> {html.escape(c.a)}: {100 * c.accuracy_a:.2f}% &nbsp; "
-            f"<b>B</b> {html.escape(c.b)}: {100 * c.accuracy_b:.2f}%<table>{rows}</table>McNemar's exact test on the "
+    return (f"<div class='cqa-bench-mcnemar'><b>A</b> {escape(c.a)}: {100 * c.accuracy_a:.2f}% &nbsp; "
+            f"<b>B</b> {escape(c.b)}: {100 * c.accuracy_b:.2f}%<table>{rows}</table>McNemar's exact test on the "
             f"{t['only A right'] + t['only B right']} disagreements: p = <b class='cqa-bench-p'>{c.p_value:.4g}</b> "
             f"({verdict})</div>")
 

@@ -9,7 +9,6 @@ and shows it. Without an analysis service (a notebook's in-process session) the 
 
 from __future__ import annotations
 
-import html
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 import ipywidgets as W
 
 from workbench.views.common import Messages
+from workbench.views.markup import escape
 
 POLL_S = 1.0
 DATA = ("lfw", "celeba299")
@@ -90,5 +90,5 @@ class RunStarter:
     def _show(self, job: dict[str, Any]) -> None:
         self.bar.value = int(job["percent"])
         step = f" {job['done']}/{job['total']}" if job["total"] else ""
-        self.state.value = (f"<span class='cqa-run-{html.escape(job['state'])}'>{html.escape(job['name'])}: "
-                            f"{html.escape(job['state'])}, {html.escape(job['stage'])}{step} ({job['percent']}%)</span>")
+        self.state.value = (f"<span class='cqa-run-{escape(job['state'])}'>{escape(job['name'])}: "
+                            f"{escape(job['state'])}, {escape(job['stage'])}{step} ({job['percent']}%)</span>")
