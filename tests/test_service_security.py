@@ -19,6 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from cqa_core.data import imageio
+from cqa_core.settings import Settings
 from workbench.client import _chunks
 from workbench.service.app import AnalysisService, create_app
 from workbench.service.guard import NOT_SERVED, Guard, Limits, Models
@@ -37,6 +38,7 @@ class FakeEngine:
         self.gate.set()
         self.calls: list[tuple[str, object]] = []
         self.uploads: dict[str, object] = {}  # viewer -> its uploads' cache (none here)
+        self.settings = Settings()  # where runs started from the dashboard would go (none are started here)
 
     def info(self) -> dict:
         self.calls.append(("info", None))
