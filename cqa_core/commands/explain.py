@@ -13,6 +13,7 @@ describe the centre of the photo.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tqdm import tqdm
 
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_methods:
         for m in registry.methods().values():
             print(f"  {m.name:<20} needs {m.needs.value:<10} {m.about}")
+            if m.caveat:
+                print(f"  {'':<20} caveat: {m.caveat}")
         return 0
     if not args.image or not args.out:
         raise ValueError("give IMAGE (and OTHER to explain a pair) and --out DIR, or --list-methods")
@@ -76,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     rec = load_recognizer(args.model, args.device, checkpoint=args.settings.checkpoint, layer=args.layer)
     default = "gradcam" if rec.whitebox else "occlusion"
     methods = tuple(m.strip() for m in (args.methods or default).split(",") if m.strip()) if args.other else ()
+    for name in methods:  # a measured warning (maps that survive model randomisation), one line each
+        if name in registry.methods() and registry.get(name).caveat:
+            print(f"caveat: {name} {registry.get(name).caveat}", file=sys.stderr)
     result = analyse(rec, args.image, args.other, methods=methods, progress=progress_bar(methods))
     faces = (result.a, result.b) if args.other else (result,)
     for name, face in zip((args.image, args.other), faces, strict=False):

@@ -24,6 +24,7 @@ calls :func:`register`), loaded the first time the registry is read (:func:`meth
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,6 +127,7 @@ class Method:
     signed: bool = False  # maps hold both signs: > 0 raises the similarity (or supports the match), < 0 lowers it
     unit: str = ""  # what one map value means, for its colour bar ("share of cosine", ...)
     check: Callable[[Recognizer], str] | None = None  # a further test of the recognizer: '' or why it cannot
+    caveat: str = ""  # a measured warning shown beside the name ('' = none): see RANDOMISATION_CAVEATS
 
     def face_map(self, rec: Recognizer, chip_a: np.ndarray, chip_b: np.ndarray, ctx: Context) -> np.ndarray:
         """(S, S) map of face a only, against b (half a pair's cost for the perturbation methods)."""
@@ -136,10 +138,10 @@ class Method:
         return self.fn(rec, np.stack([chip_a, chip_b]), ctx).maps[0]
 
     def record(self) -> dict[str, object]:
-        """What a viewer needs to offer it (JSON): name, label, needs, pair, cost, listed, about."""
+        """What a viewer needs to offer it (JSON): name, label, needs, pair, cost, listed, about, caveat."""
         return {"name": self.name, "label": self.label, "needs": self.needs.value, "pair": self.pair,
                 "cost": self.cost.value, "listed": self.listed, "signed": self.signed, "unit": self.unit,
-                "about": self.about}
+                "about": self.about, "caveat": self.caveat}
 
     def supports(self, rec: Recognizer) -> bool:
         return rec.capabilities()[self.needs.value] and not self._checked(rec)
@@ -313,3 +315,31 @@ for _cam in attribution.CAM_METHODS:  # the library's classes beside our Grad-CA
         register(Method(_cam, _cam, Needs.GRADIENTS, f"pytorch-grad-cam's {_cam} on cos(e_a, e_b)",
                         library_cam(_cam), cost=Cost.SLOW if _cam in attribution.SLOW_CAMS else Cost.FAST,
                         listed=False))
+
+SURVIVES_RANDOMISATION = 0.5
+"""A map "survives" model randomisation when its Spearman rank correlation with the trained model's map
+stays at or above this, on average along the cascade or with every layer randomised (Adebayo et al.,
+NeurIPS 2018: such a map shows the input more than what the model learned)."""
+
+RANDOMISATION_CAVEATS: dict[str, tuple[float, float]] = {
+    "EigenCAM": (0.63, -0.12),
+    "KPCA_CAM": (0.64, 0.45),
+    "SegEigenCAM": (0.58, 0.54),
+    "EigenGradCAM": (0.47, 0.51),
+    "FEM": (0.58, 0.26),
+}
+"""Methods whose maps survive cascading randomisation of the bundled CQA-Face: Spearman (mean along the
+walk, every layer randomised) measured by Quantus MPRT on the Explanation leaderboard
+(docs/leaderboard.md, ``benchmarks/explanation_checks.py``). A measured constant, not computed at run
+time; ``tests/test_method_caveats.py`` reruns the check on one of them."""
+
+
+def randomisation_caveat(rho: tuple[float, float]) -> str:
+    """The warning shown beside the name of a method whose maps survive randomisation (measured ``rho``)."""
+    return (f"its maps barely depend on the model: as CQA-Face's layers are randomised from the top, they keep "
+            f"a rank correlation of {rho[0]:.2f} on average with the trained model's maps ({rho[1]:.2f} with "
+            "every layer randomised; Adebayo et al. 2018, see the Explanation leaderboard)")
+
+
+for _name, _rho in RANDOMISATION_CAVEATS.items():
+    REGISTRY[_name] = dataclasses.replace(REGISTRY[_name], caveat=randomisation_caveat(_rho))

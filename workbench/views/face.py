@@ -24,6 +24,7 @@ from cqa_core.explain.pictures import (
     pair_scales,
 )
 from workbench.session import Face, Session
+from workbench.views.caveat import caveat_note
 from workbench.views.common import (
     READING_STYLE,
     MapPicture,
@@ -142,7 +143,7 @@ class FaceExplorer:
         self.info.value = (f"<b>{escape(self.face.name)}</b> &nbsp; {escape(info['name'])} &nbsp; embedding "
                            f"norm <span class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</span>{quality} &nbsp; "
                            + (f"CAL {br.cal:.3f} &nbsp; " if br else "") + aligned)
-        self.main_title.value = f"<b>{escape(src)}</b>{partner}"
+        self.main_title.value = f"<b>{escape(src)}</b>{partner}" + caveat_note(self.session.method(src))
         self.ig_delta.value = check_text(self.session.source_checks(self.face, self.other, src))
         self.main.show(overlay_on(fa, maps[0], scale, alpha), scale)
         self.branches.layout.display = None if br else "none"

@@ -25,6 +25,7 @@ from cqa_core.explain.pictures import (
     pair_scales,
 )
 from workbench.session import Face, Session
+from workbench.views.caveat import caveat_note
 from workbench.views.common import (
     MapPicture,
     Messages,
@@ -178,7 +179,8 @@ class PairInspector:
         for i in range(2):
             fa, m = pa.face(i), pa.maps[method][i] if method else None
             name = (self.face, self.other)[i].name
-            row.titles[i].value = f"<b>{escape(name)}</b> {escape(label)} &nbsp; <i>{escape(info['name'])}</i>"
+            row.titles[i].value = (f"<b>{escape(name)}</b> {escape(label)} &nbsp; <i>{escape(info['name'])}</i>"
+                                   + caveat_note(self.session.method(label, model) if method else None))
             row.pictures[i].show(overlay_on(fa, m, scales[i], 0.5) if m is not None else fa.photo, scales[i])
             row.deltas[i].value = check_text(checks[i])
         return pa
