@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from cqa_core.data.imageio import ImageError, decode_image
+from cqa_core.evaluation.runs.calibration import Calibration, find_calibration
 from cqa_core.explain.result import Check, FaceAnalysis, MaskEffect, PairAnalysis
 from cqa_core.recognizers.registry import DEFAULT
 from cqa_core.settings import AlignMode, Settings
@@ -138,6 +139,11 @@ class Session:
     def info(self, model: str | None = None) -> dict[str, Any]:
         """Facts of a loaded model (name, kind, description, branches, whitebox, methods); the current one by default."""
         return self.models[model or self.current]
+
+    def calibration(self, model: str | None = None) -> Calibration | None:
+        """The model's saved calibration from a benchmark run in the runs folder (``Settings.runs_dir``), or None."""
+        digest = self.info(model).get("digest")
+        return find_calibration(self.settings.runs_dir, digest) if digest else None
 
     def threshold(self, model: str | None = None) -> dict[str, Any]:
         """The model's own LFW threshold, or {"computing": note} the first time (it runs in the background)."""

@@ -92,7 +92,7 @@ class Engine:
         rec = self.recognizer(spec)
         return {"spec": spec_key(spec), "name": rec.name, "kind": rec.kind, "description": rec.describe(),
                 "branches": rec.readout.count if rec.readout is not None else 0, "whitebox": rec.whitebox,
-                "note": rec.note, "methods": [m.record() for m in available(rec)]}
+                "note": rec.note, "digest": rec.digest, "methods": [m.record() for m in available(rec)]}
 
     def threshold(self, spec: str | None = None, wait: bool = False) -> dict[str, Any]:
         """The model's LFW View 1 threshold (``evaluation.threshold.Thresholds``), {"computing": note} while

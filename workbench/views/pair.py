@@ -17,6 +17,7 @@ import time
 
 import ipywidgets as W
 
+from cqa_core.evaluation.runs.calibration import verdict_line
 from cqa_core.explain.pictures import (
     DECOMPOSITION_READING,
     LOO_READING,
@@ -186,7 +187,11 @@ class PairInspector:
         return pa
 
     def verdict_text(self, model: str, sim: float) -> str:
-        """'cos = 0.412  same person at its LFW threshold 0.287' (or a note while the threshold is computed)."""
+        """'cos = 0.412  same person at its LFW threshold 0.287' (or a note while the threshold is computed),
+        and under it the calibrated verdict when a benchmark run of the model has one."""
+        return self.threshold_text(model, sim) + self.confidence(model, sim)
+
+    def threshold_text(self, model: str, sim: float) -> str:
         info = self.session.info(model)
         cos = f"<i>{escape(info['name'])}</i>: cos = <b class='cqa-similarity'>{sim:.3f}</b> &nbsp; "
         thr = self.session.threshold(model)
@@ -200,6 +205,11 @@ class PairInspector:
         return (cos + f"<b style='color:{colour}'>{'same person' if same else 'different people'}</b> at its LFW "
                 f"threshold <span class='cqa-threshold'>{thr['threshold']:.3f}</span> "
                 f"({escape(thr['source'])}, accuracy {100 * thr['accuracy']:.1f}%)")
+
+    def confidence(self, model: str, sim: float) -> str:
+        """The calibrated verdict line, when a benchmark run of this model in the runs folder has a calibration."""
+        cal = self.session.calibration(model)
+        return "" if cal is None else f"<br><span class='cqa-confidence'>{escape(verdict_line(cal, sim))}</span>"
 
     def wait_for_threshold(self, model: str) -> None:
         """Redraw the verdicts once the model's threshold is known (a background thread polls for it)."""

@@ -184,6 +184,24 @@ def load_calibration(folder: str | os.PathLike, digest: str | None = None) -> Ca
     return cal
 
 
+def find_calibration(runs_dir: str | os.PathLike, digest: str) -> Calibration | None:
+    """The saved calibration of the model whose weights are ``digest`` in a folder of runs, or None.
+
+    Only calibrations already saved (``cqa eval --out`` saves one) are read: no fitting here, so a
+    viewer needs numpy only. Of several, a clean verification run (``verify``) first, then the newest.
+    """
+    found = []
+    for path in Path(runs_dir).glob(f"*/{CALIBRATION_FILE}"):
+        try:
+            cal = Calibration.from_dict(json.loads(path.read_text()))
+            protocol = json.loads((path.parent / "run.json").read_text()).get("protocol")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a half-written or foreign run is not a reference
+        if cal.digest == digest:
+            found.append((protocol == "verify", path.stat().st_mtime, cal))
+    return max(found, key=lambda t: t[:2])[2] if found else None
+
+
 def verdict_line(cal: Calibration, score: float) -> str:
     """The verdict as printed beside a pair: threshold, calibrated probability, likelihood ratio."""
     same = score >= cal.threshold
