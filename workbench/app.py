@@ -1,4 +1,4 @@
-"""The dashboard: header, gallery + upload + second face on the left, five tabs, one message area.
+"""The dashboard: header, a message banner under it, gallery + upload + second face on the left, six tabs.
 
     from workbench.start import open_workbench
     open_workbench(settings).widget   # last line of a notebook cell, or of dashboard.ipynb for Voila
@@ -31,7 +31,7 @@ from cqa_core.settings import Settings
 from workbench.gallery import partner_of
 from workbench.loading import HIDE_NOTICE, ready
 from workbench.session import Face, Session
-from workbench.views.common import Messages, png
+from workbench.views.common import BANNER_STYLE, Messages, png
 from workbench.views.diversity import DiversityPanel
 from workbench.views.face import FaceExplorer
 from workbench.views.masklab import MaskLab
@@ -74,8 +74,9 @@ class Workbench:
         self.tabs = W.Tab(children=self.slots, titles=TAB_NAMES)
         self.tabs.add_class("cqa-tabs")
         self.tabs.observe(self.messages.guard(lambda _: self.refresh()), names="selected_index")
-        hide_notice = W.HTML(HIDE_NOTICE)  # hides the first cell's "loading" note once this draws
-        self.widget = W.VBox([self._header(), W.HBox([self._sidebar(), self.tabs]), self.messages.widget,
+        hide_notice = W.HTML(HIDE_NOTICE + BANNER_STYLE)  # hides the first cell's "loading" note once this draws
+        # messages in a banner under the header (sticky): an error is in view wherever its control is
+        self.widget = W.VBox([self._header(), self.messages.widget, W.HBox([self._sidebar(), self.tabs]),
                               hide_notice])
         self.widget.add_class("cqa-dashboard")
         self.session.set_status(self._status)

@@ -40,8 +40,17 @@ def plain(exc: BaseException) -> str:
     return text if len(text) < 300 else text[:297] + "..."
 
 
+BANNER_STYLE = ("<style>.cqa-errors { position: sticky; top: 0; z-index: 20; background: #fff; }"
+                ".cqa-errors:not(:empty) > div { padding: 4px 8px; border-bottom: 1px solid #ddd; }"
+                ".cqa-dashboard, .jp-OutputArea:has(.cqa-dashboard), .jp-OutputArea-child:has(.cqa-dashboard),"
+                " .jp-OutputArea-output:has(.cqa-dashboard) { overflow: visible !important; }</style>")
+"""Put in the dashboard's widget tree: the message banner stays in view at the top when the page
+scrolls (sticky needs every box between it and the page's scroller to let it overflow)."""
+
+
 class Messages:
-    """The single message area at the bottom of the dashboard (class ``cqa-errors``)."""
+    """The single message area: a banner under the dashboard's header (class ``cqa-errors``), kept in
+    view when the page scrolls (:data:`BANNER_STYLE`), so a message is never below the fold."""
 
     def __init__(self, debug: bool = False) -> None:
         """``debug``: show tracebacks under the message (``Settings.debug``)."""
