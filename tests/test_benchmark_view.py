@@ -193,3 +193,20 @@ def test_runs_folder_setting_reaches_the_kernels(tmp_path):
     assert Settings(cache_root=tmp_path).runs_dir == tmp_path / "runs"
     assert Settings.from_env({"CQA_RUNS": str(tmp_path / "mine")}).runs_dir == tmp_path / "mine"
     assert kernel_env(Settings(runs=tmp_path / "mine"), base={})["CQA_RUNS"] == str(tmp_path / "mine")
+
+
+def test_reliability_diagram_shows_the_saved_calibration_and_its_ece(tmp_path):
+    from cqa_core.evaluation.runs.calibration import save_calibration
+
+    synthetic_run(tmp_path / "c", pairs=600, faces=200, name="model C")
+    p = BenchmarkPanel(Messages(debug=True), tmp_path, Opened())
+    p.show()
+    p.pick(str(tmp_path / "c"))
+    assert "no saved calibration" in p.reliability.layout.title.text
+    cal = save_calibration(tmp_path / "c")
+    p.pick(str(tmp_path / "c"))
+    assert p.messages.last_error is None, p.messages.widget.value
+    curve = p.reliability.data[1]
+    filled = [r for r in cal.reliability if r["count"]]
+    assert list(curve.x) == [r["mean_probability"] for r in filled] and list(curve.y) == [r["fraction_same"] for r in filled]
+    assert f"ECE {cal.ece:.3f}" in p.reliability.layout.title.text

@@ -14,6 +14,7 @@ aligned them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from cqa_core.evaluation.runs.browse import accuracy_by_alignment, error_rates, runs_in, score_bins
+from cqa_core.evaluation.runs.calibration import CALIBRATION_FILE, Calibration
 from cqa_core.evaluation.runs.store import Run
 from cqa_core.evaluation.runs.tables import RunTables
 from cqa_core.settings import AlignMode
@@ -78,6 +80,8 @@ class BenchmarkPanel:
         self.det = _figure("DET", "false accept rate", "false reject rate", xlog=True, ylog=True)
         self.hist = _figure("scores", "cosine", "share of pairs", width=420)
         self.hist.update_layout(showlegend=True, barmode="overlay", legend=dict(x=0, y=1))
+        self.reliability = _figure("reliability", "calibrated P(same person)", "fraction same person", width=380)
+        self.reliability.layout.xaxis.range = self.reliability.layout.yaxis.range = [0, 1]
         self.by = {k: _figure(t, x, "accuracy", width=380) for k, t, x in (
             ("quality_decile", "accuracy by quality decile", "decile of the pair's lower quality"),
             ("edited_side", "accuracy by edited side", "faces edited (mask / degradation)"),
@@ -90,7 +94,7 @@ class BenchmarkPanel:
         self.picker.observe(guard(lambda _: self.pick()), names="value")
         self.other.observe(guard(lambda _: self.pick_other()), names="value")
         self.reload.on_click(guard(lambda _: self.scan()))
-        curves = W.HBox([self.roc, self.det, self.hist])
+        curves = W.HBox([self.roc, self.det, self.hist, self.reliability])
         accuracy = W.HBox(list(self.by.values()))
         self.starter = RunStarter(session, messages, self._run_done) if session is not None else None
         self.widget = W.VBox([W.HBox([self.picker, self.reload]), self.other, self.summary, curves, accuracy,
@@ -141,6 +145,7 @@ class BenchmarkPanel:
         self.tables = RunTables(self.run)
         self._summary()
         self._curves()
+        self._reliability()
         self._accuracy()
         self.table.show_run(self.tables)
         self.map.show_run(self.run, self.tables)
@@ -185,6 +190,23 @@ class BenchmarkPanel:
             self.hist.layout.shapes = [dict(type="line", x0=b.threshold, x1=b.threshold, y0=0, y1=1, yref="paper",
                                             line=dict(color="black", dash="dash"))]
             self.hist.layout.title = f"scores; threshold {b.threshold:.3f} (mean of the folds')"
+
+    def _reliability(self) -> None:
+        """The run's calibration (saved by ``cqa eval --out``) on its held-out folds: a reliability diagram + ECE."""
+        path = self.run.folder / CALIBRATION_FILE
+        with self.reliability.batch_update():
+            self.reliability.data = []
+            if not path.is_file():
+                self.reliability.layout.title = "reliability: this run has no saved calibration"
+                return
+            cal = Calibration.from_dict(json.loads(path.read_text()))
+            rows = [r for r in cal.reliability if r["count"]]
+            self.reliability.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
+                                         line=dict(color="grey", dash="dash"))
+            self.reliability.add_scatter(x=[r["mean_probability"] for r in rows], y=[r["fraction_same"] for r in rows],
+                                         mode="lines+markers", name=cal.method,
+                                         text=[f"{r['count']} pairs" for r in rows])
+            self.reliability.layout.title = f"reliability (held-out folds): ECE {cal.ece:.3f}, {cal.method}"
 
     def _accuracy(self) -> None:
         groups = {"quality_decile": self.tables.accuracy_by("quality_decile"),
