@@ -1,15 +1,18 @@
 """``cqa eval``: verification / masked / cross-quality / identification / EDC numbers for a model.
 
-Parses the flags into ``evaluation.protocols.Options``, calls ``evaluate`` and prints its rows.
+Parses the flags into ``evaluation.protocols.Options``, calls ``evaluate`` and prints its rows. With
+``--out`` it records a run (``evaluation.runs.record``), also under ``torchrun`` (each process scores
+its share of the faces; ``python -m cqa_core.commands.eval`` is what torchrun launches).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from cqa_core.commands.common import add_model_argument
+from cqa_core.commands.common import add_model_argument, main_of
 from cqa_core.settings import AlignMode
 
 PAIR_PROTOCOLS = ("verify", "masked-m2n", "masked-m2m", "cross-quality")  # = evaluation.protocols' (tested)
@@ -56,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from cqa_core.evaluation.protocols import Options, evaluate
     from cqa_core.evaluation.runs.record import default_cache, record_run
     from cqa_core.recognizers.load import load_recognizer
+    from cqa_core.training.distributed import setup
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dist = setup(device) if args.out else None  # under torchrun: join the group; each rank its own device
+    device = str(dist.device) if dist else device
     rec = load_recognizer(args.model, device, checkpoint=args.settings.checkpoint)
     name = args.model or args.settings.checkpoint or rec.name
     opts = Options(flip=args.flip, limit=args.limit, batch_size=args.batch_size, device=device,
@@ -65,9 +71,12 @@ def run(args: argparse.Namespace) -> int:
                    roc=args.roc, folds=args.folds, edc_pairs=args.edc_pairs, edc_max_discard=args.edc_max_discard,
                    places=args.settings)
     if args.out:
-        result, rows = record_run(rec, args.data, args.protocol, opts, args.out,
-                                  cache=None if args.no_cache else default_cache(args.settings),
-                                  spec=args.model or args.settings.checkpoint or "default")
+        recorded = record_run(rec, args.data, args.protocol, opts, args.out,
+                              cache=None if args.no_cache else default_cache(args.settings),
+                              spec=args.model or args.settings.checkpoint or "default", dist=dist)
+        if recorded is None:  # another rank than 0: its share is in the cache, rank 0 writes the run
+            return 0
+        result, rows = recorded
     else:
         result, rows = evaluate(rec, args.data, args.protocol, opts)
     result = {**result, "checkpoint": name}
@@ -82,3 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote the run to {args.out} (cqa compare RUN_A RUN_B compares two)")
     return 0
+
+
+if __name__ == "__main__":  # python -m cqa_core.commands.eval ... (what torchrun launches)
+    sys.exit(main_of(register, "eval"))

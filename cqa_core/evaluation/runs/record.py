@@ -3,7 +3,11 @@
     result, rows = record_run(rec, "lfw", "masked-m2n", Options(mask="surgical"), "runs/cqa-lfw-m2n")
 
 The faces come from the embedding cache where it has them (``runs.embcache``): a rerun reads no
-image at all, and a second protocol on the same data scores only its edited faces. The aggregates
+image at all, and a second protocol on the same data scores only its edited faces. Under
+``torchrun`` each process scores every ``world``-th missing face and adds its own shard to the
+cache; after a barrier every process reads the merged group, and rank 0 writes the run:
+
+    torchrun --nproc_per_node 8 -m cqa_core.commands.eval --model M --data lfw --out runs/m-lfw The aggregates
 (``run.json``) come from the same ``metrics.evaluate_pairs`` and ``protocols.pair_result`` that
 ``cqa eval`` prints, on the same embeddings, so they are its numbers.
 """
@@ -32,6 +36,7 @@ from cqa_core.evaluation.runs.store import scored_columns, write_run
 from cqa_core.metrics import evaluate_scores, pair_scores
 from cqa_core.recognizers.base import Recognizer
 from cqa_core.settings import Settings
+from cqa_core.training.distributed import DistInfo, barrier
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +71,16 @@ def _score(rec: Recognizer, pl: PairList, plan: FacePlan, rows: np.ndarray, prot
 
 
 def gather_readings(rec: Recognizer, pl: PairList, plan: FacePlan, protocol: str, opts: Options,
-                    cache: EmbeddingCache | None, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Readings of every face of ``plan`` (cache first, the rest scored and added): (readings, counts)."""
+                    cache: EmbeddingCache | None, progress: bool = True, dist: DistInfo | None = None
+                    ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Readings of every face of ``plan`` (cache first, the rest scored and added): (readings, counts).
+
+    ``dist``: this process's place under torchrun; each process scores its share of the missing faces
+    into a shard of its own, and all read the merged cache after a barrier (a cache is then required).
+    """
+    rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
+    if world > 1 and cache is None:
+        raise ValueError("under torchrun the processes share their faces through the embedding cache: drop --no-cache")
     digest = rec.digest
     photo = protocol == "verify" and not rec.preprocess.is_arcface112  # chips cut from the photos
     parts: list[dict[str, np.ndarray]] = []
@@ -84,6 +97,17 @@ def gather_readings(rec: Recognizer, pl: PairList, plan: FacePlan, protocol: str
         got, found = group.load(keys) if group else ({}, np.zeros(len(rows), bool))
         missing = np.flatnonzero(~found)
         hits += int(found.sum())
+        if world > 1:  # this process's share into a shard of its own, then every shard
+            mine = missing[rank::world]
+            if len(mine):
+                group.add([keys[i] for i in mine.tolist()],
+                          _score(rec, pl, plan, rows[mine], protocol, clean and photo, opts, progress))
+            barrier()
+            got, found = group.load(keys)
+            if not found.all():
+                raise RuntimeError(f"{int((~found).sum())} faces are missing from the cache after every process "
+                                   f"scored its share ({group.folder})")
+            missing = missing[:0]
         if len(missing):
             new = _score(rec, pl, plan, rows[missing], protocol, clean and photo, opts, progress)
             if group:
@@ -115,8 +139,8 @@ def machine() -> dict[str, Any]:
 
 
 def record_run(rec: Recognizer, data: str, protocol: str, opts: Options, out: str | os.PathLike,
-               cache: EmbeddingCache | None = None, progress: bool = True, spec: str | None = None
-               ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+               cache: EmbeddingCache | None = None, progress: bool = True, spec: str | None = None,
+               dist: DistInfo | None = None) -> tuple[dict[str, Any], list[tuple[str, str]]] | None:
     """Score ``protocol`` on ``data`` with ``rec`` and write the run folder ``out``.
 
     Args:
@@ -129,9 +153,11 @@ def record_run(rec: Recognizer, data: str, protocol: str, opts: Options, out: st
         progress: show tqdm bars.
         spec: the model spec that loads ``rec`` again (``recognizers.load``: "default", "dlib", a path),
             kept in ``run.json`` so a view can open a pair under the run's recognizer.
+        dist: this process's place under torchrun (``training.distributed.setup``); None: one process.
 
     Returns:
-        (the JSON-ready aggregates, as ``evaluate`` returns them, the rows ``cqa eval`` prints).
+        (the JSON-ready aggregates, as ``evaluate`` returns them, the rows ``cqa eval`` prints); None on
+        a rank other than 0 (rank 0 writes the run).
     """
     if protocol not in PAIR_PROTOCOLS:
         raise ValueError(f"a run keeps pairs: --out works with {', '.join(PAIR_PROTOCOLS)}, not {protocol}")
@@ -139,7 +165,9 @@ def record_run(rec: Recognizer, data: str, protocol: str, opts: Options, out: st
     pl = pair_list(data, opts)
     plan = face_plan(pl, protocol, opts)
     t1 = time.perf_counter()
-    readings, counts = gather_readings(rec, pl, plan, protocol, opts, cache, progress)
+    readings, counts = gather_readings(rec, pl, plan, protocol, opts, cache, progress, dist)
+    if dist is not None and dist.rank != 0:
+        return None
     t2 = time.perf_counter()
     emb = readings["embedding"]  # (F, D)
     score = pair_scores(emb[plan.face1], emb[plan.face2])  # (N,) as metrics.evaluate_pairs scores them
