@@ -107,6 +107,17 @@ def test_an_answer_over_the_byte_limit_is_refused_in_one_line():
     assert r.json()["error"].endswith("MB, over this service's 0 MB answer limit") and "\n" not in r.json()["error"]
 
 
+def test_one_face_with_maps_gets_its_maps():
+    """A single face asking for a map method (the Face tab's 'attention') is one job with its methods,
+    not a batched face without maps (the dashboard's click answered KeyError 'attention')."""
+    client = TestClient(create_app(AnalysisService(Engine(Settings(torch_threads=1))), Guard(None)))
+    face = {"file": base64.b64encode(_png(120)).decode(), "align": "center"}
+    r = client.post("/analyse", json={"face": face, "methods": ["attention"]})
+    assert r.status_code == 200, r.text
+    assert "attention" in decode(r.content).maps
+    assert client.post("/analyse", json={"face": face, "methods": []}).status_code == 200  # no maps: batched
+
+
 def test_the_shared_cache_is_bounded_in_bytes():
     service = AnalysisService(Engine(Settings(torch_threads=1)), cache_bytes=6 * 2**20)
     client = TestClient(create_app(service, Guard(None)))

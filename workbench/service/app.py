@@ -84,7 +84,7 @@ class AnalysisService:
             return [eng.info()]
         if kind == "pair":
             methods = b.get("methods")  # [] asks for no maps (a black-box model's row); absent: Grad-CAM
-            fa = eng.analyse(self._face(b["face"]), self._face(b["other"]),
+            fa = eng.analyse(self._face(b["face"]), self._face(b.get("other")),
                              ("gradcam",) if methods is None else tuple(methods),
                              model=b.get("checkpoint"), viewer=b.get("viewer"))
             return [wire.encode(fa)]
@@ -142,10 +142,11 @@ class AnalysisService:
             log.info("warm-up: %d / %d gallery faces analysed", min(i + batch, len(faces)), len(faces))
         log.info("warm-up done: %d faces in %.1f s", len(faces), time.monotonic() - t0)
 
-    def _face(self, ref: dict[str, Any] | Face) -> Face:
+    def _face(self, ref: dict[str, Any] | Face | None) -> Face | None:
         """A wire face reference (size checked from its header), or a ``Face`` the service queued itself,
         shrunk to :attr:`side` either way: no analysis, answer or cache entry holds a larger photo."""
-        return shrunk(ref if isinstance(ref, Face) else wire.read_face(ref, max_pixels=self.max_pixels), self.side)
+        face = ref if isinstance(ref, Face) else wire.read_face(ref, max_pixels=self.max_pixels)
+        return None if face is None else shrunk(face, self.side)
 
 
 def _plain(exc: BaseException) -> str:
@@ -191,7 +192,8 @@ def create_app(service: AnalysisService, guard: Guard) -> Starlette:
         async def endpoint(request: Request) -> Any:
             async def work() -> Any:
                 body = await guard.body(request, kind)
-                job = ("pair" if body.get("other") else "face") if kind == "analyse" else kind
+                # one face without maps batches with others ("face"); a partner or maps asked: one job ("pair")
+                job = ("pair" if body.get("other") or body.get("methods") else "face") if kind == "analyse" else kind
                 return await asyncio.wrap_future(service.submit(job, body, body.get("id", "")))
             return await bounded(kind, request, work)
         return endpoint
