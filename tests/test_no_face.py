@@ -69,13 +69,52 @@ def test_a_blue_upload_says_no_face_in_the_header_and_the_message_area(wb):
     assert "no face" not in wb.face_quality.value and wb.messages.widget.value == ""
 
 
-def test_cqa_explain_prints_the_same_line(tmp_path, capsys, monkeypatch):
+def test_cqa_explain_refuses_it_in_one_line_unless_told(tmp_path, capsys, monkeypatch):
     from cqa_core.cli import main
 
     monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
     photo = tmp_path / "blue.png"
     photo.write_bytes(blue_png())
-    assert main(["explain", str(photo), "--out", str(tmp_path / "out")]) == 0
+    assert main(["explain", str(photo), "--out", str(tmp_path / "no")]) == 3  # no face, no verdict
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{photo}: {NO_FACE}") and "--no-face-ok" in lines[0], lines
+    assert not (tmp_path / "no").exists()  # nothing written
+    assert main(["explain", str(photo), "--out", str(tmp_path / "out"), "--no-face-ok"]) == 0
     out = capsys.readouterr().out
     assert f"{photo}: {NO_FACE}\n" in out
     assert Path(tmp_path / "out" / "analysis.json").is_file()
+
+
+def landscape_png() -> bytes:
+    """Sky over green hills with a sun: no face anywhere."""
+    h, w = 240, 320
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.zeros((h, w, 3), np.float64)
+    img[:] = np.stack([90 + 0.4 * y, 150 + 0.3 * y, 235 - 0.1 * y], -1)[:, :, :]  # sky gradient
+    hills = y > 150 + 25 * np.sin(x / 40.0)
+    img[hills] = (60, 140, 50)
+    img[(x - 250) ** 2 + (y - 50) ** 2 < 20 ** 2] = (250, 220, 80)  # the sun
+    buf = io.BytesIO()
+    Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_landscape_gets_no_pair_verdict_unless_the_viewer_asks(wb):
+    data = landscape_png()
+    wb.upload.value = ({"name": "hills.png", "type": "image/png", "size": len(data), "content": memoryview(data),
+                        "last_modified": datetime.now(timezone.utc)},)
+    assert wb.current.name == "upload: hills.png" and NO_FACE in wb.face_quality.value
+    wb.second.value = "P 0"
+    wb.tabs.selected_index = 1  # Pair
+    pair = wb.view(1)
+    assert wb.messages.last_error is None, wb.messages.widget.value
+    verdict = pair.main.verdict.value
+    assert f"upload: hills.png: {NO_FACE}" in verdict and "no verdict" in verdict
+    assert "cqa-similarity" not in verdict and "same person" not in verdict and "different people" not in verdict
+    pair.anyway.value = True  # the viewer asks: the centre is compared, the warning stays
+    verdict = pair.main.verdict.value
+    assert "cqa-similarity" in verdict and NO_FACE in verdict and "no verdict:" not in verdict
+    pair.anyway.value = False
+    wb.select("P 1")  # two faces: a cosine without ticking anything
+    assert "cqa-similarity" in pair.main.verdict.value and "no face" not in pair.main.verdict.value

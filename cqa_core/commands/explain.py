@@ -6,8 +6,9 @@ model is ``$CQA_CHECKPOINT`` or the bundled CQA-Face, as for ``cqa eval`` and ``
 explanation registry (``cqa explain --list-methods``).
 
 Writes overlay PNGs and ``analysis.json`` into DIR (``cqa_core.explain.report`` lists them). A photo
-in which MTCNN finds no face gets the dashboard's line (``data.align.no_face_note``): its numbers
-describe the centre of the photo.
+in which MTCNN finds no face is refused with the dashboard's line (``data.align.no_face_note``) and
+exit code 3 (:data:`NO_FACE_EXIT`), nothing written: no face, no verdict. ``--no-face-ok`` analyses
+the centre of the photo anyway, printing the same line first.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from tqdm import tqdm
 
 from cqa_core.commands.common import add_model_argument
 from cqa_core.data.align import no_face_note
+
+NO_FACE_EXIT = 3
+"""The exit code of ``cqa explain`` on a photo with no face found (without ``--no-face-ok``)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-map", action="store_true",
                    help="scale each map to its own range (default: a pair's two maps share one scale, a face's "
                    "branch maps another)")
+    p.add_argument("--no-face-ok", action="store_true",
+                   help="analyse the centre of a photo in which no face is found (default: refuse it, exit code 3)")
     p.set_defaults(func=run)
 
 
@@ -84,10 +90,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"caveat: {name} {registry.get(name).caveat}", file=sys.stderr)
     result = analyse(rec, args.image, args.other, methods=methods, progress=progress_bar(methods))
     faces = (result.a, result.b) if args.other else (result,)
-    for name, face in zip((args.image, args.other), faces, strict=False):
-        note = no_face_note(str(name), face.align_method)
-        if note:
-            print(note)
+    notes = [n for n in (no_face_note(str(name), face.align_method)
+                         for name, face in zip((args.image, args.other), faces, strict=False)) if n]
+    if notes and not args.no_face_ok:  # no face, no verdict: one line, nothing written
+        print(f"{notes[0]}; nothing written (--no-face-ok analyses the centre anyway)", file=sys.stderr)
+        return NO_FACE_EXIT
+    for note in notes:
+        print(note)
     files = write_report(result, args.out, rec.name, args.image, args.other, args.alpha, kinds=explain_case.map_kinds(),
                          normalisation=explain_case.normalisation(args))
     label = rec.name

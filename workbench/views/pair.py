@@ -8,6 +8,8 @@ Both faces' maps share one scale by default ("shared across pair", so their colo
 "beside" adds a second model's row: its cosine, its verdict at its own threshold, and the same
 method's maps, or one line on why that model cannot show them. A threshold not computed yet is
 computed in the background (minutes the first time) and the verdict fills in when it arrives.
+No face, no verdict: when MTCNN found no face in either photo, each row repeats the warning and
+gives no cosine or verdict, unless the viewer ticks "analyse the centre anyway".
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 
 import ipywidgets as W
 
+from cqa_core.data.align import no_face_note
 from cqa_core.evaluation.runs.calibration import verdict_line
 from cqa_core.explain.pictures import (
     DECOMPOSITION_READING,
@@ -75,6 +78,9 @@ class PairInspector:
         self.beside.add_class("cqa-pair-beside")
         self.scale = W.Dropdown(options=PAIR_NORMALISATIONS, value=PAIR_NORMALISATIONS[0], description="scale")
         self.scale.add_class("cqa-pair-scale-choice")
+        self.anyway = W.Checkbox(value=False, description="analyse the centre anyway", indent=False,
+                                 layout=W.Layout(width="220px"))
+        self.anyway.add_class("cqa-pair-anyway")
         self.main = ModelRow(size, "")
         self.second = ModelRow(size, "-other")
         self.second.widget.layout.display = "none"
@@ -97,10 +103,11 @@ class PairInspector:
             box.layout.flex_flow = "column"
         self.parts = W.HBox(boxes)
         self.plain = caption("", "cqa-plain-note")
-        self.widget = W.VBox([W.HBox([self.source, self.beside, self.scale]), self.main.widget, self.second.widget,
+        self.widget = W.VBox([W.HBox([self.source, self.beside, self.scale, self.anyway]), self.main.widget,
+                              self.second.widget,
                               self.plain, self.parts])
         self.widget.add_class("cqa-pair-tab")
-        for control in (self.source, self.beside, self.scale):
+        for control in (self.source, self.beside, self.scale, self.anyway):
             control.observe(messages.guard(lambda _: self.refresh()), names="value")
         self._waiting: set[str] = set()
 
@@ -168,7 +175,15 @@ class PairInspector:
         info = self.session.info(model)
         method = self.session.methods(model, pair=True).get(label)
         pa = self.session.analyse(self.face, self.other, methods=(method,) if method else (), model=model)
-        row.verdict.value = self.verdict_text(model, float(pa.similarity))
+        notes = [n for n in (no_face_note(f.name, pa.face(i).align_method, f.align)
+                             for i, f in enumerate((self.face, self.other))) if n]
+        warning = "".join(f"<div class='cqa-no-face' style='color:#a04000;font-weight:bold'>{escape(n)}</div>"
+                          for n in notes)
+        if notes and not self.anyway.value:  # no face, no verdict
+            row.verdict.value = warning + ("<span class='cqa-no-verdict'>no verdict: the photo has no face to compare "
+                                           "(tick \"analyse the centre anyway\" to compare its centre)</span>")
+        else:
+            row.verdict.value = warning + self.verdict_text(model, float(pa.similarity))
         if method is None:
             needs = next((m["needs"] for m in self.session.info()["methods"] if m["label"] == label), "?")
             row.note.value = escape(f"{label} needs {needs}: {info['name']} is {info['description']}")
