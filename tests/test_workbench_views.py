@@ -277,3 +277,32 @@ def test_a_plain_model_says_in_one_line_what_it_cannot_show(wb, onnx_model):
     wb.model.value = "default"
     wb.tabs.selected_index = 0  # a stale tab redraws when it is opened
     assert fe.plain.value == "" and "attention" in fe.source.options
+
+
+def test_a_model_switch_redraws_every_tab_with_nothing_left_from_the_old_one(wb, onnx_model):
+    for i in range(5):  # every tab drawn for CQA-Face first, its scans and an edit included
+        wb.tabs.selected_index = i
+    wb.view(2).histogram()
+    wb.view(3).scan_gallery()
+    wb.view(4).run()
+    assert len(wb.view(2).hist.data[0].x) == 5 and wb.view(3).thumbs[0].widget.layout.visibility == "visible"
+    assert "cos to clean" in wb.view(4).titles[1].value
+    assert wb.messages.last_error is None, wb.messages.widget.value
+    wb.model.value = wb.add_model(onnx_model)  # a plain recognizer: no branches, no QAN
+    for i in range(5):
+        wb.tabs.selected_index = i
+        assert wb.messages.last_error is None, (i, wb.messages.widget.value)
+    hidden = lambda parts: all(w.layout.display == "none" for w in parts)  # noqa: E731
+    assert wb.view(0).branches.layout.display == "none" and "plain recognizer" in wb.view(0).plain.value
+    assert wb.view(1).parts.layout.display == "none"
+    div = wb.view(2)
+    assert hidden(div.branch_parts) and len(div.hist.data[0].x) == 0 and "plain recognizer" in div.summary.value
+    q = wb.view(3)
+    assert hidden(q.branch_parts) and all(t.widget.layout.visibility == "hidden" for t in q.thumbs)
+    mask = wb.view(4)
+    assert hidden(mask.branch_parts) and mask.titles[1].value == "edited" and "plain recognizer" in mask.values.value
+    wb.model.value = "default"  # back: the branch views return
+    for i in range(5):
+        wb.tabs.selected_index = i
+    assert not any(hidden([w]) for v in (div, q, mask) for w in v.branch_parts)
+    assert "CAL penalty" in div.summary.value and "q=" in q.values.value

@@ -105,6 +105,13 @@ def plain_note(session: Any, what: str, model: str | None = None) -> str:
     return f"{what}: {info['name']} is a plain recognizer ({info['kind']}) with no branches or QAN"
 
 
+def show_parts(parts: list, on: bool) -> None:
+    """Show or hide (``display: none``) the widgets a view draws only for a model with branches, so a
+    plain recognizer's tab keeps nothing drawn for the model before it."""
+    for w in parts:
+        w.layout.display = None if on else "none"
+
+
 def branch_scan(session: Any, faces: list, what: str) -> list:
     """The gallery faces a scan over branch outputs runs on, or a one-line ValueError: no faces, or
     ``what`` needs branches and the current model has none (:func:`plain_note`)."""

@@ -16,6 +16,7 @@ from workbench.views.common import (
     heatmap_figure,
     plain_note,
     set_heatmap,
+    show_parts,
 )
 from workbench.views.markup import escape
 from workbench.views.markup import html as html_of
@@ -51,15 +52,24 @@ class DiversityPanel:
             box = W.Box([fig])
             box.add_class(cls)
             boxes.append(box)
-        self.widget = W.VBox([self.summary, W.HBox([boxes[0], self.other_box]),
-                              W.HBox([self.other_path, self.compare]), self.scan, boxes[1]])
+        # drawn only for a model with branches: a plain one's tab keeps nothing from the model before it
+        self.branch_parts = [W.HBox([boxes[0], self.other_box]), W.HBox([self.other_path, self.compare]),
+                             self.scan, boxes[1]]
+        self.model: str | None = None  # the model the histogram was scanned with
+        self.widget = W.VBox([self.summary, *self.branch_parts])
         self.widget.add_class("cqa-diversity-tab")
         self.scan.on_click(messages.guard(lambda _: self.histogram()))
         self.compare.on_click(messages.guard(lambda _: self.refresh_other()))
 
     def show(self, face: Face, other: Face | None = None) -> None:
         self.face = face
+        if self.model != self.session.current:  # another model: the old histogram is not this model's
+            self.model = self.session.current
+            with self.hist.batch_update():
+                self.hist.data[0].x = []
+                self.hist.layout.title.text = "CAL penalty over the gallery"
         br = self.session.analyse(face).branches
+        show_parts(self.branch_parts, br is not None)
         if br is None:
             self.summary.value = escape(plain_note(self.session, "CAL diversity compares branch attention maps"))
             return

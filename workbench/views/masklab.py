@@ -25,6 +25,7 @@ from workbench.views.common import (
     plain_note,
     png,
     set_bars,
+    show_parts,
 )
 from workbench.views.markup import escape
 
@@ -81,8 +82,8 @@ class MaskLab:
         bars_box.add_class("cqa-mask-bars")
         controls = W.VBox([self.kind, self.amount, W.HBox([self.x, self.y]), W.HBox([self.seed, self.apply])])
         faces = W.HBox([W.VBox([t, im]) for t, im in zip(self.titles, self.images, strict=True)])
-        self.widget = W.VBox([controls, W.HBox([faces, bars_box]), W.HBox(self.cams), self.cam_bar, self.cam_legend,
-                              self.values])
+        self.branch_parts = [bars_box, W.HBox(self.cams), self.cam_bar, self.cam_legend]  # models with branches
+        self.widget = W.VBox([controls, W.HBox([faces, self.branch_parts[0]]), *self.branch_parts[1:], self.values])
         self.widget.add_class("cqa-mask-tab")
         self.apply.on_click(messages.guard(lambda _: self.run()))
 
@@ -93,6 +94,8 @@ class MaskLab:
         self.images[0].value = png(fa.aligned, self.size)
         br = fa.branches
         self.cam_legend.value = ""
+        self.titles[1].value = "edited"  # nothing left from an earlier edit or model
+        show_parts(self.branch_parts, br is not None)
         if br is None:
             for im in (*self.cams, self.images[1], self.cam_bar):
                 im.layout.visibility = "hidden"

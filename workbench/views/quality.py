@@ -28,6 +28,7 @@ from workbench.views.common import (
     reading,
     set_bars,
     set_heatmap,
+    show_parts,
 )
 from workbench.views.edc import EDCPanel
 from workbench.views.markup import escape
@@ -60,9 +61,11 @@ class QualityPanel:
             boxes.append(box)
         boxes[1].layout.flex_flow = "column"
         boxes[1].children = (self.relation, self.relation_reading)
+        # drawn only for a model with branches: a plain one's tab keeps nothing from the model before it
+        self.branch_parts = [W.HBox(boxes), W.HBox([self.branch, self.scan]), W.HBox([p.widget for p in self.thumbs])]
+        self.model: str | None = None  # the model the lowest-quality scan was made with
         self.widget = W.VBox([
-            self.values, W.HBox(boxes), W.HBox([self.branch, self.scan]),
-            W.HBox([p.widget for p in self.thumbs]),
+            self.values, *self.branch_parts,
             W.Accordion([EDCPanel(messages, edc_results).widget, AuditBrowser(messages).widget],
                         titles=("quality as a FIQA score: EDC on LFW", "dataset audit: lowest-quality faces")),
         ])
@@ -72,6 +75,11 @@ class QualityPanel:
     def show(self, face: Face, other: Face | None = None) -> None:
         fa = self.session.analyse(face)
         br = fa.branches
+        if self.model != self.session.current:  # another model: the old scan is not this model's
+            self.model = self.session.current
+            for thumb in self.thumbs:
+                thumb.title.value, thumb.widget.layout.visibility = "", "hidden"
+        show_parts(self.branch_parts, br is not None)
         if br is None:
             self.values.value = escape(
                 plain_note(self.session, "QAN quality") + f"; its quality reading is the embedding norm, "
