@@ -8,15 +8,15 @@ re-renders, in place, when it is opened (so a click costs one tab's work, not fi
 widgets join the page the first time it is opened.
 
 Uploads stay with their viewer: they live in this kernel's memory only (``Session.upload_face``),
-join this viewer's gallery scans (Diversity, Quality) and no one else's, and the service drops
-their analyses when the kernel ends (``Session.close``). A photo in which MTCNN finds no face says
+join this viewer's thumbnails marked "yours" (``workbench.views.uploads``: selectable again, removable,
+counted on the upload button) and gallery scans (Diversity, Quality) and no one else's, and the
+service drops their analyses when the kernel ends (``Session.close``). A photo in which MTCNN finds no face says
 so in the header and the message area (``data.align.no_face_note``): its numbers describe the
 centre of the photo.
 """
 
 from __future__ import annotations
 
-import html
 import threading
 import time
 from pathlib import Path
@@ -25,7 +25,6 @@ import ipywidgets as W
 
 from cqa_core.data.align import no_face_note
 from cqa_core.data.imageio import load_image
-from cqa_core.explain.render import overall_quality
 from cqa_core.recognizers.registry import DEFAULT
 from cqa_core.settings import Settings
 from workbench.gallery import partner_of
@@ -34,9 +33,12 @@ from workbench.session import Face, Session
 from workbench.views.common import BANNER_STYLE, Messages, png
 from workbench.views.diversity import DiversityPanel
 from workbench.views.face import FaceExplorer
+from workbench.views.header import model_html, quality_html
+from workbench.views.markup import escape
 from workbench.views.masklab import MaskLab
 from workbench.views.pair import PairInspector
 from workbench.views.quality import QualityPanel
+from workbench.views.uploads import is_placeholder, placeholders, yours_thumb
 
 TAB_NAMES = ("Face", "Pair", "Diversity", "Quality", "Mask lab", "Benchmark")
 THUMBS = 24
@@ -55,6 +57,7 @@ class Workbench:
         self.messages = Messages(debug=self.settings.debug)
         self._lock = threading.RLock()
         self.faces: dict[str, Face] = {f.name: f for f in self.session.gallery()}
+        self.uploads: list[str] = []  # names of this viewer's uploads in self.faces, oldest first
         self.current: Face | None = None
         self.other: Face | None = None
         self.timings: list[tuple[str, float]] = []
@@ -110,39 +113,19 @@ class Workbench:
         return W.VBox([self.header, self.face_quality])
 
     def _show_model(self) -> None:
-        """The header: the model every tab shows (the default's banner when it is untrained)."""
-        s = self.session
-        info = s.info()
-        untrained = s.current == DEFAULT and s.untrained
-        banner = ("<span class='cqa-untrained' style='background:#ffd54f;padding:2px 8px;margin-left:12px'>"
-                  "untrained model: maps and scores are not meaningful yet</span>") if untrained else ""
-        what = s.description if s.current == DEFAULT else info["description"]
-        self.header.value = (f"<h3 style='margin:4px 0'>CQA-Face Workbench</h3><span>model: {html.escape(info['name'])} "
-                             f"({html.escape(what)})</span>{banner}")
+        """The header: the model every tab shows."""
+        self.header.value = model_html(self.session)
 
     def _show_quality(self, name: str) -> None:
-        """The current face's overall quality (``explain.quality.overall_quality``) in the header; a plain
-        recognizer's quality reading is its embedding norm, named as such. When MTCNN found no face,
-        the header and the message area say so first: the numbers describe the centre of the photo."""
+        """The current face's overall quality in the header. When MTCNN found no face, the header and
+        the message banner say so first: the numbers describe the centre of the photo."""
         fa = self.session.analyse(self.current)
         self.no_face = no_face_note(name, fa.align_method, self.current.align)
-        warning = (f"<div class='cqa-no-face' style='color:#a04000;font-weight:bold'>"
-                   f"{html.escape(self.no_face)}</div>") if self.no_face else ""
         if self.no_face:
             self.messages.warn(self.no_face)
         elif "cqa-warning" in self.messages.widget.value:  # the previous face's note
             self.messages.clear()
-        br = fa.branches
-        if br is None:
-            self.face_quality.value = (f"{warning}<span>face: <b>{html.escape(name)}</b> &nbsp; embedding norm "
-                                       f"<b class='cqa-embedding-norm'>{fa.embedding_norm:.2f}</b> (a plain model's "
-                                       "quality reading: it has no QAN)</span>")
-            return
-        q = float(overall_quality(br.quality, br.attention))
-        branches = " ".join(f"{v:.2f}" for v in br.quality)
-        self.face_quality.value = (f"{warning}<span>face: <b>{html.escape(name)}</b> &nbsp; overall quality "
-                                   f"<b class='cqa-overall-quality'>{q:.2f}</b> (attention-weighted S&#770;; "
-                                   f"branches {branches})</span>")
+        self.face_quality.value = quality_html(name, fa, self.no_face)
 
     def _sidebar(self) -> W.VBox:
         self.search = W.Text(placeholder="search by name", continuous_update=True, layout=W.Layout(width="230px"))
@@ -188,11 +171,17 @@ class Workbench:
         return W.VBox([image, button], layout=box_layout)
 
     def _fill_gallery(self) -> None:
-        """Thumbnails of the first matches of the search box."""
+        """This viewer's uploads (marked "yours"), then thumbnails of the first matches of the search box."""
         query = self.search.value.strip().lower()
+        mine = [n for n in self.uploads if query in n.lower()]
         names = [n for n, f in self.faces.items() if isinstance(f.source, str) and query in n.lower()][:THUMBS]
         if not hasattr(self, "_thumbs"):
             self._thumbs: dict[str, W.VBox] = {}
+        for n in mine:
+            if n not in self._thumbs:
+                self._thumbs[n] = yours_thumb(n, self.faces[n].source, self.messages.guard(lambda n=n: self.select(n)),
+                                              self.messages.guard(lambda n=n: self.remove_upload(n)))
+        names = mine + names
         for n in names:
             if n not in self._thumbs:
                 try:
@@ -208,7 +197,7 @@ class Workbench:
         with self._lock:  # a click and the first face's background load never interleave
             t0 = time.perf_counter()
             self.current = self.faces[name]
-            self.selected.value = f"selected: <b class='cqa-selected-name'>{html.escape(name)}</b>"
+            self.selected.value = f"selected: <b class='cqa-selected-name'>{escape(name)}</b>"
             self.stale = set(range(len(self.factories)))
             self.refresh()
             self._show_quality(name)
@@ -308,7 +297,7 @@ class Workbench:
 
     def _on_upload(self, change) -> None:
         files = change["new"]
-        if not files:
+        if not files or is_placeholder(files[0]):  # the count set below echoes here: nothing to decode
             return
         item = files[0]
         name = f"upload: {Path(item['name']).name}"
@@ -316,10 +305,35 @@ class Workbench:
             face = self.session.upload_face(bytes(item["content"]), Path(item["name"]).name)
             face.name = name
             self.session.analyse(face)  # decode + align + model now, so a bad file fails here
-        finally:
-            self.upload.value = ()  # frees the bytes; the next upload of the same file fires again
+        finally:  # frees the bytes (the next upload of the same file fires again); the button counts uploads
+            self.upload.value = placeholders(self.uploads)
         self.faces[name] = face
+        if name not in self.uploads:
+            self.uploads.append(name)
+        self._thumbs.pop(name, None)  # a new photo under an earlier upload's name
+        self.upload.value = placeholders(self.uploads)
+        self._fill_gallery()
+        self._second_options()
+        self.select(name)
+
+    def remove_upload(self, name: str) -> None:
+        """Drop one of this viewer's uploads: its thumbnail, its place in the pickers and its pixels."""
+        self.uploads.remove(name)
+        self.faces.pop(name)
+        self._thumbs.pop(name, None)
+        self.upload.value = placeholders(self.uploads)
+        self._fill_gallery()
+        if self.other is not None and self.other.name == name:
+            self.other = None
+        self._second_options()
+        if self.current is not None and self.current.name == name:
+            if self.faces:
+                self.select(next(iter(self.faces)))
+            else:
+                self.current = None
+
+    def _second_options(self) -> None:
+        """The 2nd-face picker lists every face (gallery and this viewer's uploads), keeping its choice."""
         keep = self.second.value
         self.second.options = list(self.faces)
-        self.second.value = keep
-        self.select(name)
+        self.second.value = keep if keep in self.faces else None
