@@ -33,7 +33,7 @@ from workbench.session import Face, Session
 from workbench.views.common import BANNER_STYLE, Messages, png
 from workbench.views.diversity import DiversityPanel
 from workbench.views.face import FaceExplorer
-from workbench.views.header import model_html, quality_html
+from workbench.views.header import model_html, placeholder, quality_html
 from workbench.views.markup import escape
 from workbench.views.masklab import MaskLab
 from workbench.views.pair import PairInspector
@@ -73,8 +73,10 @@ class Workbench:
         self._quiet = False  # open_pair sets several pickers at once: their observers then redraw nothing
         self.built: dict[int, object] = {}
         self.stale = set(range(len(self.factories)))
-        self.slots = [W.Box() for _ in self.factories]
-        self.tabs = W.Tab(children=self.slots, titles=TAB_NAMES)
+        # until its view is built, a tab holds a placeholder with its name and a loading note, at full
+        # width: the first click shows it at once (the browser switches tabs; the kernel builds meanwhile)
+        self.slots = [W.Box([placeholder(name)], layout=W.Layout(width="100%")) for name in TAB_NAMES]
+        self.tabs = W.Tab(children=self.slots, titles=TAB_NAMES, layout=W.Layout(flex="1 1 auto", min_width="760px"))
         self.tabs.add_class("cqa-tabs")
         self.tabs.observe(self.messages.guard(lambda _: self.refresh()), names="selected_index")
         hide_notice = W.HTML(HIDE_NOTICE + BANNER_STYLE)  # hides the first cell's "loading" note once this draws
@@ -154,7 +156,7 @@ class Workbench:
         self.model_add.on_click(self.messages.guard(lambda _: self.add_model(self.model_path.value)))
         self._fill_gallery()
         return W.VBox([self.search, self.gallery, self.upload, self.second, self.selected, self.model,
-                       self.model_path, self.model_add], layout=W.Layout(width="250px"))
+                       self.model_path, self.model_add], layout=W.Layout(width="250px", flex="0 0 250px"))
 
     def _model_options(self) -> list[tuple[str, str]]:
         return [(info["name"], spec) for spec, info in self.session.models.items()]

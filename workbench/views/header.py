@@ -1,7 +1,10 @@
 """The dashboard header's two lines, as HTML: the model every tab shows, and the current face's
-overall quality (or, for a plain recognizer, its embedding norm), after its no-face warning."""
+overall quality (or, for a plain recognizer, its embedding norm), after its no-face warning; and
+the placeholder a tab shows until its view is built."""
 
 from __future__ import annotations
+
+import ipywidgets as W
 
 from cqa_core.explain.render import overall_quality
 from cqa_core.recognizers.registry import DEFAULT
@@ -33,3 +36,12 @@ def quality_html(name: str, fa, no_face: str | None) -> str:
     branches = " ".join(f"{v:.2f}" for v in br.quality)
     return (f"{warning}<span>face: <b>{escape(name)}</b> &nbsp; overall quality <b class='cqa-overall-quality'>"
             f"{q:.2f}</b> (attention-weighted S&#770;; branches {branches})</span>")
+
+
+def placeholder(tab: str) -> W.HTML:
+    """What tab ``tab`` shows until its view is built: its name and a loading note, at full width."""
+    w = W.HTML(f"<div class='cqa-tab-placeholder' data-tab='{escape(tab)}' style='padding:24px;font-size:15px;"
+               f"color:#444;min-height:200px'><b>{escape(tab)}</b><br>loading the {escape(tab)} tab: a few "
+               "seconds the first time it opens ...</div>", layout=W.Layout(width="100%"))
+    w.add_class("cqa-tab-loading")
+    return w
