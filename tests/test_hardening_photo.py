@@ -24,10 +24,10 @@ from starlette.testclient import TestClient
 
 from cqa_core.explain.result import Photo
 from cqa_core.settings import Settings
+from workbench.photo import MAX_PHOTO_SIDE, shrink, shrunk
 from workbench.service.app import AnalysisService, create_app
 from workbench.service.engine import Engine
 from workbench.service.guard import Guard, Limits
-from workbench.service.photo import MAX_PHOTO_SIDE, shrink, shrunk
 from workbench.wire import Face, decode
 
 SIDE = 6000

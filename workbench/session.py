@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image
 
 from cqa_core.data.imageio import ImageError, decode_image
 from cqa_core.evaluation.runs.calibration import Calibration, find_calibration
@@ -32,6 +31,7 @@ from cqa_core.recognizers.registry import DEFAULT
 from cqa_core.settings import AlignMode, Settings
 from workbench.client import ServiceClient
 from workbench.gallery import gallery_faces
+from workbench.photo import shrink
 from workbench.wire import Face, FaceSummary
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -39,8 +39,6 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 websocket message limit to 64 MB so that a 10-64 MB upload reaches the kernel and gets this plain
 refusal; tornado drops anything larger without a word."""
 
-MAX_PHOTO_SIDE = 512
-"""Photos are shrunk so their longer side is at most this many pixels before alignment."""
 
 class Backend(Protocol):
     """What a Session needs from the model side: ``Engine`` (in-process) and ``ServiceClient`` (HTTP)."""
@@ -63,15 +61,6 @@ class Backend(Protocol):
     def load(self, spec: str) -> dict[str, Any]: ...
 
     def threshold(self, spec: str | None = None) -> dict[str, Any]: ...
-
-
-def shrink(photo: np.ndarray, side: int = MAX_PHOTO_SIDE) -> np.ndarray:
-    """Resize a photo so its longer side is at most ``side`` pixels."""
-    h, w = photo.shape[:2]
-    if max(h, w) <= side:
-        return photo
-    s = side / max(h, w)
-    return np.asarray(Image.fromarray(photo).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR))
 
 
 class Session:

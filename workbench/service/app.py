@@ -39,9 +39,9 @@ from starlette.routing import Route
 
 from cqa_core.data.imageio import MAX_PIXELS
 from workbench import wire
+from workbench.photo import MAX_PHOTO_SIDE, shrunk
 from workbench.service.engine import Engine
 from workbench.service.guard import Guard, Refused
-from workbench.service.photo import MAX_PHOTO_SIDE, shrunk
 from workbench.service.queue import BATCH_MAX, Job, JobQueue
 from workbench.service.runjobs import RunJobs
 from workbench.wire import Face
