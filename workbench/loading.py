@@ -14,11 +14,11 @@ a fraction of a second.
 
 from __future__ import annotations
 
-import html
 import os
 
 from cqa_core.settings import Settings
 from workbench.client import ServiceClient
+from workbench.views.markup import escape
 
 HIDE_NOTICE = "<style>.cqa-loading { display: none !important; }</style>"
 """Put in the dashboard's widget tree: the note disappears once the widgets are drawn."""
@@ -45,7 +45,7 @@ def notice_html(ahead: int) -> str:
     text = (f"busy: {ahead} viewer{'s are' if ahead != 1 else ' is'} loading ahead of you; "
             "this page fills in by itself") if ahead else "loading the CQA-Face Workbench dashboard ..."
     return (f"<div class='cqa-loading' style='padding:12px;font-size:15px;color:#444'>"
-            f"{html.escape(text)}</div>")
+            f"{escape(text)}</div>")
 
 
 def notice(settings: Settings) -> None:
