@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from cqa_core.explain import Analyser
 from cqa_core.explain.methods import ig_check
 from cqa_core.explain.result import Check
+from tests.support.galleries import noise_gallery
 
 
 def face(seed: int) -> np.ndarray:
@@ -48,11 +48,7 @@ def wb(tmp_path):
     from cqa_core.settings import Settings
     from workbench.start import open_workbench
 
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        d = tmp_path / "faces" / f"Person_{i}"
-        d.mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(d / f"Person_{i}_0001.jpg")
+    noise_gallery(tmp_path / "faces", 3)
     return open_workbench(Settings(faces=tmp_path / "faces"))
 
 

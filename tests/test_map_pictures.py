@@ -22,6 +22,7 @@ from cqa_core.explain.pictures import (
 )
 from cqa_core.explain.report import write_report
 from cqa_core.explain.result import FaceAnalysis, PairAnalysis
+from tests.support.galleries import noise_gallery
 
 OCCLUSION = MapKind("occlusion", True, "drop in cosine when occluded")
 S = 112
@@ -111,11 +112,7 @@ def test_face_and_pair_tabs_state_and_switch_their_scales(tmp_path):
     from cqa_core.settings import Settings
     from workbench.start import open_workbench
 
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        d = tmp_path / "faces" / f"Person_{i}"
-        d.mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(d / f"Person_{i}_0001.jpg")
+    noise_gallery(tmp_path / "faces", 3)
     wb = open_workbench(Settings(faces=tmp_path / "faces"))
     fe, other = wb.view(0), wb.faces[wb.second.value]
     fe.source.value = "occlusion"

@@ -12,6 +12,7 @@ from PIL import Image
 
 from cqa_core.cli import main
 from cqa_core.explain import methods as registry
+from tests.support.galleries import noise_gallery
 from workbench.views.caveat import caveat_note
 
 
@@ -69,11 +70,7 @@ def wb(tmp_path, monkeypatch):
     monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
     monkeypatch.setitem(registry.REGISTRY, "gradcam",
                         dataclasses.replace(registry.get("gradcam"), caveat="maps <i>survive</i> randomisation"))
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        d = tmp_path / "faces" / f"Person_{i}"
-        d.mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(d / f"Person_{i}_0001.jpg")
+    noise_gallery(tmp_path / "faces", 3)
     return open_workbench(Settings(faces=tmp_path / "faces"))
 
 

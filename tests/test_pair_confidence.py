@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from cqa_core.evaluation.runs.calibration import Calibration, find_calibration, verdict_line
+from tests.support.galleries import noise_gallery
 
 
 def write_run(folder: Path, digest: str, protocol: str = "verify", a: float = 10.0, b: float = -5.0) -> Calibration:
@@ -40,11 +39,7 @@ def wb(tmp_path):
     from cqa_core.settings import Settings
     from workbench.start import open_workbench
 
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        d = tmp_path / "faces" / f"Person_{i}"
-        d.mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(d / f"Person_{i}_0001.jpg")
+    noise_gallery(tmp_path / "faces", 2)
     # no data root: no LFW threshold to compute in the background (the verdict line says so)
     return open_workbench(Settings(faces=tmp_path / "faces", runs=tmp_path / "runs", data_root=tmp_path / "no-data",
                                    cache_root=tmp_path / "cache"))

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support.galleries import noise_gallery
+
 B = 4
 
 
@@ -14,11 +16,7 @@ def gallery(tmp_path, monkeypatch):
     """Five synthetic 250 x 250 'people' in person folders; the default model."""
     monkeypatch.delenv("CQA_CHECKPOINT", raising=False)
     monkeypatch.delenv("CQA_DEBUG", raising=False)
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        d = tmp_path / "faces" / f"Person_{i}"
-        d.mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)).save(d / f"Person_{i}_0001.jpg")
+    noise_gallery(tmp_path / "faces", 5)
     return tmp_path / "faces"
 
 
