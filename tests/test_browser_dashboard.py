@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 
 from cqa_core.settings import Settings
-from tests.support.headless import CHROMIUM, launch_chromium, running_voila, wait_src_change
+from tests.support.headless import (
+    dashboard_server,
+    launch_chromium,
+    wait_src_change,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,11 +34,7 @@ PREHEAT = os.environ.get("CQA_TEST_PREHEAT", "1") == "1"  # as `cqa workbench` s
 @pytest.fixture()
 def voila_url():
     """A Voila server on a free port, killed (with its kernels) however the test ends."""
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (.ci/run installs Debian's: apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
-    with running_voila(ARTIFACTS / "voila.log", Settings(people=12), preheat=PREHEAT) as url:
-        yield url
+    yield from dashboard_server(ARTIFACTS / "voila.log", Settings(people=12), preheat=PREHEAT)
 
 
 def src_of(page, selector: str, i: int = 0) -> str:

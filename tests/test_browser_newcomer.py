@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from cqa_core.settings import Settings
-from tests.support.headless import CHROMIUM, launch_chromium, running_voila
+from tests.support.headless import dashboard_server, launch_chromium, open_dashboard
 from tests.test_browser_dashboard import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -24,11 +24,7 @@ WIDTH, HEIGHT = 1280, 800
 
 @pytest.fixture()
 def voila_url():
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (.ci/run installs Debian's: apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
-    with running_voila(ARTIFACTS / "voila_newcomer.log", Settings(people=12), preheat=True) as url:
-        yield url
+    yield from dashboard_server(ARTIFACTS / "voila_newcomer.log", Settings(people=12), preheat=True)
 
 
 def in_viewport(page, selector: str) -> bool:
@@ -45,9 +41,7 @@ def test_messages_in_view_at_1280x800(voila_url, lfw_root):
     with sync_playwright() as p:
         browser = launch_chromium(p)
         try:
-            page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-            page.goto(voila_url, timeout=180_000)
-            page.wait_for_selector("img.cqa-branch-cam[src^='blob:']", timeout=180_000)
+            page = open_dashboard(browser, voila_url, WIDTH, HEIGHT)
 
             # a text file through the upload box: the banner names it, in view
             with page.expect_file_chooser() as chooser:
@@ -108,9 +102,7 @@ def test_every_tab_shows_its_placeholder_at_once_at_full_width(voila_url):
     with sync_playwright() as p:
         browser = launch_chromium(p)
         try:
-            page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-            page.goto(voila_url, timeout=180_000)
-            page.wait_for_selector("img.cqa-branch-cam[src^='blob:']", timeout=180_000)
+            page = open_dashboard(browser, voila_url, WIDTH, HEIGHT)
             # the tab titles fit their tabs (not cut to "Diversi", "Mask l")
             cut = page.evaluate("() => [...document.querySelectorAll('.cqa-tabs .lm-TabBar-tabLabel')]"
                                 ".filter(e => e.scrollWidth > e.clientWidth).map(e => e.innerText)")

@@ -20,10 +20,9 @@ import uuid
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from tests.support.galleries import framed_noise_gallery
 from tests.support.headless import (
     CAM,
     CHROMIUM,
@@ -150,12 +149,7 @@ def test_a_browser_through_nginx(tmp_path):
         sync_playwright,  # optional: browser tests only (skipped above without it)
     )
 
-    gallery = tmp_path / "gallery"  # four noise 'people', LFW-framed: the centre crop, no MTCNN wait
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        (gallery / f"P_{i}").mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(gallery / f"P_{i}" / "P_0001.jpg")
-    (gallery / ".cqa-framing").write_text("lfw\n")
+    gallery = framed_noise_gallery(tmp_path / "gallery")  # four noise 'people', the centre crop, no MTCNN
     log = ROOT / "artifacts" / "test_deploy_nginx_browser.log"
     pool = ("--pool=2", "--refill-after=3600")  # a preheated kernel for each of the two dashboards, no refill
     with running_workbench(log, preheat=True, args=pool, base_url="/cqa/", CQA_FACES=str(gallery)) as (

@@ -13,13 +13,12 @@ import os
 import signal
 from pathlib import Path
 
-import numpy as np
 import psutil
 import pytest
-from PIL import Image
 
 from cqa_core.settings import Settings
-from tests.support.headless import CAM, CHROMIUM, launch_chromium, running_voila
+from tests.support.galleries import framed_noise_gallery
+from tests.support.headless import CAM, dashboard_server, launch_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "hardening"
@@ -28,17 +27,8 @@ TAB = "Quality"
 
 @pytest.fixture()
 def voila_url(tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (.ci/run installs Debian's: apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
-    gallery = tmp_path / "gallery"  # four noise 'people', LFW-framed: the centre crop, no MTCNN wait
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        (gallery / f"P_{i}").mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(gallery / f"P_{i}" / "P_0001.jpg")
-    (gallery / ".cqa-framing").write_text("lfw\n")
-    with running_voila(ARTIFACTS / "voila_session.log", Settings(faces=gallery, people=4)) as url:
-        yield url
+    gallery = framed_noise_gallery(tmp_path / "gallery")
+    yield from dashboard_server(ARTIFACTS / "voila_session.log", Settings(faces=gallery, people=4))
 
 
 def kill_kernel(kernel_id: str) -> None:

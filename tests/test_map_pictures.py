@@ -9,22 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cqa_core.explain import pictures
 from cqa_core.explain.common import ExplainError
 from cqa_core.explain.maprender import PER_MAP, SHARED_BRANCHES, SHARED_PAIR, ticks
-from cqa_core.explain.pictures import (
-    ATTENTION,
-    MapKind,
-    branch_scales,
-    framed,
-    kind_of,
-    on_photo,
-    pair_scales,
-)
 from cqa_core.explain.report import write_report
 from cqa_core.explain.result import FaceAnalysis, PairAnalysis
 from tests.support.galleries import noise_gallery
 
-OCCLUSION = MapKind("occlusion", True, "drop in cosine when occluded")
+OCCLUSION = pictures.MapKind("occlusion", True, "drop in cosine when occluded")
 S = 112
 
 
@@ -43,29 +35,29 @@ def halves(left: float, right: float) -> np.ndarray:
 
 def test_a_shared_pair_scale_spans_both_maps_and_per_map_its_own():
     a, b = halves(0.1, 0.4), halves(-0.2, 0.9)
-    unsigned = MapKind("rise", False, "similarity-weighted mask mean")
-    sa, sb = pair_scales([a, b], unsigned)
+    unsigned = pictures.MapKind("rise", False, "similarity-weighted mask mean")
+    sa, sb = pictures.pair_scales([a, b], unsigned)
     assert sa == sb and (sa.vmin, sa.vmax) == pytest.approx((-0.2, 0.9))  # min over both, max over both
     assert sa.normalisation == SHARED_PAIR
-    own = pair_scales([a, b], unsigned, PER_MAP)
+    own = pictures.pair_scales([a, b], unsigned, PER_MAP)
     assert [v for s in own for v in (s.vmin, s.vmax)] == pytest.approx([0.1, 0.4, -0.2, 0.9])
-    signed = pair_scales([a, b], OCCLUSION)
+    signed = pictures.pair_scales([a, b], OCCLUSION)
     assert (signed[0].vmin, signed[0].vmax) == pytest.approx((-0.9, 0.9))  # the largest |value| of either
-    assert pair_scales([a], OCCLUSION, SHARED_PAIR)[0].normalisation == PER_MAP  # no partner: its own, said so
+    assert pictures.pair_scales([a], OCCLUSION, SHARED_PAIR)[0].normalisation == PER_MAP  # no partner: its own, said so
     with pytest.raises(ExplainError, match="shared across pair or per map"):
-        pair_scales([a, b], OCCLUSION, SHARED_BRANCHES)
+        pictures.pair_scales([a, b], OCCLUSION, SHARED_BRANCHES)
 
 
 def test_branch_scales_share_the_maximum_over_branches():
     maps = np.stack([halves(0.0, 0.2), halves(0.1, 0.7), halves(0.05, 0.3)])
-    shared = branch_scales(maps)
+    shared = pictures.branch_scales(maps)
     assert len(set(shared)) == 1 and (shared[0].vmin, shared[0].vmax) == pytest.approx((0.0, 0.7))
-    assert shared[0].normalisation == SHARED_BRANCHES and shared[0].unit == ATTENTION.unit
-    assert [s.vmax for s in branch_scales(maps, PER_MAP)] == pytest.approx([0.2, 0.7, 0.3])
+    assert shared[0].normalisation == SHARED_BRANCHES and shared[0].unit == pictures.ATTENTION.unit
+    assert [s.vmax for s in pictures.branch_scales(maps, PER_MAP)] == pytest.approx([0.2, 0.7, 0.3])
 
 
 def test_a_signed_maps_colour_bar_ticks_are_vmin_zero_vmax():
-    s = pair_scales([halves(0.1, -0.25), halves(0.05, 0.0)], OCCLUSION)[0]
+    s = pictures.pair_scales([halves(0.1, -0.25), halves(0.05, 0.0)], OCCLUSION)[0]
     assert [v for v, _ in ticks(s, 3)] == [-0.25, 0.0, 0.25]
     assert [label for _, label in ticks(s, 3)] == ["-0.25", "0", "0.25"]
 
@@ -73,9 +65,9 @@ def test_a_signed_maps_colour_bar_ticks_are_vmin_zero_vmax():
 def test_the_registry_records_say_sign_and_unit():
     from cqa_core.explain import methods as registry
 
-    occ = kind_of(registry.get("occlusion").record())
-    assert occ == MapKind("occlusion", True, "drop in cosine when occluded")
-    assert kind_of(registry.get("gradcam").record()).signed is False
+    occ = pictures.kind_of(registry.get("occlusion").record())
+    assert occ == pictures.MapKind("occlusion", True, "drop in cosine when occluded")
+    assert pictures.kind_of(registry.get("gradcam").record()).signed is False
 
 
 def test_a_signed_occlusion_map_is_red_where_hiding_lowers_the_cosine_and_blue_where_it_raises_it(tmp_path):
@@ -87,7 +79,7 @@ def test_a_signed_occlusion_map_is_red_where_hiding_lowers_the_cosine_and_blue_w
     assert "a_occlusion.png" in files and "b_occlusion.png" in files
     picture = np.asarray(Image.open(tmp_path / "a_occlusion.png").convert("RGB")).astype(int)
     width = picture.shape[1]
-    assert width == S  # framed below the picture: same width, bar and legend under it
+    assert width == S  # pictures.framed below the picture: same width, bar and legend under it
     rows = picture[30:S]  # below the title strip, inside the map
     left, right = rows[:, 10], rows[:, S - 10]  # (h, 3)
     assert (left[:, 0] > left[:, 2] + 50).all() and (left[:, 0] > left[:, 1] + 50).all()  # +0.1: the top, dark red
@@ -102,9 +94,9 @@ def test_a_signed_occlusion_map_is_red_where_hiding_lowers_the_cosine_and_blue_w
 
 
 def test_framed_adds_bar_and_legend_of_the_same_width():
-    s = pair_scales([halves(0.1, -0.05)], OCCLUSION)[0]
-    picture = on_photo(face(), halves(0.1, -0.05), s, 0.5)
-    out = framed(picture, s, "occlusion")
+    s = pictures.pair_scales([halves(0.1, -0.05)], OCCLUSION)[0]
+    picture = pictures.on_photo(face(), halves(0.1, -0.05), s, 0.5)
+    out = pictures.framed(picture, s, "occlusion")
     assert out.shape[1] == S and out.shape[0] > S + 30 and out.dtype == np.uint8
 
 

@@ -117,6 +117,18 @@ def read_index(idx_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return pairs[:, 0].copy(), pairs[:, 1].copy()
 
 
+def _frame_header(f, truncated: str, bad: str) -> int:
+    """The next frame's header word (part flag << 29 | length) from ``f``; ValueError(``truncated``)
+    when it is cut short, ValueError(``bad``) when its magic is wrong."""
+    head = f.read(8)
+    if len(head) < 8:
+        raise ValueError(truncated)
+    magic, lrec = struct.unpack("<II", head)
+    if magic != MAGIC:
+        raise ValueError(bad)
+    return lrec
+
+
 def scan_offsets(rec_path: str | os.PathLike) -> np.ndarray:
     """Offsets (N,) of every record of a ``.rec`` without an index: one pass over the frame headers.
 
@@ -127,12 +139,7 @@ def scan_offsets(rec_path: str | os.PathLike) -> np.ndarray:
     with open(rec_path, "rb") as f:
         pos = 0
         while pos < size:
-            head = f.read(8)
-            if len(head) < 8:
-                raise ValueError(f"{rec_path}: truncated frame at byte {pos}")
-            magic, lrec = struct.unpack("<II", head)
-            if magic != MAGIC:
-                raise ValueError(f"{rec_path}: bad magic at byte {pos}")
+            lrec = _frame_header(f, f"{rec_path}: truncated frame at byte {pos}", f"{rec_path}: bad magic at byte {pos}")
             if lrec >> 29 in (0, 1):  # a whole record or its first part starts here
                 offsets.append(pos)
             length = lrec & ((1 << 29) - 1)
@@ -183,12 +190,8 @@ class RecordReader:
         f.seek(self.offset(key))
         chunks = []
         while True:
-            head = f.read(8)
-            if len(head) < 8:
-                raise ValueError(f"{self.rec_path}: truncated record {key}")
-            magic, lrec = struct.unpack("<II", head)
-            if magic != MAGIC:
-                raise ValueError(f"{self.rec_path}: bad magic at record {key}")
+            lrec = _frame_header(f, f"{self.rec_path}: truncated record {key}",
+                                 f"{self.rec_path}: bad magic at record {key}")
             cflag, length = lrec >> 29, lrec & ((1 << 29) - 1)
             chunks.append(f.read(length))
             f.read(-length % 4)

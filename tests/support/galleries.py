@@ -16,3 +16,13 @@ def noise_gallery(root: Path, people: int, side: int = 250, seed: int = 0) -> Pa
         d.mkdir(parents=True)
         Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(d / f"Person_{i}_0001.jpg")
     return root
+
+
+def framed_noise_gallery(root: Path, people: int = 4, side: int = 160) -> Path:
+    """Noise 'people' ``P_i`` marked LFW-framed (``.cqa-framing``): the centre crop, no MTCNN wait."""
+    rng = np.random.default_rng(0)
+    for i in range(people):
+        (root / f"P_{i}").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(root / f"P_{i}" / "P_0001.jpg")
+    (root / ".cqa-framing").write_text("lfw\n")
+    return root

@@ -132,6 +132,25 @@ def server_processes(pid: int) -> list:
         return []
 
 
+def dashboard_server(log_path: Path, settings: Settings | None = None, preheat: bool = False) -> Iterator[str]:
+    """A fixture's body: skip without Chromium or Playwright, else a Voila dashboard's URL for the test."""
+    import pytest  # the test runner: this helper is only ever a fixture's body
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (.ci/run installs Debian's: apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
+    with running_voila(log_path, settings, preheat=preheat) as url:
+        yield url
+
+
+def open_dashboard(browser, url: str, width: int, height: int):
+    """A new page of ``browser`` at ``width`` x ``height`` on the dashboard, its first branch CAM drawn."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url, timeout=180_000)
+    page.wait_for_selector("img.cqa-branch-cam[src^='blob:']", timeout=180_000)
+    return page
+
+
 def launch_chromium(playwright):
     """Headless Debian Chromium through a ``sync_playwright()`` handle."""
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
