@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.5.3
+	# Quantus (benchmarks/explanation_checks.py) requires opencv-python, which would shadow the headless
+	# OpenCV: it goes in without its requirements; the ones it imports are the `checks` extra
+	$(PY) -m pip install --quiet --no-deps quantus==0.6.0
 	touch $(STAMP)
 
 test: $(STAMP)
