@@ -2,21 +2,30 @@
 
 Modules (each reads top to bottom; heavy libraries are imported inside functions):
 
-* ``cams``          branch attention CAMs, warping onto the photo, overlays, hook-free Grad-CAM
-* ``methods``       the registry: every map method by name, with what it needs from a recognizer
-* ``attribution``   pytorch-grad-cam (``TensorOutput`` adapter, ``SimilarityTarget``) and captum IG
-* ``blackbox``      occlusion and RISE: perturbation maps of any recognizer, black-box ones too
-* ``layercam``      Grad-CAM at a named layer of any white-box recognizer
-* ``decomposition`` exact (b+1) x (b+1) split of a pair's cosine, leave-one-branch-out
-* ``diversity``     CAL (Eq. 2) pair terms, top-k IoU, entropy, coverage; per face or dataset
-* ``quality``       QAN scores, relation matrix, region shares, effect of a synthetic mask
-* ``faithfulness``  deletion / insertion curves and AUC of any map against the pair similarity
-* ``analysis``      ``analyse(model or recognizer, image, other)`` -> ``FaceAnalysis``, cached
-* ``report``        an analysis on disk: overlay PNGs and a JSON (``cqa explain``)
-* ``common``        ``ExplainError`` (torch-free)
-* ``tensors``       input batches, upsampling, min-max scaling, cosine, eval mode (torch)
-* ``result``        ``FaceAnalysis`` / ``MaskEffect`` and their wire format (numpy only)
-* ``render``        maps onto photos, overlays, overall quality (numpy + OpenCV only)
+* ``methods``        the registry: every map method by name, with what it needs from a recognizer,
+                     its label, cost, sign, unit, checks and caveat
+* ``analysis``       ``analyse(model or recognizer, image, other)`` -> ``FaceAnalysis`` / ``PairAnalysis``,
+                     one path for every recognizer, cached
+* ``branches``       a recognizer's branch readout (CQA-Face) -> ``BranchAnalysis`` / ``BranchPair``
+* ``layercam``       the one Grad-CAM: at a named layer of any white-box recognizer
+* ``cams``           branch attention CAMs; Grad-CAM of a CQA-Face model at its stem
+* ``attribution``    pytorch-grad-cam (``TensorOutput`` adapter, ``SimilarityTarget``) and captum IG
+* ``blackbox``       occlusion and RISE: perturbation maps of any recognizer, black-box ones too
+* ``corr_rise``      CorrRISE (Lu et al. 2024): signed correlation maps, any recognizer
+* ``xssab``          xSSAB (Huber et al. 2024): supporting and opposing arguments of the cosine
+* ``similarity_map`` the exact spatial split of the cosine (Stylianou et al. 2019)
+* ``decomposition``  exact (b+1) x (b+1) split of a pair's cosine, leave-one-branch-out
+* ``diversity``      CAL (Eq. 2) pair terms, top-k IoU, entropy, coverage; per face or dataset
+* ``quality``        QAN scores, relation matrix, region shares, effect of a synthetic mask
+* ``faithfulness``   deletion / insertion curves and AUC of any map against the pair similarity
+* ``maprender``      one rendering of maps: scales, colormaps by sign, colour bars (numpy + matplotlib)
+* ``pictures``       what the views, the CLI and the sheet draw with it, and the charts' readings
+* ``report``         an analysis on disk: PNGs with their scales and a JSON (``cqa explain``)
+* ``sheet``          the one-page case sheet of a pair (self-contained HTML, PDF when possible)
+* ``common``         ``ExplainError`` (torch-free)
+* ``tensors``        input batches, upsampling, min-max scaling, cosine, eval mode (torch)
+* ``result``         ``FaceAnalysis``, ``PairAnalysis``, ``Check``, ``MaskEffect`` (numpy only)
+* ``render``         maps onto photos, branch overlays, overall quality (numpy + OpenCV only)
 
 Names are imported on first use (PEP 562), so ``import cqa_core.explain.render`` does not pull
 in torch: a dashboard kernel that shows a remote service's analyses stays small.
