@@ -55,17 +55,16 @@ def test_verification_is_off_when_pairs_are_missing(tmp_path: Path) -> None:
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_lfw_dev_test_pairs_align_what_they_need(lfw_root: Path, tmp_path: Path, monkeypatch) -> None:
-    """``eval_pairs="auto"`` on a fresh machine: an empty cache (``CQA_CACHE`` in tmp) gets the
+def test_lfw_dev_test_pairs_align_what_they_need(lfw_root: Path, tmp_path: Path) -> None:
+    """``eval_pairs="auto"`` on a fresh machine: an empty cache root (in tmp) gets the
     crops of the 20 pairs it uses, evenly spaced over pairsDevTest (10 same, 10 different)."""
     import torch
 
     from cqa_core.checkpoint import load_default
     from cqa_core.data.align_run import list_images
 
-    monkeypatch.setenv("CQA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CQA_DATA", str(lfw_root.parent))
-    verifier = PairVerifier.build(TrainConfig(eval_pairs="auto", eval_max_pairs=20))
+    # the cache root is passed down (``cqa train`` passes its settings'), never read from the environment
+    verifier = PairVerifier.build(TrainConfig(eval_pairs="auto", eval_max_pairs=20), cache_root=tmp_path / "cache")
     assert verifier is not None
     # pairsDevTest = 500 same then 500 different lines; every 50th line from the first
     lines = [ln.split() for ln in (lfw_root / "pairsDevTest.txt").read_text().splitlines()[1:]][::50]
