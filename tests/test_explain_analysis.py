@@ -99,6 +99,14 @@ def test_the_cache_is_bounded_in_bytes(model):
     assert len(an) == 2 and an.bytes <= 2.5 * one  # 6 faces asked, the bytes keep 2
 
 
+def test_a_face_map_added_later_is_counted_in_the_cache_bytes(model):
+    an = Analyser()
+    an(model, face(40))
+    before = an.bytes
+    an(model, face(40), methods=("attention",))  # same face, now with its (112, 112) float map
+    assert an.computed == 1 and an.bytes >= before + 112 * 112 * 4  # the face ran once; its size grew
+
+
 @pytest.mark.parametrize("bad, match", [
     ("/no/such/file.jpg", "not found"),
     (np.zeros((112, 112), np.float32), "uint8"),

@@ -221,11 +221,11 @@ class Analyser:
     def __len__(self) -> int:
         return len(self._cache)
 
-    def face(self, model: Any, image: Any, detector: Any = None) -> tuple[FaceAnalysis, Any, str]:
+    def face(self, model: Any, image: Any, detector: Any = None) -> tuple[FaceAnalysis, Any, tuple]:
         """(single-face analysis, readout output or None, cache key of the face) of one image, cached."""
         return self.faces(model, [image], [detector])[0]
 
-    def faces(self, model: Any, images: list[Any], detectors: list[Any] | None = None) -> list[tuple[FaceAnalysis, Any, str]]:
+    def faces(self, model: Any, images: list[Any], detectors: list[Any] | None = None) -> list[tuple[FaceAnalysis, Any, tuple]]:
         """:meth:`face` of many images; the ones not cached run through the model in one batch."""
         rec = as_recognizer(model)
         detectors = detectors or [None] * len(images)
@@ -244,7 +244,7 @@ class Analyser:
             self.batches[len(done)] += 1
             for k, (fa, out) in zip(todo, done, strict=True):
                 self.runs[f"{k[1]}/{k[2]}"] += 1
-                self._put(k, (fa, out, "/".join(map(str, k[1:3]))))
+                self._put(k, (fa, out, k))
         result = []
         for k in keys:
             self._cache.move_to_end(k)
@@ -255,15 +255,14 @@ class Analyser:
     def _eval(rec: Recognizer):
         return eval_mode(rec.module) if rec.module is not None else contextlib.nullcontext()
 
-    def _face_maps(self, rec: Recognizer, key: str, fa: FaceAnalysis, wanted: list[Method], ctx: Context) -> None:
+    def _face_maps(self, rec: Recognizer, key: tuple, fa: FaceAnalysis, wanted: list[Method], ctx: Context) -> None:
         """The single-face methods' maps of a face, computed once into its cached analysis (``key``)."""
         todo = [m for m in wanted if m.name not in fa.maps]
         for method in todo:
             with self._eval(rec):
                 fa.maps[method.name] = method.fn(rec, fa.aligned[None], ctx).maps[0]  # (S, S)
-        entry = ("face", *key.split("/", 1), rec.cache_key())
-        if todo and entry in self._cache:
-            self._put(entry, self._cache[entry])  # its size grew
+        if todo and key in self._cache:
+            self._put(key, self._cache[key])  # its size grew
 
     def __call__(self, model: Any, image: Any, other: Any = None, methods: tuple[str, ...] = ("gradcam",),
                  detector: Any = None, other_detector: Any = "same",
