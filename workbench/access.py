@@ -104,6 +104,13 @@ class Access:
     def login(self) -> bool:
         return bool(self.token or self.password_hash)
 
+    @property
+    def owner_only(self) -> bool:
+        """Only its owner can open the dashboard: a loopback address, behind a login, without a path prefix
+        (a prefix means a reverse proxy shares it, as ``deploy/`` does). Such a workbench may load any model
+        file its owner types; any other keeps the allowlist (``workbench.service.guard``)."""
+        return is_loopback(self.host) and self.login and self.base_url == "/"
+
     def voila_args(self) -> list[str]:
         """Voila's flags for the address, prefix and login (the token itself travels in voila_env)."""
         args = [f"--Voila.ip={self.host}", f"--Voila.base_url={self.base_url}",

@@ -108,10 +108,13 @@ def voila_command(port: int = DEFAULT_PORT, debug: bool = False, preheat: bool =
     ]
 
 
-def service_command(port: int, settings: Settings) -> list[str]:
-    """The analysis service (``python -m workbench.service``) on ``port`` with ``settings`` as its flags."""
+def service_command(port: int, settings: Settings, any_model_path: bool = False) -> list[str]:
+    """The analysis service (``python -m workbench.service``) on ``port`` with ``settings`` as its flags;
+    ``any_model_path``: viewers may load any model file (only for a dashboard its owner alone can open)."""
     cmd = [sys.executable, "-m", "workbench.service", f"--port={port}", f"--people={settings.people}",
            f"--align={settings.align.value}"]
+    if any_model_path:
+        cmd.append("--any-model-path")
     if settings.checkpoint:
         cmd.append(f"--model={settings.checkpoint}")
     if settings.faces:
@@ -217,7 +220,8 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, preheat: bool = True, se
         url = f"http://127.0.0.1:{sport}"
         settings = settings.replace(service_token=settings.service_token or secrets.token_urlsafe(32))
         print(f"CQA-Face Workbench: starting the analysis service on {url} (model, aligner, cache)", flush=True)
-        supervisor = Supervisor(service_command(sport, settings), service_env(settings), url)
+        supervisor = Supervisor(service_command(sport, settings, any_model_path=access.owner_only),
+                                service_env(settings), url)
         supervisor.start()
         settings = settings.replace(service_url=url)
     cmd = voila_command(port, settings.debug, preheat, pool, access, refill_after)

@@ -3,12 +3,15 @@
 ``cqa workbench`` starts this next to Voila (``workbench.serve``); it can also run alone on a GPU
 box, with the dashboard elsewhere (``cqa workbench --service URL``). Every route but ``/health``
 needs the token ``CQA_SERVICE_TOKEN`` (``Authorization: Bearer``); without one, a token is made
-for this run and printed once, for the dashboard's ``CQA_SERVICE_TOKEN``.
+for this run and printed once, for the dashboard's ``CQA_SERVICE_TOKEN``. ``--any-model-path``
+(accepted only with a loopback ``--host``) lets a request load any model file on this machine: a
+loopback ``cqa workbench`` behind its owner's login passes it (``workbench.access.Access.owner_only``).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import secrets
@@ -42,6 +45,9 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     ap.add_argument("--no-warm", dest="warm", action="store_false", help="do not analyse the gallery at start-up")
     ap.add_argument("--models", default=None, help="folder of model files requests may name besides the served "
                     "model and dlib (env CQA_MODELS; default: none)")
+    ap.add_argument("--any-model-path", action="store_true", help="requests may load any model file on this "
+                    "machine, not only the allowlist (accepted only on a loopback --host; cqa workbench passes it when "
+                    "only its owner can open the dashboard)")
     ap.add_argument("--timeout", type=float, default=Limits.timeout_s,
                     help=f"seconds a request may wait for its answer, queue included (default {Limits.timeout_s:g}): 503 after")
     ap.add_argument("--max-body-mb", type=float, default=Limits.max_body / 2**20,
@@ -53,7 +59,20 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
                                  torch_threads=args.threads or min(2, os.cpu_count() or 1), models_dir=args.models)
     if settings.models_dir is not None and not settings.models_dir.is_dir():
         ap.error(f"--models {settings.models_dir}: no such folder")
+    if args.any_model_path and not is_loopback(args.host):
+        ap.error(f"--any-model-path is accepted only on a loopback --host (127.0.0.1, ::1, localhost), not {args.host}")
     return args, settings
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (the launcher's ``workbench.access.is_loopback``,
+    which the service may not import)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: reachable from elsewhere
+        return False
 
 
 def guard_of(args: argparse.Namespace, settings: Settings) -> Guard:
@@ -64,7 +83,7 @@ def guard_of(args: argparse.Namespace, settings: Settings) -> Guard:
         print(f"CQA-Face analysis service: no CQA_SERVICE_TOKEN set; this run's token is {token} "
               "(give it to the dashboard as CQA_SERVICE_TOKEN)", file=sys.stderr, flush=True)
     limits = Limits(max_body=int(args.max_body_mb * 2**20), max_faces=args.max_faces, timeout_s=args.timeout)
-    return Guard(token, Models(settings.checkpoint, settings.models_dir), limits)
+    return Guard(token, Models(settings.checkpoint, settings.models_dir, any_path=args.any_model_path), limits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     guard = guard_of(args, settings)
     service = AnalysisService(Engine(settings, maxsize=256), max_pixels=guard.limits.max_pixels)
     log.info("model: %s (%s)", service.engine.label, service.engine.info()["description"])
+    log.info("models a viewer may add: %s", "any model file on this machine" if args.any_model_path else
+             "the served model, dlib and files in --models")
     faces = gallery_faces(settings) if args.warm else []
     if faces:
         log.info("warm-up: aligning and analysing %d gallery faces (MTCNN runs once per photo, "

@@ -10,7 +10,8 @@ the body's size (413) and fields (422), and that a named model is on the allowli
 photo is shrunk to a 512 px longer side before its analysis (``workbench.service.photo``), and an
 answer over ``Limits.max_answer`` bytes is refused in one line (507), never sent.
 
-Routes: ``GET /health``, ``POST /info``, ``POST /analyse``, ``POST /summaries``,
+Routes: ``GET /health``, ``POST /info`` (the model's facts, and ``any_model_path``: whether a viewer may
+add any model file or only the allowlist's), ``POST /analyse``, ``POST /summaries``,
 ``POST /mask_effect``, ``POST /model`` (load a recognizer by its spec: its facts),
 ``POST /threshold`` (a model's LFW threshold, or "computing"), ``GET /queue?id=``, ``GET /stats``, ``POST /viewers``
 (kernels say hello / ready, for the "N viewers loading ahead of you" note of ``workbench.loading``,
@@ -194,7 +195,9 @@ def create_app(service: AnalysisService, guard: Guard) -> Starlette:
                 body = await guard.body(request, kind)
                 # one face without maps batches with others ("face"); a partner or maps asked: one job ("pair")
                 job = ("pair" if body.get("other") or body.get("methods") else "face") if kind == "analyse" else kind
-                return await asyncio.wrap_future(service.submit(job, body, body.get("id", "")))
+                answer = await asyncio.wrap_future(service.submit(job, body, body.get("id", "")))
+                # the viewer's model picker says which models it may add: any file, or the allowlist
+                return {**answer, "any_model_path": guard.models.any_path} if kind == "info" else answer
             return await bounded(kind, request, work)
         return endpoint
 

@@ -8,6 +8,11 @@ JSON object whose fields have the documented types (422, one line), and a model 
 ``--models DIR``. A missing file and a file outside the allowlist get
 the same answer (:data:`NOT_SERVED`), so the service never tells what exists on its disk.
 
+With ``any_path`` (``--any-model-path``: ``cqa workbench`` passes it only to a service behind a
+dashboard that only its owner can reach, and the service accepts it only on a loopback address) a
+request may also name any existing model file (or a folder holding one) the recognizer registry
+has a loader for; a missing path or another kind of file is a one-line 422 that names it.
+
     guard = Guard(token, Models(settings.checkpoint, settings.models_dir), Limits())
     body = await guard.body(request, kind)          # raises Refused(status, one line)
 """
@@ -23,12 +28,14 @@ from typing import Any
 from starlette.requests import Request
 
 from cqa_core.data.imageio import MAX_PIXELS
-from cqa_core.recognizers.load import spec_names
+from cqa_core.recognizers import registry
+from cqa_core.recognizers.load import spec_names, specs
 from workbench.wire import MAX_BODY, MAX_FACES
 
 HEADER = "authorization"
 """The request header holding ``Bearer TOKEN``."""
-NOT_SERVED = "this model is not served here: the service loads its own model, 'dlib', and files in its --models folder"
+NOT_SERVED = ("this workbench is shared: only its served model, 'dlib' and files in the folder given by "
+              "--models DIR can be loaded")
 """The one answer for a model file that is missing or not allowed: it tells nothing of the disk."""
 MAX_ANSWER = 48 * 2**20
 """Bytes of one answer the service sends (507 beyond): a pair's analysis of two 512 px photos with
@@ -55,14 +62,17 @@ class Limits:
 
 
 class Models:
-    """The model allowlist: specs a request may name, each mapped to what the engine loads."""
+    """The model allowlist: specs a request may name, each mapped to what the engine loads.
 
-    def __init__(self, checkpoint: str | None = None, folder: Path | None = None) -> None:
+    ``any_path``: besides the allowlist, any existing model file (the owner's own workbench)."""
+
+    def __init__(self, checkpoint: str | None = None, folder: Path | None = None, any_path: bool = False) -> None:
         self.served = str(Path(checkpoint).expanduser().resolve()) if checkpoint else None
         self.folder = Path(folder).expanduser().resolve() if folder else None
+        self.any_path = any_path
 
     def check(self, spec: Any) -> str | None:
-        """``spec`` (None: the session's model) as the engine's spec, or ``Refused(422, NOT_SERVED)``."""
+        """``spec`` (None: the session's model) as the engine's spec, or ``Refused(422, one line)``."""
         if spec is None:
             return None
         if not isinstance(spec, str):
@@ -77,7 +87,24 @@ class Models:
         inside = self.folder is not None and resolved.is_relative_to(self.folder)
         if (str(resolved) == self.served or inside) and resolved.is_file():
             return str(resolved)
+        if self.any_path:
+            return any_model_file(text)
         raise Refused(422, NOT_SERVED)
+
+
+def any_model_file(text: str) -> str:
+    """The resolved model file ``text`` names (relative: to the service's folder; a folder: the model
+    file inside it), or ``Refused(422)`` in one line: empty, missing, or no loader for its kind."""
+    if not text:
+        raise Refused(422, f"type a model's path or name ({specs()})")
+    path = Path(text).expanduser().resolve()
+    if path.is_dir():
+        path = next((path / f for f in registry.folder_files() if (path / f).is_file()), path)
+    if not path.is_file():
+        raise Refused(422, f"no model file at {text}")
+    if registry.by_suffix(path.suffix) is None:
+        raise Refused(422, f"{path.name}: not a model file the workbench can load (give {specs()})")
+    return str(path)
 
 
 # field -> (types it may have, required); checked before a job is queued
