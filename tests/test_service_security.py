@@ -92,7 +92,7 @@ def test_every_route_but_health_needs_the_token():
             r = getattr(c, method)(path, headers=headers, **({"content": b"{not json"} if method == "post" else {}))
             assert (r.status_code, r.json()) == (401, {"error": refused}), (path, headers)
     assert engine.calls == []  # nothing ran
-    assert c.post("/info", json={}, headers=AUTH).json() == {"label": "fake", "branches": 4}
+    assert c.post("/info", json={}, headers=AUTH).json() == {"label": "fake", "branches": 4, "any_model_path": False}
     assert c.get("/stats", headers={"authorization": f"bearer {TOKEN}"}).status_code != 401  # scheme: any case
 
 

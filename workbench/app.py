@@ -37,6 +37,7 @@ from workbench.views.header import model_html, placeholder, quality_html
 from workbench.views.markup import escape
 from workbench.views.masklab import MaskLab
 from workbench.views.pair import PairInspector
+from workbench.views.picker import empty_message, path_hint, path_rule
 from workbench.views.quality import QualityPanel
 from workbench.views.uploads import is_placeholder, placeholders, yours_thumb
 
@@ -148,8 +149,8 @@ class Workbench:
                                 layout=W.Layout(width="230px"))
         self.model.add_class("cqa-model")
         self.model.observe(self.messages.guard(self._on_model), names="value")
-        self.model_path = W.Text(placeholder="model.onnx | backbone.pth | x.safetensors | dlib",
-                                 layout=W.Layout(width="230px"))
+        self.model_path = W.Text(placeholder=path_hint(self.session.any_model_path),
+                                 tooltip=path_rule(self.session.any_model_path), layout=W.Layout(width="230px"))
         self.model_path.add_class("cqa-model-path")
         self.model_add = W.Button(description="add a model", layout=W.Layout(width="230px"))
         self.model_add.add_class("cqa-model-add")
@@ -237,7 +238,7 @@ class Workbench:
     def add_model(self, spec: str) -> str:
         """Load a model (a .safetensors, .pth, .onnx path or "dlib") and offer it in the pickers."""
         if not spec.strip():
-            raise ValueError("type a model path (.safetensors, .pth, .onnx) or dlib, then press add a model")
+            raise ValueError(empty_message(self.session.any_model_path))
         self.messages.info(f"loading {spec.strip()} ...")
         key = self.session.load_other(spec)
         self.model.options = self._model_options()

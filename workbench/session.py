@@ -79,6 +79,8 @@ class Session:
         info = self.backend.info()
         self.label, self.untrained, self.branches, self.description = (
             info["label"], info["untrained"], int(info["branches"]), info["description"])
+        # which models a viewer may add: any model file (a service that says so; a model in this process)
+        self.any_model_path = bool(info.get("any_model_path", not self.backend.remote))
         self.models: dict[str, dict[str, Any]] = {DEFAULT: self.backend.load(DEFAULT)}  # spec -> facts
         self.current = DEFAULT  # the model every view shows (the Model picker changes it)
 
