@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "default: start one here)")
     p.add_argument("--service-port", type=int, default=None, help="port of the analysis service it starts (default: a free one)")
     p.add_argument("--models", default=None, help="folder of model files viewers may load besides the served model "
-                   "and dlib (env CQA_MODELS; default: none)")
+                   "and dlib (env CQA_MODELS; default: none); on loopback with a login and no --base-url, only "
+                   "its owner can open the dashboard and any model path may be typed")
     p.add_argument("--runs", default=None, help="folder of benchmark runs (cqa eval --out) the Benchmark tab lists "
                    "(env CQA_RUNS; default: runs/ in the cache, CQA_CACHE)")
     p.add_argument("--host", default="127.0.0.1", help="address Voila listens on (default 127.0.0.1: this machine "
