@@ -28,8 +28,8 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("other engineers", re.compile(r"\b(other|another) engineers?\b|\bengineers'", re.IGNORECASE)),
     ("the project's machine", re.compile(r"\bthis (?:project's |shared |\d+-core )+(?:machine|VM|CPU)\b|\bthis VM\b",
                                          re.IGNORECASE)),
-    ("first person", re.compile(r"\b(?:I(?![/.\-])(?:'m|'ve|'d)?|[Ww]e(?:'re|'ve|'d)?|[Oo]urs?|(?<!\d )(?<!\d)[Uu]s|[Mm]y|[Mm]e|[Oo]urselves)\b"
-                                r"|\bWe\b|\bOur\b")),
+    ("first person", re.compile(r"\b(?:I(?![/.\-])(?:'m|'ve|'d)?|[Ww]e(?:'re|'ve|'d)?|[Oo]urs?|(?<!\d )(?<!\d)[Uu]s|[Mm]y|[Mm]e"
+                                r"|[Oo]urselves)\b")),
 )
 
 
