@@ -153,6 +153,25 @@ def test_cqa_workbench_passes_any_model_path_only_to_its_owners_service(tmp_path
     assert ("--any-model-path" in service.cmd) is opened
 
 
+@pytest.mark.parametrize(("host", "opens_any_path", "code"), [
+    ("0.0.0.0", True, 2), ("0.0.0.0", False, 0), ("127.0.0.1", True, 0)])
+def test_a_shared_dashboard_refuses_a_service_elsewhere_that_loads_any_path(monkeypatch, capsys, host,
+                                                                            opens_any_path, code):
+    import workbench.serve as serve
+
+    Recorder.made.clear()
+    monkeypatch.setattr(serve.subprocess, "Popen", Recorder)
+    monkeypatch.setattr(serve.signal, "signal", lambda *a: None)
+    monkeypatch.setattr(serve, "wait_ready", lambda url, proc=None, timeout=0, token=None: None)
+    monkeypatch.setattr(serve.ServiceClient, "info", lambda self: {"any_model_path": opens_any_path})
+    monkeypatch.setenv("CQA_SERVICE_TOKEN", TOKEN)
+    assert main(["workbench", "--service", "http://127.0.0.1:8867", "--host", host]) == code
+    if code:
+        assert Recorder.made == []  # Voila never started
+        assert ("--service http://127.0.0.1:8867 loads any model path (--any-model-path): a dashboard others can "
+                "open needs a service without it") in capsys.readouterr().err
+
+
 def test_owner_only_is_loopback_with_a_login_and_no_prefix():
     assert Access.choose().owner_only and Access.choose("::1", token="owner-token-1").owner_only
     assert not Access.choose("0.0.0.0").owner_only and not Access.choose("box.lab.org").owner_only

@@ -13,7 +13,9 @@ symlink to the same file for JupyterLab. ``cqa workbench`` calls :func:`serve`; 
 Access (``workbench.access``): Voila listens on ``--host`` (default 127.0.0.1) under
 ``--base-url``, behind a token or password unless ``--no-auth`` (loopback only). The analysis
 service always listens on 127.0.0.1 here and needs its own token (``CQA_SERVICE_TOKEN``, made at
-start when unset), which the service and the kernels get in their environment.
+start when unset), which the service and the kernels get in their environment. It loads any model
+path a viewer types (``--any-model-path``) only when ``access.owner_only``; a dashboard others can
+open refuses a service elsewhere that does.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from cqa_core.settings import ENV, Settings
 from workbench.access import Access
+from workbench.client import ServiceClient
 
 DEFAULT_PORT = 8866
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
@@ -215,6 +218,9 @@ def serve(settings: Settings, port: int = DEFAULT_PORT, preheat: bool = True, se
             raise ValueError(f"--service {settings.service_url} needs that service's token: set CQA_SERVICE_TOKEN "
                              "(the service prints one at start when it has none)")
         wait_ready(settings.service_url, timeout=30, token=settings.service_token)
+        if not access.owner_only and ServiceClient(settings.service_url, settings.service_token).info().get("any_model_path"):
+            raise ValueError(f"--service {settings.service_url} loads any model path (--any-model-path): a dashboard "
+                             "others can open needs a service without it (--models DIR for the lab's models)")
     else:
         sport = service_port or free_port()
         url = f"http://127.0.0.1:{sport}"
