@@ -27,6 +27,11 @@ address holds a bounded number of dashboard kernels, template asset paths outsid
 without a login on loopback, only loopback ``Host`` names are answered (a DNS-rebinding page cannot
 drive the dashboard). On loopback (the shipped proxy's case) Voila trusts ``X-Forwarded-Proto`` and
 ``X-Real-IP``, so the login cookie is ``Secure`` behind TLS; the cookie lasts ``login_days``.
+The dashboard notebook is trusted: Voila checks each notebook it loads (every preheated kernel
+loads it) against the user's notebook-signature store and, finding it unsigned, logged "Notebook
+dashboard.ipynb is not trusted" once per kernel (creating a signing key and a store in the user's
+Jupyter data folder on the way). Here the notebook is signed at start with a random key into a store
+kept in memory, which trusts that notebook, as shipped, and nothing else, and writes no file.
 Everything else is stock Voila (``voila.app.Voila``), configured by ``workbench.serve.voila_command``.
 """
 
@@ -35,13 +40,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import secrets
 from typing import Any
 
+import nbformat
 import tornado.web
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.auth.logout import LogoutHandler
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
+from nbformat.sign import MemorySignatureStore, NotebookNotary
 from traitlets import Float, Int, Type, Unicode, default
 from voila.app import Voila
 from voila.request_info_handler import RequestInfoSocketHandler
@@ -215,6 +223,20 @@ class ReadyPool:
         return ok
 
 
+def trusting_notary(notebook: str) -> NotebookNotary:
+    """A notary that trusts ``notebook`` (its content as it is now) and nothing else: a random key, kept in memory.
+
+    Args:
+        notebook: Path of the notebook to trust (the dashboard Voila serves).
+
+    Returns:
+        The notary for Voila's contents manager: the notebook, read as Voila reads it, is signed in it.
+    """
+    notary = NotebookNotary(store_factory=MemorySignatureStore, secret=secrets.token_bytes(32))
+    notary.sign(nbformat.read(notebook, as_version=4))
+    return notary
+
+
 class WorkbenchVoila(Voila):
     """Voila whose every non-static route needs the login, whose page ends its kernel on leaving,
     and whose pool never parks a request."""
@@ -235,6 +257,8 @@ class WorkbenchVoila(Voila):
         identity.cookie_options = {**identity.cookie_options, "expires_days": self.login_days}
         identity.get_secure_cookie_kwargs = {**identity.get_secure_cookie_kwargs, "max_age_days": self.login_days}
         settings.update(log_function=log_request, cqa_kernels_per_client=self.kernels_per_client)
+        if self.notebook_path:  # the dashboard: trusted, so no "not trusted" line per kernel that loads it
+            self.contents_manager.notary = trusting_notary(self.notebook_path)
         scrub_logs(self.log)
         if self.local_hosts:  # jupyter_server's Host check (JupyterHandler.check_host), which Voila turns off
             settings.update(allow_remote_access=False,
