@@ -167,6 +167,11 @@ def test_no_runs_says_how_to_make_one(tmp_path):
     p = BenchmarkPanel(Messages(), tmp_path / "none", Opened())
     p.show()
     assert "cqa eval --out" in p.summary.value
+    assert p.body.children == ()  # no empty chart is drawn
+
+
+def test_the_charts_join_the_page_with_the_first_run(panel):
+    assert panel.roc in panel.body.children[0].children and panel.table.widget in panel.body.children
 
 
 @pytest.mark.slow

@@ -97,8 +97,11 @@ class BenchmarkPanel:
         curves = W.HBox([self.roc, self.det, self.hist, self.reliability])
         accuracy = W.HBox(list(self.by.values()))
         self.starter = RunStarter(session, messages, self._run_done) if session is not None else None
-        self.widget = W.VBox([W.HBox([self.picker, self.reload]), self.other, self.summary, curves, accuracy,
-                              W.HTML("<h4>errors</h4>"), self.table.widget, self.compare.widget, self.map.widget,
+        # a run's charts join the page when the first run is shown: with no run, the browser draws no empty plot
+        self.body = W.VBox([])
+        self._run_parts = (curves, accuracy, W.HTML("<h4>errors</h4>"), self.table.widget, self.compare.widget,
+                           self.map.widget)
+        self.widget = W.VBox([W.HBox([self.picker, self.reload]), self.other, self.summary, self.body,
                               *([self.starter.widget] if self.starter else [])])
         self.widget.add_class("cqa-benchmark-tab")
         self._scanned = False
@@ -143,6 +146,7 @@ class BenchmarkPanel:
             return
         self.run = Run(self.picker.value)
         self.tables = RunTables(self.run)
+        self.body.children = self._run_parts
         self._summary()
         self._curves()
         self._reliability()
