@@ -111,8 +111,9 @@ def test_gallery_scans(wb):
     assert wb.messages.last_error is None
     assert "q0=" in wb.view(3).lowest_titles[0].value
     wb.tabs.selected_index = 2
+    assert wb.view(2).hist_box.children == ()  # no empty histogram before the scan
     wb.view(2).scan.click()
-    assert len(wb.view(2).hist.data[0].x) == 5
+    assert len(wb.view(2).hist.data[0].x) == 5 and wb.view(2).hist_box.children == (wb.view(2).hist,)
 
 
 def test_corrupt_upload_is_a_plain_message_and_the_kernel_goes_on(wb):
@@ -294,7 +295,8 @@ def test_a_model_switch_redraws_every_tab_with_nothing_left_from_the_old_one(wb,
     assert wb.view(0).branches.layout.display == "none" and "plain recognizer" in wb.view(0).plain.value
     assert wb.view(1).parts.layout.display == "none"
     div = wb.view(2)
-    assert hidden(div.branch_parts) and len(div.hist.data[0].x) == 0 and "plain recognizer" in div.summary.value
+    assert hidden(div.branch_parts) and len(div.hist.data[0].x) == 0 and div.hist_box.children == ()
+    assert "plain recognizer" in div.summary.value
     q = wb.view(3)
     assert hidden(q.branch_parts) and all(t.widget.layout.visibility == "hidden" for t in q.thumbs)
     mask = wb.view(4)

@@ -52,6 +52,8 @@ class DiversityPanel:
             box = W.Box([fig])
             box.add_class(cls)
             boxes.append(box)
+        self.hist_box = boxes[1]
+        self.hist_box.children = ()  # drawn when scanned: no empty plot stands in for it
         # drawn only for a model with branches: a plain one's tab keeps nothing from the model before it
         self.branch_parts = [W.HBox([boxes[0], self.other_box]), W.HBox([self.other_path, self.compare]),
                              self.scan, boxes[1]]
@@ -65,9 +67,8 @@ class DiversityPanel:
         self.face = face
         if self.model != self.session.current:  # another model: the old histogram is not this model's
             self.model = self.session.current
-            with self.hist.batch_update():
-                self.hist.data[0].x = []
-                self.hist.layout.title.text = "CAL penalty over the gallery"
+            self.hist_box.children = ()
+            self.hist.data[0].x = []
         br = self.session.analyse(face).branches
         show_parts(self.branch_parts, br is not None)
         if br is None:
@@ -99,3 +100,4 @@ class DiversityPanel:
         with self.hist.batch_update():
             self.hist.data[0].x = values
             self.hist.layout.title.text = f"CAL penalty over {len(values)} gallery faces"
+        self.hist_box.children = (self.hist,)
