@@ -300,7 +300,7 @@ def test_a_model_switch_redraws_every_tab_with_nothing_left_from_the_old_one(wb,
     q = wb.view(3)
     assert hidden(q.branch_parts) and all(t.widget.layout.visibility == "hidden" for t in q.thumbs)
     mask = wb.view(4)
-    assert hidden(mask.branch_parts) and mask.titles[1].value == "edited" and "plain recognizer" in mask.values.value
+    assert hidden(mask.branch_parts) and mask.titles[1].value == "edited: press apply" and "plain recognizer" in mask.values.value
     wb.model.value = "default"  # back: the branch views return
     for i in range(5):
         wb.tabs.selected_index = i

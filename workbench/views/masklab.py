@@ -94,7 +94,7 @@ class MaskLab:
         self.images[0].value = png(fa.aligned, self.size)
         br = fa.branches
         self.cam_legend.value = ""
-        self.titles[1].value = "edited"  # nothing left from an earlier edit or model
+        self.titles[1].value = "edited: press apply"  # nothing left from an earlier edit or model
         show_parts(self.branch_parts, br is not None)
         if br is None:
             for im in (*self.cams, self.images[1], self.cam_bar):
@@ -106,7 +106,8 @@ class MaskLab:
             im.layout.visibility = "hidden"
         set_bars(self.bars, [br.quality, np.zeros_like(br.quality)])
         self.values.value = "clean: " + " ".join(
-            f"branch {i} q=<span class='cqa-mask-q'>{q:.5f}</span>" for i, q in enumerate(br.quality))
+            f"branch {i} q=<span class='cqa-mask-q'>{q:.5f}</span>" for i, q in enumerate(br.quality)) + (
+            "; pick an edit and press apply for the edited face's quality, attention and similarity")
 
     def edit(self, aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The edited face and its alpha, from the library when the kind is one of its masks."""
