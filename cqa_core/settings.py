@@ -10,7 +10,7 @@ A flag given on the command line wins over the environment, the environment over
 | field          | variable              | default                                   |
 |----------------|-----------------------|-------------------------------------------|
 | checkpoint     | CQA_CHECKPOINT        | the bundled default model                 |
-| faces          | CQA_FACES             | the first ``people`` people of LFW        |
+| faces          | CQA_FACES             | LFW: ``people`` people, two photos each   |
 | people         | CQA_GALLERY_PEOPLE    | 60                                        |
 | align          | CQA_ALIGN             | mtcnn                                     |
 | service_url    | CQA_ANALYSIS_URL      | none: the model runs in this process      |
@@ -165,4 +165,6 @@ class Settings:
         """Where the gallery comes from, in words."""
         if self.faces is not None:
             return f"faces from {self.faces}"
-        return f"the first {self.people} people of {self.lfw}" if self.lfw.is_dir() else "no gallery (upload box only)"
+        if not self.lfw.is_dir():
+            return "no gallery (upload box only)"
+        return f"two photos each of the first {self.people} people with at least two in {self.lfw}"

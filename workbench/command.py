@@ -30,7 +30,7 @@ GRID = 14
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("workbench", help="serve the Voila dashboard (or --terminal: explain one face in text)")
     p.add_argument("image", nargs="?", help="--terminal only: a face photo (default: the first gallery face)")
-    p.add_argument("--faces", default=None, help="gallery folder (env CQA_FACES; default: the first LFW people)")
+    p.add_argument("--faces", default=None, help="gallery folder (env CQA_FACES; default: LFW people with two photos each)")
     p.add_argument("--people", type=int, default=None, help="gallery size (env CQA_GALLERY_PEOPLE; default 60)")
     p.add_argument("--align", choices=[m.value for m in AlignMode], default=None,
                    help="gallery alignment: mtcnn (default) or center for LFW-framed photos (env CQA_ALIGN)")
