@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -35,7 +36,7 @@ ICON_JS = """() => ({
 
 @pytest.fixture(scope="module")
 def workbench(lfw_root):
-    """``cqa workbench`` with a pool of :data:`POOL` on free ports: (page URL with the token, log text so far)."""
+    """``cqa workbench`` with a pool of :data:`POOL` on free ports, logging to :data:`LOG`: its page URL (with the token)."""
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH (.ci/run installs Debian's: apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
@@ -54,6 +55,13 @@ def test_outside_filter_catches_other_hosts():
             "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/all.min.css",
             "http://127.0.0.1:9999/other", f"ws://{own}/api/kernels/k/channels", "http://localhost:8866/x"]
     assert outside(urls, own) == urls[3:5] + urls[6:]
+
+
+def open_dashboard_in(page, url: str):
+    """``open_dashboard`` on a page already made (its context records the requests); returns it."""
+    page.goto(url, timeout=180_000)
+    page.wait_for_selector("img.cqa-branch-cam[src^='blob:']", timeout=180_000)
+    return page
 
 
 def test_page_requests_only_the_workbench(workbench):
@@ -96,14 +104,10 @@ def test_page_requests_only_the_workbench(workbench):
     assert [m for m in console if "jupytext" in m.lower()] == [], console
 
 
-def open_dashboard_in(page, url: str):
-    """``open_dashboard`` on a page already made (its context records the requests); returns it."""
-    page.goto(url, timeout=180_000)
-    page.wait_for_selector("img.cqa-branch-cam[src^='blob:']", timeout=180_000)
-    return page
-
-
 def test_startup_log_has_no_trust_or_tcp_warning(workbench):
+    deadline = time.monotonic() + 180
+    while LOG.read_text().count("Kernel started") < POOL and time.monotonic() < deadline:
+        time.sleep(0.5)  # Voila loads the notebook for a pool kernel before it logs that kernel's start
     log = LOG.read_text()
     assert log.count("Kernel started") >= POOL, log[-3000:]  # the pool's kernels did start (and load the notebook)
     assert "not trusted" not in log, [line for line in log.splitlines() if "not trusted" in line]
