@@ -112,3 +112,25 @@ def test_startup_log_has_no_trust_or_tcp_warning(workbench):
     assert log.count("Kernel started") >= POOL, log[-3000:]  # the pool's kernels did start (and load the notebook)
     assert "not trusted" not in log, [line for line in log.splitlines() if "not trusted" in line]
     assert "running over TCP" not in log, [line for line in log.splitlines() if "over TCP" in line]
+    assert "Task exception was never retrieved" not in log, log[-3000:]  # e.g. a closed page's websocket
+
+
+def test_a_closed_page_is_no_traceback():
+    """A kernel message that finds its page closed is dropped quietly; any other task error still reaches asyncio's handler."""
+    from tornado.websocket import WebSocketClosedError
+
+    from workbench.voila_server import quiet_closed_sockets
+
+    class Loop:
+        def __init__(self) -> None:
+            self.reported: list[dict] = []
+
+        def default_exception_handler(self, context: dict) -> None:
+            self.reported.append(context)
+
+    loop = Loop()
+    quiet_closed_sockets(loop, {"message": "Task exception was never retrieved", "exception": WebSocketClosedError()})
+    assert loop.reported == []
+    other = {"message": "Task exception was never retrieved", "exception": KeyError("x")}
+    quiet_closed_sockets(loop, other)
+    assert loop.reported == [other]

@@ -50,6 +50,8 @@ from jupyter_server.auth.logout import LogoutHandler
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from nbformat.sign import MemorySignatureStore, NotebookNotary
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 from traitlets import Float, Int, Type, Unicode, default
 from voila.app import Voila
 from voila.request_info_handler import RequestInfoSocketHandler
@@ -237,6 +239,14 @@ def trusting_notary(notebook: str) -> NotebookNotary:
     return notary
 
 
+def quiet_closed_sockets(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's handler, minus a kernel message that found its viewer's page closed: leaving the page is
+    no error, and the default handler printed a traceback for each message still on its way."""
+    if isinstance(context.get("exception"), (WebSocketClosedError, StreamClosedError)):
+        return
+    loop.default_exception_handler(context)
+
+
 class WorkbenchVoila(Voila):
     """Voila whose every non-static route needs the login, whose page ends its kernel on leaving,
     and whose pool never parks a request."""
@@ -268,6 +278,7 @@ class WorkbenchVoila(Voila):
     def listen(self) -> None:
         if is_loopback(self.ip):  # only a local proxy reaches it: its X-Forwarded-Proto / X-Real-IP hold
             self.app.listen = functools.partial(self.app.listen, xheaders=True)  # type: ignore[method-assign]
+        asyncio.get_event_loop().set_exception_handler(quiet_closed_sockets)  # the loop start() runs
         super().listen()
 
     def init_handlers(self) -> list:
