@@ -7,6 +7,7 @@ Fast and without a browser: it checks the committed files, not how they were mad
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,27 @@ def test_each_picture_is_a_small_webp_or_png(name):
 
 def test_all_pictures_together_are_under_3_mb():
     assert sum(p.stat().st_size for p in IMAGES.iterdir() if p.is_file()) < MAX_TOTAL
+
+
+def test_every_picture_is_shown_on_some_page():
+    pages = [*(ROOT / "docs").glob("*.md"), ROOT / "README.md"]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in pages)
+    unused = [name for name in shots() if f"images/{name}" not in text]
+    assert not unused, f"pictures no page shows: {unused}"
+
+
+def test_the_reading_page_walks_through_every_tab_in_order_each_with_a_picture():
+    """docs/reading.md: one '## TAB' section per dashboard tab, in the tabs' order, each with a screenshot."""
+    from workbench.app import TAB_NAMES
+
+    text = (ROOT / "docs" / "reading.md").read_text(encoding="utf-8")
+    sections = re.split(r"^## ", text, flags=re.MULTILINE)[1:]
+    titles = [s.splitlines()[0].strip() for s in sections]
+    tabs = [t for t in titles if t in TAB_NAMES]
+    assert tabs == list(TAB_NAMES), titles
+    for section in sections:
+        title = section.splitlines()[0].strip()
+        if title in TAB_NAMES:
+            pictures = re.findall(r"!\[[^\]]+\]\(images/([^)]+)\)", section)
+            assert pictures, f"the {title} section shows no screenshot"
+            assert all((IMAGES / p).is_file() for p in pictures), pictures

@@ -15,6 +15,13 @@ as WebP, scaled down until it is under :data:`MAX_BYTES`.
 The two-recognizers shot adds dlib (``--second-model``) through the model picker. A verdict needs
 the model's own LFW threshold, computed once per model in a subprocess and cached under
 ``<cache>/thresholds/`` (a minute or two each the first time): the script waits for it.
+
+The two Benchmark shots need benchmark runs: ``--runs DIR`` names a folder of them; without it the
+script records two into its temporary folder first, ``cqa eval --limit`` :data:`RUN_PAIRS` LFW
+pairs under the default model and under ``--second-model`` (a few minutes on a CPU), and shows the
+first compared with the second, with its face map drawn; :data:`PARTS` cuts the tall tab into two
+pictures. The workbench then lists those runs for every shot, so the Pair tab's verdict carries the
+calibrated line of the default model's run.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,9 +57,15 @@ MASK_KIND = "surgical_blue"
 PAIR_METHOD = "occlusion"
 """The two-recognizers shot's maps: a black-box method both CQA-Face and dlib support."""
 
+RUN_PAIRS = 200
+"""LFW View 2 pairs of each benchmark run the script records (spread evenly over the 6,000)."""
+
 MAX_BYTES = 300_000
 """Each picture is at most this big (the total stays under 3 MB)."""
 VIEWPORT = {"width": 1300, "height": 1000}
+TALL = {"width": 1300, "height": 2400}
+"""The Benchmark shots' first viewport: its charts are drawn in view (below the fold they may come out empty)."""
+TO_TOP = "() => { window.scrollTo(0, 0); for (const e of document.querySelectorAll('*')) { if (e.scrollTop) e.scrollTop = 0; } }"
 LONG = 900_000  # ms: a model's first LFW threshold takes minutes on a busy CPU
 
 
@@ -79,6 +93,18 @@ def make_gallery(folder: Path, lfw: Path) -> Path:
     return folder
 
 
+# ---- the benchmark runs -------------------------------------------------------------------------
+def record_runs(folder: Path, second: str, env: dict[str, str]) -> Path:
+    """Two runs of the same :data:`RUN_PAIRS` LFW pairs in ``folder``: ``cqa-lfw`` (default model), ``NAME-lfw``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, model in ((f"{second}-lfw", second), ("cqa-lfw", None)):  # the default model's run last: newest, listed first
+        say(f"recording the benchmark run {name} ({RUN_PAIRS} LFW pairs; a few minutes the first time)")
+        cmd = [sys.executable, "-m", "cqa_core.cli", "eval", "--limit", str(RUN_PAIRS), "--device", "cpu",
+               "--out", str(folder / name), *(["--model", model] if model else [])]
+        subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    return folder
+
+
 # ---- the page -----------------------------------------------------------------------------------
 BUSY_JS = r"""() => {
     const loading = [...document.querySelectorAll('.cqa-loading')].some(e => e.offsetParent !== null);
@@ -89,8 +115,8 @@ BUSY_JS = r"""() => {
 """True when nothing on the page is still loading or computing."""
 
 
-def open_page(browser, url: str):
-    page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
+def open_page(browser, url: str, viewport: dict[str, int] = VIEWPORT):
+    page = browser.new_page(viewport=viewport, device_scale_factor=1)
     page.goto(url, timeout=240_000)
     page.wait_for_selector(f"{CAM}[src^='blob:']", timeout=240_000)
     return page
@@ -218,6 +244,26 @@ def shot_quality(page, _: argparse.Namespace) -> None:
     all_blobs(page, "img.cqa-quality-lowest", 6, timeout=300_000)
 
 
+def shot_benchmark(page, args: argparse.Namespace) -> None:
+    open_tab(page, "Benchmark")
+    page.wait_for_selector(".cqa-bench-accuracy", timeout=120_000)
+    runs = page.locator(".cqa-bench-run select option").all_inner_texts()
+    mine = next((o for o in runs if o.replace("\xa0", " ").startswith("cqa-lfw")), None)
+    other = next((o for o in runs if o.replace("\xa0", " ").startswith(f"{args.second_model}-lfw")), None)
+    if mine is None or other is None:
+        raise RuntimeError(f"the runs folder lacks cqa-lfw or {args.second_model}-lfw: {runs}")
+    page.locator(".cqa-bench-run select").select_option(label=mine)
+    page.wait_for_function("() => /default model/.test(document.querySelector('.cqa-bench-label')?.innerText || '')",
+                           timeout=120_000)
+    page.locator(".cqa-bench-other select").select_option(label=other)
+    page.wait_for_selector(".cqa-bench-p", timeout=120_000)
+    say("  the run's face map (UMAP: tens of seconds the first time)")
+    page.locator("button.cqa-bench-map-button").click()
+    page.wait_for_function("() => [...document.querySelectorAll('.cqa-bench-map .js-plotly-plot')]"
+                           ".some(g => g.data && g.data[0] && g.data[0].x && g.data[0].x.length > 0)", timeout=LONG)
+    page.wait_for_timeout(2000)  # the data grids' canvases draw
+
+
 STEPS: dict[str, tuple[str, Callable]] = {
     "face-tab.webp": ("Face tab: a face, its b branch CAMs and quality q per branch", shot_face),
     "pair-tab.webp": ("Pair tab: two photos of one person and the similarity decomposition", shot_pair),
@@ -225,7 +271,17 @@ STEPS: dict[str, tuple[str, Callable]] = {
     "two-recognizers.webp": ("Pair tab: CQA-Face and a second recognizer side by side", shot_two),
     "diversity-tab.webp": ("Diversity tab: CAL's branch-to-branch matrix", shot_diversity),
     "quality-tab.webp": ("Quality tab: QAN's quality per branch", shot_quality),
+    "benchmark-tab.webp": ("Benchmark tab: a run's curves, reliability, accuracy by slice and its errors",
+                           shot_benchmark),
+    "benchmark-compare.webp": ("Benchmark tab: a second run compared (McNemar, scatter) and the face map",
+                               shot_benchmark),
 }
+PARTS: dict[str, tuple[str, str]] = {
+    "benchmark-tab.webp": (".cqa-dashboard", ".cqa-bench-grid"),
+    "benchmark-compare.webp": (".cqa-bench-compare", ".cqa-bench-map"),
+}
+"""A shot's part of the page, (top, bottom): from the top of the first element to the bottom of the second,
+as wide as the first; every other shot is the whole dashboard (the Benchmark tab is too tall for one picture)."""
 SHOTS = tuple(STEPS)
 """Every picture this script makes, as named under ``docs/images`` (tests/test_docs_images.py checks the folder)."""
 
@@ -249,7 +305,7 @@ def webp(png: bytes, max_bytes: int = MAX_BYTES) -> tuple[bytes, tuple[int, int]
 def take(browser, url: str, name: str, args: argparse.Namespace, out: Path) -> int:
     what, step = STEPS[name]
     say(f"{name}: {what}")
-    page = open_page(browser, url)
+    page = open_page(browser, url, TALL if name in PARTS else VIEWPORT)
     try:
         try:
             step(page, args)
@@ -266,12 +322,21 @@ def take(browser, url: str, name: str, args: argparse.Namespace, out: Path) -> i
         if "Error" in page.inner_text(".cqa-errors") or "Traceback" in text:
             raise RuntimeError(f"{name}: the dashboard shows an error: {page.inner_text('.cqa-errors')}")
         # a viewport as tall as the dashboard: Voila scrolls inside the page, so a taller element
-        # would come out cut at the viewport's bottom
+        # would come out cut at the viewport's bottom; everything scrolled back to the top first (a
+        # click further down scrolls the page, and the part above would come out blank)
+        page.evaluate(TO_TOP)
         box = page.locator(".cqa-dashboard").bounding_box()
         page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"],
                                                                           int(box["y"] + box["height"]) + 40)})
+        page.evaluate(TO_TOP)
         page.wait_for_timeout(1000)
-        png = page.locator(".cqa-dashboard").screenshot(timeout=60_000)
+        if name in PARTS:
+            top, bottom = (page.locator(sel).first.bounding_box() for sel in PARTS[name])
+            clip = {"x": top["x"], "y": top["y"], "width": top["width"],
+                    "height": bottom["y"] + bottom["height"] - top["y"]}
+            png = page.screenshot(clip=clip, timeout=60_000)
+        else:
+            png = page.locator(".cqa-dashboard").screenshot(timeout=60_000)
     finally:
         page.close()
     data, size = webp(png)
@@ -288,7 +353,10 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"only these shots (with or without .webp): {', '.join(s[:-5] for s in SHOTS)}")
     p.add_argument("--out", type=Path, default=OUT, help="the folder to write (default docs/images)")
     p.add_argument("--second-model", default="dlib",
-                   help="the recognizer the two-recognizers shot adds (what the model picker accepts: dlib, a .onnx path)")
+                   help="the recognizer the two-recognizers shot adds and the Benchmark shot's second run uses "
+                        "(what the model picker accepts: dlib, a .onnx path)")
+    p.add_argument("--runs", type=Path, default=None,
+                   help="a folder holding the runs cqa-lfw and SECOND-lfw (default: recorded into a temporary folder)")
     args = p.parse_args(argv)
     names = [n if n.endswith(".webp") else f"{n}.webp" for n in (args.only or SHOTS)]
     unknown = [n for n in names if n not in STEPS]
@@ -310,10 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cqa-docs-images-") as tmp:
         gallery = make_gallery(Path(tmp) / "gallery", lfw)
         env = {k: os.environ[k] for k in ("CQA_DATA", "CQA_CACHE") if k in os.environ}
+        runs = args.runs or record_runs(Path(tmp) / "runs", args.second_model, env)
         log = ROOT / "artifacts" / "docs-images" / "workbench.log"
         say(f"starting cqa workbench (default model, {len(FACES)} LFW faces from {lfw}); log in {log}")
         with running_workbench(log, preheat=True, CQA_FACES=str(gallery), CQA_GALLERY_PEOPLE=str(len(FACES)),
-                               **env) as (url, _, _pid):
+                               CQA_RUNS=str(runs), **env) as (url, _, _pid):
             say(f"workbench up after {time.perf_counter() - t0:.0f} s")
             with sync_playwright() as pw:
                 browser = launch_chromium(pw)
