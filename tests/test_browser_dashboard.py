@@ -33,8 +33,9 @@ PREHEAT = os.environ.get("CQA_TEST_PREHEAT", "1") == "1"  # as `cqa workbench` s
 
 @pytest.fixture()
 def voila_url():
-    """A Voila server on a free port, killed (with its kernels) however the test ends."""
-    yield from dashboard_server(ARTIFACTS / "voila.log", Settings(people=12), preheat=PREHEAT)
+    """A Voila server on a free port, killed (with its kernels) however the test ends; one preheated kernel
+    for the test's one page (voila.json's ten would each run the model in-process on these two cores)."""
+    yield from dashboard_server(ARTIFACTS / "voila.log", Settings(people=12), preheat=PREHEAT, pool=1)
 
 
 def src_of(page, selector: str, i: int = 0) -> str:

@@ -24,7 +24,8 @@ WIDTH, HEIGHT = 1280, 800
 
 @pytest.fixture()
 def voila_url():
-    yield from dashboard_server(ARTIFACTS / "voila_newcomer.log", Settings(people=12), preheat=True)
+    """Preheated as ``cqa workbench`` serves it: one kernel, for the test's one page."""
+    yield from dashboard_server(ARTIFACTS / "voila_newcomer.log", Settings(people=12), preheat=True, pool=1)
 
 
 def in_viewport(page, selector: str) -> bool:

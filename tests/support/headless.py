@@ -51,14 +51,16 @@ def wait_http(url: str, timeout: float = 90.0) -> None:
 
 
 @contextmanager
-def running_voila(log_path: Path, settings: Settings | None = None, preheat: bool = False) -> Iterator[str]:
+def running_voila(log_path: Path, settings: Settings | None = None, preheat: bool = False,
+                  pool: int | None = None) -> Iterator[str]:
     """Serve the dashboard (its kernels run the model in-process) on a free port; yields its URL;
-    kills Voila and its kernels on exit."""
+    kills Voila and its kernels on exit. ``pool``: the preheated kernels (None: voila.json's ten,
+    each running the model here: a test opening a page or two wants one)."""
     port = free_port()
     env = kernel_env(settings or Settings())
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(voila_command(port, preheat=preheat), cwd=ROOT, env=env, stdout=log,
+        proc = subprocess.Popen(voila_command(port, preheat=preheat, pool=pool), cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_http(f"http://127.0.0.1:{port}/voila/static/voila.js")
@@ -132,14 +134,16 @@ def server_processes(pid: int) -> list:
         return []
 
 
-def dashboard_server(log_path: Path, settings: Settings | None = None, preheat: bool = False) -> Iterator[str]:
-    """A fixture's body: skip without Chromium or Playwright, else a Voila dashboard's URL for the test."""
+def dashboard_server(log_path: Path, settings: Settings | None = None, preheat: bool = False,
+                     pool: int | None = None) -> Iterator[str]:
+    """A fixture's body: skip without Chromium or Playwright, else a Voila dashboard's URL for the test
+    (``preheat``, ``pool``: see :func:`running_voila`)."""
     import pytest  # the test runner: this helper is only ever a fixture's body
 
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH (.ci/run installs Debian's: apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
-    with running_voila(log_path, settings, preheat=preheat) as url:
+    with running_voila(log_path, settings, preheat=preheat, pool=pool) as url:
         yield url
 
 
