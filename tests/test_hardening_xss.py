@@ -63,12 +63,17 @@ def no_script_ran(page, dialogs: list[str]) -> None:
 
 
 def visit_every_tab(page, name: str, dialogs: list[str]) -> None:
-    """Open each tab with the face ``name`` selected; its name must be text wherever it is shown."""
+    """Open each tab with the face ``name`` selected; its name must be text wherever it is shown.
+
+    The kernel renders the tabs in the order they were opened, and a rendered tab stays in the page
+    when another is opened; ``window.cqaXss`` and ``dialogs`` keep whatever ran. So a short pause per
+    tab, then the two waits for the name below (they come after every earlier render) and a last
+    pause for a late ``onerror``, check every tab's render as a long pause per tab did."""
     tabs = page.locator(".cqa-tabs .lm-TabBar-tab")
     assert tabs.count() >= 5
     for i in range(tabs.count()):  # every tab the page has
         tabs.nth(i).click()
-        page.wait_for_timeout(1500)
+        page.wait_for_timeout(300)
         no_script_ran(page, dialogs)
     page.locator(".cqa-tabs .lm-TabBar-tab", has_text="Diversity").first.click()
     page.wait_for_function("name => document.querySelector('.cqa-diversity-tab')?.innerText.includes(name)",
@@ -76,6 +81,7 @@ def visit_every_tab(page, name: str, dialogs: list[str]) -> None:
     page.locator(".cqa-tabs .lm-TabBar-tab", has_text="Quality").first.click()
     page.wait_for_function("name => document.querySelector('.cqa-quality-values')?.innerText.includes(name)",
                            arg=name, timeout=120_000)
+    page.wait_for_timeout(1500)  # an image's onerror waits for its failed load
     no_script_ran(page, dialogs)
 
 
