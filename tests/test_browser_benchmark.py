@@ -1,8 +1,9 @@
 """The Benchmark tab in a real browser: open a real run, click the worst false accept, land on that pair.
 
-The run is ``cqa eval --out`` on 60 LFW pairs with the bundled model, made once into tmp_path. The
-error table is a canvas (ipydatagrid): the test clicks its first body row by position. Screenshots
-go to ``artifacts/browser/`` (gitignored).
+The run is ``cqa eval --out`` on 60 LFW pairs with the bundled model, centre-cropped (no MTCNN: what is
+checked is the click, not the alignment; the Pair tab opens the faces as the run aligned them), made once
+into tmp_path. The error table is a canvas (ipydatagrid): the test clicks its first body row by
+position. Screenshots go to ``artifacts/browser/`` (gitignored).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ HEADER_H, ROW_H, ROW_HEADER_W = 20, 52, 64
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, lfw_root):
-    """A real run: the bundled CQA-Face on 60 LFW pairs (its own empty cache)."""
+    """A real run: the bundled CQA-Face on 60 LFW pairs, centre-cropped (its own empty cache)."""
     pytest.importorskip("duckdb", reason="the runs extra is not installed")
     runs = tmp_path_factory.mktemp("runs")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CQA_CACHE": str(runs.parent / "cache")}
     env.pop("CQA_CHECKPOINT", None)
-    subprocess.run([sys.executable, "-m", "cqa_core.cli", "eval", "--limit", str(PAIRS), "--device", "cpu",
+    subprocess.run([sys.executable, "-m", "cqa_core.cli", "eval", "--limit", str(PAIRS), "--align", "center", "--device", "cpu",
                     "--out", str(runs / "cqa-lfw")], check=True, env=env, cwd=ROOT, timeout=600)
     return runs
 
