@@ -94,8 +94,9 @@ class BenchmarkPanel:
         self.picker.observe(guard(lambda _: self.pick()), names="value")
         self.other.observe(guard(lambda _: self.pick_other()), names="value")
         self.reload.on_click(guard(lambda _: self.scan()))
-        curves = W.HBox([self.roc, self.det, self.hist, self.reliability])
-        accuracy = W.HBox(list(self.by.values()))
+        wrap = W.Layout(flex_flow="row wrap")  # a narrow window puts charts on the next line rather than squeezing them
+        curves = W.HBox([self.roc, self.det, self.hist, self.reliability], layout=wrap)
+        accuracy = W.HBox(list(self.by.values()), layout=wrap)
         self.starter = RunStarter(session, messages, self._run_done) if session is not None else None
         # a run's charts join the page when the first run is shown: with no run, the browser draws no empty plot
         self.body = W.VBox([])
