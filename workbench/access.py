@@ -24,6 +24,8 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 
+from workbench.hosts import is_loopback
+
 LOOPBACK = "127.0.0.1"
 LOGIN_DAYS = 7.0
 """Days a login cookie lasts (``--login-days``)."""
@@ -31,16 +33,6 @@ KERNELS_PER_CLIENT = 16
 """Dashboard kernels (open pages) one client address may hold (``--kernels-per-client``)."""
 TOKEN_ENV = ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE")
 """Where jupyter_server reads a token from the environment (ours, or none: never the caller's)."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: reachable from elsewhere
-        return False
 
 
 def _is_address(host: str) -> bool:

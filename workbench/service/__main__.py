@@ -11,7 +11,6 @@ loopback ``cqa workbench`` behind its owner's login passes it (``workbench.acces
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import secrets
@@ -23,6 +22,7 @@ import uvicorn
 from cqa_core.commands.common import add_model_argument
 from cqa_core.settings import AlignMode, Settings
 from workbench.gallery import gallery_faces
+from workbench.hosts import is_loopback
 from workbench.service.app import AnalysisService, create_app
 from workbench.service.engine import Engine
 from workbench.service.guard import Guard, Limits, Models
@@ -62,17 +62,6 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     if args.any_model_path and not is_loopback(args.host):
         ap.error(f"--any-model-path is accepted only on a loopback --host (127.0.0.1, ::1, localhost), not {args.host}")
     return args, settings
-
-
-def is_loopback(host: str) -> bool:
-    """True for an address only this machine can reach (the launcher's ``workbench.access.is_loopback``,
-    which the service may not import)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: reachable from elsewhere
-        return False
 
 
 def guard_of(args: argparse.Namespace, settings: Settings) -> Guard:
