@@ -12,6 +12,9 @@ import pytest
 
 from cqa_core.recognizers.base import RecognizerError
 
+PAIRS = 10
+"""LFW pairs of the slow deletion test (see its docstring for why 10 are enough)."""
+
 
 @pytest.fixture(scope="module")
 def dlib_rec():
@@ -119,9 +122,13 @@ def test_chip_from_mtcnn_landmarks_matches_dlibs_own(dlib_rec, lfw_root):
 @pytest.mark.slow
 @pytest.mark.data
 def test_blackbox_maps_beat_a_random_map_on_deletion(dlib_rec, lfw_root):
-    """20 pairs spread over pairsDevTest.txt: mean deletion AUC of the registry's occlusion (7 x 7
+    """10 pairs spread over pairsDevTest.txt: mean deletion AUC of the registry's occlusion (7 x 7
     windows) and RISE (100 masks), dlib's default budgets, below a random map's (blurred baseline,
-    10 steps, cos to the fixed partner; ``faithfulness.compare_maps`` on dlib's own chips)."""
+    10 steps, cos to the fixed partner; ``faithfulness.compare_maps`` on dlib's own chips).
+
+    Measured over 20 such pairs (2026-12-06): random minus occlusion 0.012 (sd 0.009) and random minus
+    RISE 0.018 (sd 0.009) per pair, positive on 19 of the 20; over 10 pairs the mean margins stay 4.4
+    and 6.3 standard errors wide, at half the time (a pair costs ~14 s on two cores)."""
     from cqa_core.data.align import align_image
     from cqa_core.explain import methods
     from cqa_core.explain.faithfulness import compare_maps
@@ -131,13 +138,13 @@ def test_blackbox_maps_beat_a_random_map_on_deletion(dlib_rec, lfw_root):
     rng = np.random.default_rng(0)
     aucs: dict[str, list[float]] = {"occlusion": [], "rise": [], "random": []}
     t0 = time.perf_counter()
-    for a, b, _ in lfw_faces(lfw_root, "pairsDevTest.txt", 20):
+    for a, b, _ in lfw_faces(lfw_root, "pairsDevTest.txt", PAIRS):
         ca, cb = (cut_chip(p, align_image(p), dlib_rec.preprocess)[0] for p in (a, b))  # (150, 150, 3) each
         maps = {m: methods.get(m).face_map(dlib_rec, ca, cb, methods.Context()) for m in ("occlusion", "rise")}
         maps["random"] = rng.random((150, 150))
         for name, c in compare_maps(dlib_rec, ca, cb, maps, baseline="blur", steps=10, draws=1).items():
             aucs[name].append(c.deletion_auc)
     mean = {k: float(np.mean(v)) for k, v in aucs.items()}
-    print(f"deletion AUC over 20 pairs ({time.perf_counter() - t0:.0f} s): "
+    print(f"deletion AUC over {PAIRS} pairs ({time.perf_counter() - t0:.0f} s): "
           + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
     assert mean["occlusion"] < mean["random"] and mean["rise"] < mean["random"]
