@@ -35,8 +35,9 @@ class DiversityPanel:
         self.matrix = heatmap_figure("this model: map similarity (Eq. 2)", b, zmin=0, zmax=1)
         self.matrix_other = None  # built when a checkpoint is loaded: no zero matrix stands in for it
         self.hist = go.FigureWidget(data=[go.Histogram(x=[], nbinsx=20)],
-                                    layout=go.Layout(title="CAL penalty over the gallery", height=260, width=380,
-                                                     margin=dict(l=40, r=10, t=40, b=30)))
+                                    layout=go.Layout(title="CAL penalty over the gallery", height=280, width=380,
+                                                     xaxis=dict(title="CAL penalty of a face (0 = diverse)"),
+                                                     yaxis=dict(title="faces"), margin=dict(l=50, r=10, t=40, b=45)))
         self.summary = caption("", "cqa-diversity-summary")
         self.scan = W.Button(description="histogram over gallery", icon="bar-chart", layout=W.Layout(width="220px"))
         self.scan.add_class("cqa-diversity-scan")
