@@ -199,3 +199,19 @@ def test_a_silent_viewer_is_forgotten(places, monkeypatch):
     monkeypatch.setattr(uploads_mod, "UPLOAD_IDLE_S", 0.0)  # its kernel died without a word
     engine.analyse(Face("upload", pixels), viewer="here")
     assert list(engine.uploads) == ["here"]
+
+
+def test_removing_an_upload_drops_its_analyses_at_once(places):
+    from workbench.app import Workbench
+    from workbench.service.engine import Engine
+    from workbench.session import Session
+
+    settings = settings_of(places)
+    engine = Engine(settings)
+    wb = Workbench(session=Session(settings, backend=engine))
+    data, _ = upload_photo()
+    upload(wb, "mine.png", data)
+    assert wb.current.name == "upload: mine.png" and list(engine.uploads) == [wb.session.viewer]
+    wb.remove_upload("upload: mine.png")
+    assert "upload: mine.png" not in wb.faces and list(engine.uploads) == []  # the viewer is still here
+    assert wb.current is not None and wb.messages.last_error is None  # a gallery face is shown again

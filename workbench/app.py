@@ -320,7 +320,8 @@ class Workbench:
         self.select(name)
 
     def remove_upload(self, name: str) -> None:
-        """Drop one of this viewer's uploads: its thumbnail, its place in the pickers and its pixels."""
+        """Drop one of this viewer's uploads: its thumbnail, its place in the pickers, its pixels and,
+        in the model side, the analyses of this viewer's uploads."""
         self.uploads.remove(name)
         self.faces.pop(name)
         self._thumbs.pop(name, None)
@@ -328,12 +329,13 @@ class Workbench:
         self._fill_gallery()
         if self.other is not None and self.other.name == name:
             self.other = None
+        shown = self.current is not None and self.current.name == name
+        if shown:
+            self.current = None  # the pickers' redraws below must not analyse it again
         self._second_options()
-        if self.current is not None and self.current.name == name:
-            if self.faces:
-                self.select(next(iter(self.faces)))
-            else:
-                self.current = None
+        if shown and self.faces:
+            self.select(next(iter(self.faces)))
+        self.session.forget_uploads()
 
     def _second_options(self) -> None:
         """The 2nd-face picker lists every face (gallery and this viewer's uploads), keeping its choice."""

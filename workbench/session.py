@@ -97,6 +97,11 @@ class Session:
         """This viewer leaves: the backend drops the analyses of its uploads (once)."""
         self._bye()
 
+    def forget_uploads(self) -> None:
+        """The viewer removed an upload: the backend drops every analysis of this viewer's uploads now
+        (the ones still shown are analysed again from the pixels this kernel keeps, when next asked)."""
+        self.backend.forget(self.viewer)
+
     def set_status(self, callback: Callable[[str | None], None]) -> None:
         """Where 'busy, N ahead of you' / 'service restarting' notes go."""
         self.backend.status = callback
