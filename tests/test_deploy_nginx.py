@@ -113,6 +113,8 @@ def test_the_dashboard_through_nginx(tmp_path):
         assert page.getheader("Server") == "nginx"
         login = [c for c in page.headers.get_all("Set-Cookie") if c.startswith("username-")]
         assert len(login) == 1 and "; Secure" in login[0] and "HttpOnly" in login[0], login
+        xsrf = [c for c in page.headers.get_all("Set-Cookie") if c.startswith("_xsrf=")]
+        assert len(xsrf) == 1 and "; Secure" in xsrf[0], xsrf  # the leave-beacon's cookie too
         expires = parsedate_to_datetime(re.search(r"expires=([^;]+)", login[0], re.IGNORECASE).group(1))
         assert abs(expires.timestamp() - time.time() - 12 * 3600) < 120, expires  # 0.5 days
         assert handshake(port, "ECDHE-RSA-AES128-GCM-SHA256") and not handshake(port, "AES128-SHA")

@@ -86,6 +86,13 @@ class LoggedInRequestInfo(RequestInfoSocketHandler, JupyterHandler):
 class DashboardPage(TornadoVoilaHandler):
     """Voila's notebook page, which also sets the ``_xsrf`` cookie its leave-beacon sends back."""
 
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        """Behind TLS (the proxy's ``X-Forwarded-Proto``, trusted on loopback) the ``_xsrf`` cookie is
+        ``Secure`` like the login cookie."""
+        if name == "_xsrf" and self.request.protocol == "https":
+            kwargs["secure"] = True
+        super().set_cookie(name, value, *args, **kwargs)
+
     @tornado.web.authenticated
     async def get(self, path: str | None = None) -> None:
         self.xsrf_token  # noqa: B018 - reading it sets the cookie (tornado)
