@@ -70,6 +70,13 @@ def test_mask_root_missing_is_clear(tmp_path: Path) -> None:
         apply_mask(GREY, "surgical", mask_root=tmp_path)
 
 
+def test_degrade_mask_reads_the_given_mask_folder(tmp_path: Path, shared_data: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="masks.cfg"):  # not the default data root's masks
+        degrade(GREY, "mask", seed=3, mask_root=tmp_path)
+    given = degrade(GREY, "mask", seed=3, mask_root=shared_data / "masks")
+    assert np.array_equal(given, apply_mask(GREY, "random", seed=3, mask_root=shared_data / "masks")[0])
+
+
 def test_blur_keeps_flat_images_and_spreads_a_dot() -> None:
     assert np.array_equal(blur(GREY, 2.0), GREY)
     dot = np.zeros((31, 31, 3), np.uint8)

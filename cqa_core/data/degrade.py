@@ -181,18 +181,19 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB")).copy()
 
 
-def degrade(img: np.ndarray, kind: str, severity: int = 3, seed: int = 0) -> np.ndarray:
+def degrade(img: np.ndarray, kind: str, severity: int = 3, seed: int = 0,
+            mask_root: str | os.PathLike | None = None) -> np.ndarray:
     """One degradation at severity 1 (mild) .. 5 (strong); see :data:`SEVERITY`.
 
     ``kind`` is one of :data:`DEGRADE_KINDS`; "mask" draws a seed-chosen :data:`MASK_KINDS` mask
-    (severity ignored); "random" picks the kind from the seed.
+    (severity ignored) from ``mask_root`` (as :func:`apply_mask`); "random" picks the kind from the seed.
     """
     if not 1 <= int(severity) <= 5:
         raise ValueError(f"severity must be 1..5, got {severity}")
     if kind == "random":
         kind = DEGRADE_KINDS[int(np.random.default_rng(seed).integers(len(DEGRADE_KINDS)))]
     if kind == "mask":
-        return apply_mask(img, "random", seed=seed)[0]
+        return apply_mask(img, "random", seed=seed, mask_root=mask_root)[0]
     if kind not in SEVERITY:
         raise ValueError(f"unknown degradation {kind!r}; choose one of {DEGRADE_KINDS} or 'random'")
     p = SEVERITY[kind][int(severity) - 1]

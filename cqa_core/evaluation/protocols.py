@@ -145,7 +145,8 @@ def second_side(images: np.ndarray, index: np.ndarray, protocol: str, opts: Opti
         return masked_side(images, index, opts.mask, offset, mask_root=opts.places.data_root / "masks")
     out = np.empty((len(index), 112, 112, 3), np.uint8)
     for k, i in enumerate(index):
-        out[k] = degrade(images[i], opts.degrade, opts.severity, seed=k + offset)
+        out[k] = degrade(images[i], opts.degrade, opts.severity, seed=k + offset,
+                         mask_root=opts.places.data_root / "masks")
     return out
 
 
