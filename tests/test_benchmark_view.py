@@ -172,6 +172,7 @@ def test_no_runs_says_how_to_make_one(tmp_path):
 
 def test_the_charts_join_the_page_with_the_first_run(panel):
     assert panel.roc in panel.body.children[0].children and panel.table.widget in panel.body.children
+    assert panel.other.index == 0 and panel.other.label == "no second run"  # shown, not a blank box
 
 
 @pytest.mark.slow

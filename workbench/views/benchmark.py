@@ -76,6 +76,20 @@ class BenchmarkPanel:
         self.reload = W.Button(description="rescan runs")
         self.summary = W.HTML("")
         self.summary.add_class("cqa-bench-summary")
+        self.picker.observe(guard(lambda _: self.pick()), names="value")
+        self.other.observe(guard(lambda _: self.pick_other()), names="value")
+        self.reload.on_click(guard(lambda _: self.scan()))
+        self.starter = RunStarter(session, messages, self._run_done) if session is not None else None
+        # a run's charts are made when the first run is shown (_charts): with no run, the browser loads
+        # no plot or grid (seven empty Plotly charts and a data grid took it seconds to set up)
+        self.body = W.VBox([])
+        self.widget = W.VBox([W.HBox([self.picker, self.reload]), self.other, self.summary, self.body,
+                              *([self.starter.widget] if self.starter else [])])
+        self.widget.add_class("cqa-benchmark-tab")
+        self._scanned = False
+
+    def _charts(self) -> None:
+        """Make the run's charts, error table, comparison and face map, and put them in the page (once)."""
         self.roc = _figure("ROC", "false accept rate", "true accept rate", xlog=True)
         self.det = _figure("DET", "false accept rate", "false reject rate", xlog=True, ylog=True)
         self.hist = _figure("scores", "cosine", "share of pairs", width=420)
@@ -88,24 +102,14 @@ class BenchmarkPanel:
             ("alignment", "accuracy by alignment", "alignment of the two faces"))}
         for fig in self.by.values():  # the values are labels: a first empty draw would leave the axis linear
             fig.layout.xaxis.type = "category"
-        self.table = ErrorTable(self._open_row, guard)
-        self.compare = CompareSection(messages, self._open_compared)
-        self.map = FaceMap(messages, self._open_face)
-        self.picker.observe(guard(lambda _: self.pick()), names="value")
-        self.other.observe(guard(lambda _: self.pick_other()), names="value")
-        self.reload.on_click(guard(lambda _: self.scan()))
+        self.table = ErrorTable(self._open_row, self.messages.guard)
+        self.compare = CompareSection(self.messages, self._open_compared)
+        self.map = FaceMap(self.messages, self._open_face)
         wrap = W.Layout(flex_flow="row wrap")  # a narrow window puts charts on the next line rather than squeezing them
         curves = W.HBox([self.roc, self.det, self.hist, self.reliability], layout=wrap)
         accuracy = W.HBox(list(self.by.values()), layout=wrap)
-        self.starter = RunStarter(session, messages, self._run_done) if session is not None else None
-        # a run's charts join the page when the first run is shown: with no run, the browser draws no empty plot
-        self.body = W.VBox([])
-        self._run_parts = (curves, accuracy, W.HTML("<h4>errors</h4>"), self.table.widget, self.compare.widget,
-                           self.map.widget)
-        self.widget = W.VBox([W.HBox([self.picker, self.reload]), self.other, self.summary, self.body,
-                              *([self.starter.widget] if self.starter else [])])
-        self.widget.add_class("cqa-benchmark-tab")
-        self._scanned = False
+        self.body.children = (curves, accuracy, W.HTML("<h4>errors</h4>"), self.table.widget, self.compare.widget,
+                              self.map.widget)
 
     def show(self, face: Face | None = None, other: Face | None = None) -> None:
         """The dashboard's face selection does not change a run: list the runs once, on first view."""
@@ -123,7 +127,9 @@ class BenchmarkPanel:
             return
         keep = self.picker.value if self.picker.value in [v for _, v in options] else options[0][1]
         self.picker.options = options
+        other = self.other.value
         self.other.options = [("no second run", NONE), *options]
+        self.other.value = other if other in [v for _, v in options] else NONE  # new options leave no choice shown
         self.picker.value = keep
         if self.run is None or str(self.run.folder) != keep:
             self.pick()
@@ -147,7 +153,8 @@ class BenchmarkPanel:
             return
         self.run = Run(self.picker.value)
         self.tables = RunTables(self.run)
-        self.body.children = self._run_parts
+        if not self.body.children:
+            self._charts()
         self._summary()
         self._curves()
         self._reliability()
@@ -159,6 +166,8 @@ class BenchmarkPanel:
     def pick_other(self) -> None:
         """Compare with the second run picked (or hide the comparison)."""
         other = self.other.value
+        if not self.body.children:  # no run shown yet: nothing to compare
+            return
         if self.run is None or not other or other == str(self.run.folder):
             self.compare.hide()
             return
