@@ -71,6 +71,7 @@ def test_page_requests_only_the_workbench(workbench):
     requests: list[str] = []
     failed: list[str] = []
     console: list[str] = []
+    page_charts: list[int] = []
     with sync_playwright() as p:
         browser = launch_chromium(p)
         try:
@@ -88,6 +89,7 @@ def test_page_requests_only_the_workbench(workbench):
             page.wait_for_selector("button i.fa", timeout=60_000)
             page.wait_for_timeout(1500)  # late font and stylesheet requests
             icons = page.evaluate(ICON_JS)
+            page_charts.append(page.evaluate("() => document.querySelectorAll('.js-plotly-plot').length"))
             page.screenshot(path=str(ARTIFACTS / "offline_tab.png"))
         finally:
             browser.close()
@@ -97,6 +99,12 @@ def test_page_requests_only_the_workbench(workbench):
     assert any(own in u for u in requests), requests[:5]  # the recorder saw the page's own requests
     assert outside(requests, own) == [], sorted(set(outside(requests, own)))
     assert [f for f in failed if any(k in f for k in (".css", ".woff", ".ttf", ".eot", ".svg"))] == [], failed
+    # every tab's Plotly figures import plotly's bundle from the workbench: fetched once, not carried by each figure
+    bundles = [u for u in requests if "widgetbundle.js" in u]
+    assert len(bundles) == 1 and urlsplit(bundles[0]).netloc == own, bundles
+    assert [f for f in failed if "widgetbundle" in f] == [], failed
+    charts = page_charts[0]
+    assert charts >= 3, charts  # the figures drew (Pair, Quality, Mask lab bars at least)
     # the icons (an upload arrow, a chart) use Font Awesome, whose font the page loaded, and take up room
     assert icons["icons"] and all("Font Awesome" in i["font"] and i["content"] not in ("none", "normal")
                                   for i in icons["icons"]), icons

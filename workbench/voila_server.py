@@ -40,10 +40,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 import nbformat
+import plotly
 import tornado.web
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.auth.logout import LogoutHandler
@@ -52,7 +55,7 @@ from jupyter_server.utils import url_path_join
 from nbformat.sign import MemorySignatureStore, NotebookNotary
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
-from traitlets import Float, Int, Type, Unicode, default
+from traitlets import Bool, Float, Int, Type, Unicode, default
 from voila.app import Voila
 from voila.request_info_handler import RequestInfoSocketHandler
 from voila.static_file_handler import TemplateStaticFileHandler
@@ -69,6 +72,7 @@ from workbench.gatekeeper import (
     safe_template_path,
     scrub_logs,
 )
+from workbench.views.figures import BUNDLE_ENV
 
 KERNEL_INFO_TIMEOUT_S = 30.0
 """How long a pooled kernel may take to answer ``kernel_info`` before it is replaced."""
@@ -246,6 +250,11 @@ def trusting_notary(notebook: str) -> NotebookNotary:
     return notary
 
 
+PLOTLY_BUNDLE = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+"""plotly's FigureWidget front end, served at :data:`BUNDLE_ROUTE` so that a figure need not carry it."""
+BUNDLE_ROUTE = "/voila/cqa-static/(widgetbundle\\.js)"
+
+
 def quiet_closed_sockets(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """asyncio's handler, minus a kernel message that found its viewer's page closed: leaving the page is
     no error, and the default handler printed a traceback for each message still on its way."""
@@ -264,8 +273,14 @@ class WorkbenchVoila(Voila):
                           "set (a login-free loopback server): every other Host header gets 403.")
     login_days = Float(7.0, config=True, help="Days a login cookie lasts.")
     kernels_per_client = Int(KERNELS_PER_CLIENT, config=True, help="Dashboard kernels one client address may hold.")
+    plotly_bundle = Bool(True, config=True, help="Serve plotly's widget bundle once for every figure of a page "
+                         "(False: each figure carries its own copy, as plotly ships it).")
 
     def init_settings(self) -> dict:
+        # the kernels (the pool's start in super().init_settings(), inheriting this environment) make
+        # figures that import plotly's bundle from here; a new plotly is a new URL, so it may be cached for good
+        os.environ[BUNDLE_ENV] = url_path_join(self.base_url, "/voila/cqa-static/widgetbundle.js") + (
+            f"?v={plotly.__version__}") if self.plotly_bundle else ""
         settings = super().init_settings()
         manager = self.kernel_manager
         mixins = (OwnedKernels, ReadyPool) if hasattr(manager, "_pools") else (OwnedKernels,)  # _pools: preheat
@@ -290,7 +305,8 @@ class WorkbenchVoila(Voila):
 
     def init_handlers(self) -> list:
         forms = {pattern for pattern, *_ in self.identity_provider.get_handlers()}  # "/login", "/logout"
-        routes = []
+        routes: list = [(url_path_join(self.server_url, BUNDLE_ROUTE), tornado.web.StaticFileHandler,
+                         {"path": str(PLOTLY_BUNDLE.parent)})]  # a public library file, like Voila's own static
         for route in super().init_handlers():
             if route[1] is RequestInfoSocketHandler:
                 route = (route[0], LoggedInRequestInfo, *route[2:])

@@ -29,6 +29,7 @@ from cqa_core.evaluation.runs.tables import RunTables
 from cqa_core.settings import AlignMode
 from workbench.gallery import gallery_align
 from workbench.views.common import Messages
+from workbench.views.figures import figure_widget
 from workbench.views.markup import escape
 from workbench.views.runcompare import CompareSection
 from workbench.views.runmap import FaceMap
@@ -55,7 +56,7 @@ def run_face(path: str, align: str) -> Face:
 
 
 def _figure(title: str, xtitle: str, ytitle: str, xlog: bool = False, ylog: bool = False, width: int = 380):
-    return go.FigureWidget(layout=go.Layout(
+    return figure_widget(layout=go.Layout(
         title=title, height=300, width=width, margin=dict(l=50, r=10, t=40, b=40), showlegend=False,
         xaxis=dict(title=xtitle, type="log" if xlog else "linear"), yaxis=dict(title=ytitle, type="log" if ylog else "linear")))
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from cqa_core.explain.maprender import PER_MAP, MapScale, colour
 from cqa_core.explain.pictures import bar, legend, on_photo
+from workbench.views.figures import figure_widget
 from workbench.views.markup import escape
 
 READING_STYLE = "font-size:11px;line-height:1.3;color:#444"
@@ -187,7 +188,7 @@ def bar_figure(title: str, n: int, height: int = 220, names: tuple[str, ...] = (
     has no size to autoscale against.
     """
     x = [f"branch {i}" for i in range(n)]
-    fig = go.FigureWidget(
+    fig = figure_widget(
         data=[go.Bar(x=x, y=[0.0] * n, name=nm, text=[""] * n, textposition="auto") for nm in names],
         layout=go.Layout(title=title, height=height, width=width, margin=dict(l=30, r=10, t=40, b=30),
                          barmode="group", showlegend=len(names) > 1,
@@ -214,7 +215,7 @@ def heatmap_figure(title: str, n: int, height: int = 260, labels: list[str] | No
     labels = labels or [f"b{i}" for i in range(n)]
     z = [[0.0] * n for _ in range(n)] if z is None else np.asarray(z, dtype=float).tolist()
     colours = dict(colorscale=diverging_colourscale(), zmid=0.0) if signed else dict(colorscale="Viridis")
-    fig = go.FigureWidget(
+    fig = figure_widget(
         data=[go.Heatmap(z=z, x=labels, y=labels, zmin=zmin, zmax=zmax, texttemplate="%{z:" + fmt + "}",
                          showscale=bool(unit), colorbar=dict(title=dict(text=unit, side="right"), thickness=10),
                          **colours)],
@@ -271,8 +272,9 @@ def html_heatmap(matrix: np.ndarray, title: str, labels: list[str] | None = None
                  cls: str = "cqa-html-heatmap") -> str:
     """An n x n matrix as an HTML table of coloured, numbered cells (no plotly: cheap to draw).
 
-    Used where a small matrix is on the first page a viewer sees: a plotly FigureWidget ships its
-    ~5 MB plotly.js bundle with the widget, per figure and per viewer.
+    Used where a small matrix is on the first page a viewer sees: a plotly figure needs plotly's
+    ~5 MB front end loaded and run first (once per page under ``cqa workbench``, once per figure
+    elsewhere: ``workbench.views.figures``).
     """
     m = np.asarray(matrix, dtype=float)
     labels = labels or [f"b{i}" for i in range(m.shape[0])]

@@ -18,6 +18,7 @@ from workbench.views.common import (
     set_heatmap,
     show_parts,
 )
+from workbench.views.figures import figure_widget
 from workbench.views.markup import escape
 from workbench.views.markup import html as html_of
 
@@ -34,7 +35,7 @@ class DiversityPanel:
         b = session.branches
         self.matrix = heatmap_figure("this model: map similarity (Eq. 2)", b, zmin=0, zmax=1)
         self.matrix_other = None  # built when a checkpoint is loaded: no zero matrix stands in for it
-        self.hist = go.FigureWidget(data=[go.Histogram(x=[], nbinsx=20)],
+        self.hist = figure_widget(data=[go.Histogram(x=[], nbinsx=20)],
                                     layout=go.Layout(title="CAL penalty over the gallery", height=280, width=380,
                                                      xaxis=dict(title="CAL penalty of a face (0 = diverse)"),
                                                      yaxis=dict(title="faces"), margin=dict(l=50, r=10, t=40, b=45)))

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 
 from cqa_core.settings import Settings
 from workbench.views.common import Messages, caption
+from workbench.views.figures import figure_widget
 from workbench.views.markup import escape
 
 COLOURS = {"qan": "#1f77b4", "norm": "#ff7f0e", "random": "#7f7f7f"}
@@ -34,7 +35,7 @@ def load_edc_results(folder: str | os.PathLike) -> dict[str, dict]:
 
 def edc_figure(result: dict, fmr: str):
     """A plotly FigureWidget: FNMR vs discarded fraction, one line per reading, at one FMR."""
-    fig = go.FigureWidget(layout=go.Layout(
+    fig = figure_widget(layout=go.Layout(
         height=300, width=520, margin=dict(l=50, r=10, t=40, b=40), xaxis=dict(title="fraction of mated pairs discarded"),
         yaxis=dict(title="FNMR", rangemode="tozero"), legend=dict(orientation="h", y=-0.25)))
     for name in COLOURS:

@@ -21,6 +21,7 @@ from cqa_core.evaluation.runs.compare import Comparison, compare_runs
 from cqa_core.evaluation.runs.store import Run
 from cqa_core.evaluation.runs.tables import RunTables
 from workbench.views.common import Messages
+from workbench.views.figures import figure_widget
 from workbench.views.markup import escape
 
 LISTED = 200
@@ -51,7 +52,7 @@ class CompareSection:
         self.other: Run | None = None
         self.lists: dict[str, list[dict[str, Any]]] = {}
         self.stats = W.HTML("")
-        self.scatter = go.FigureWidget(layout=go.Layout(
+        self.scatter = figure_widget(layout=go.Layout(
             title="score A against score B (click a point: the pair under both)", height=460, width=520,
             margin=dict(l=50, r=10, t=40, b=40), xaxis=dict(title="score A"), yaxis=dict(title="score B")))
         self.grids = {k: self._grid(k) for k in ("only A right", "only B right")}

@@ -21,6 +21,7 @@ from cqa_core.evaluation.runs.embmap import MAP_FILE, embedding_map
 from cqa_core.evaluation.runs.store import Run
 from cqa_core.evaluation.runs.tables import RunTables
 from workbench.views.common import Messages
+from workbench.views.figures import figure_widget
 
 COLOURS = ("identity", "quality", "errors")
 
@@ -37,7 +38,7 @@ class FaceMap:
         self.button.add_class("cqa-bench-map-button")
         self.colour = W.ToggleButtons(options=COLOURS, value="errors", description="colour")
         self.note = W.HTML("")
-        self.fig = go.FigureWidget(layout=go.Layout(title="faces (UMAP of the embeddings; click: open the face)",
+        self.fig = figure_widget(layout=go.Layout(title="faces (UMAP of the embeddings; click: open the face)",
                                                     height=480, width=620, margin=dict(l=30, r=10, t=40, b=30)))
         self.button.on_click(messages.guard(lambda _: self.start()))
         self.colour.observe(messages.guard(lambda _: self.draw()), names="value")

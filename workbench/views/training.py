@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 
 from cqa_core.explain.analysis import analyse
 from workbench.views.common import Messages, caption, image_widget, png
+from workbench.views.figures import figure_widget
 
 CURVES = (("loss", "loss"), ("div", "CAL"), ("train_acc", "train acc"), ("accuracy", "eval acc"))
 
@@ -36,7 +37,7 @@ class TrainingMonitor:
             col = {"loss": 1, "div": 2}.get(key, 3)
             fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name), row=1, col=col)
         fig.update_layout(height=280, margin=dict(l=30, r=10, t=40, b=30))
-        self.figure = go.FigureWidget(fig)
+        self.figure = figure_widget(fig)
         self.status = caption("waiting for the trainer", "cqa-train-status")
         self.stop = W.Button(description="stop", button_style="danger", icon="stop")
         self.stop.add_class("cqa-train-stop")
