@@ -2,7 +2,7 @@
 
 A 6000 x 6000 PNG of a few hundred KB is under the 40 MP decoding limit; analysed at full size
 its answer was 684 MB and the service's memory grew by gigabytes. The service now shrinks every
-photo to a 512 px longer side before its analysis (``workbench.service.photo``) and refuses an
+photo to a 512 px longer side before its analysis (``workbench.photo``) and refuses an
 answer over its byte limit in one line. The PNG goes through the real service (an ``Engine`` with
 the default model, Starlette's in-process client) while a thread samples the process's memory.
 """

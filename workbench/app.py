@@ -308,13 +308,12 @@ class Workbench:
             face = self.session.upload_face(bytes(item["content"]), Path(item["name"]).name)
             face.name = name
             self.session.analyse(face)  # decode + align + model now, so a bad file fails here
+            self.faces[name] = face
+            if name not in self.uploads:
+                self.uploads.append(name)
         finally:  # frees the bytes (the next upload of the same file fires again); the button counts uploads
             self.upload.value = placeholders(self.uploads)
-        self.faces[name] = face
-        if name not in self.uploads:
-            self.uploads.append(name)
         self._thumbs.pop(name, None)  # a new photo under an earlier upload's name
-        self.upload.value = placeholders(self.uploads)
         self._fill_gallery()
         self._second_options()
         self.select(name)

@@ -41,6 +41,7 @@ import asyncio
 import contextvars
 import functools
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -251,8 +252,8 @@ def trusting_notary(notebook: str) -> NotebookNotary:
 
 
 PLOTLY_BUNDLE = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
-"""plotly's FigureWidget front end, served at :data:`BUNDLE_ROUTE` so that a figure need not carry it."""
-BUNDLE_ROUTE = "/voila/cqa-static/(widgetbundle\\.js)"
+"""plotly's FigureWidget front end, served under :data:`BUNDLE_DIR` so that a figure need not carry it."""
+BUNDLE_DIR = "/voila/cqa-static/"
 
 
 def quiet_closed_sockets(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -279,8 +280,8 @@ class WorkbenchVoila(Voila):
     def init_settings(self) -> dict:
         # the kernels (the pool's start in super().init_settings(), inheriting this environment) make
         # figures that import plotly's bundle from here; a new plotly is a new URL, so it may be cached for good
-        os.environ[BUNDLE_ENV] = url_path_join(self.base_url, "/voila/cqa-static/widgetbundle.js") + (
-            f"?v={plotly.__version__}") if self.plotly_bundle else ""
+        bundle = url_path_join(self.base_url, BUNDLE_DIR, PLOTLY_BUNDLE.name) + f"?v={plotly.__version__}"
+        os.environ[BUNDLE_ENV] = bundle if self.plotly_bundle else ""
         settings = super().init_settings()
         manager = self.kernel_manager
         mixins = (OwnedKernels, ReadyPool) if hasattr(manager, "_pools") else (OwnedKernels,)  # _pools: preheat
@@ -305,7 +306,8 @@ class WorkbenchVoila(Voila):
 
     def init_handlers(self) -> list:
         forms = {pattern for pattern, *_ in self.identity_provider.get_handlers()}  # "/login", "/logout"
-        routes: list = [(url_path_join(self.server_url, BUNDLE_ROUTE), tornado.web.StaticFileHandler,
+        bundle = url_path_join(self.server_url, BUNDLE_DIR, f"({re.escape(PLOTLY_BUNDLE.name)})")
+        routes: list = [(bundle, tornado.web.StaticFileHandler,
                          {"path": str(PLOTLY_BUNDLE.parent)})]  # a public library file, like Voila's own static
         for route in super().init_handlers():
             if route[1] is RequestInfoSocketHandler:

@@ -141,12 +141,12 @@ def refold(ps, spec: str, folds: int | None):
 
 def second_side(images: np.ndarray, index: np.ndarray, protocol: str, opts: Options, offset: int = 0) -> np.ndarray:
     """The degraded faces ``images[index]`` of a masked or cross-quality protocol, seeded per pair."""
+    mask_root = opts.places.data_root / "masks"
     if protocol != "cross-quality":
-        return masked_side(images, index, opts.mask, offset, mask_root=opts.places.data_root / "masks")
+        return masked_side(images, index, opts.mask, offset, mask_root=mask_root)
     out = np.empty((len(index), 112, 112, 3), np.uint8)
     for k, i in enumerate(index):
-        out[k] = degrade(images[i], opts.degrade, opts.severity, seed=k + offset,
-                         mask_root=opts.places.data_root / "masks")
+        out[k] = degrade(images[i], opts.degrade, opts.severity, seed=k + offset, mask_root=mask_root)
     return out
 
 

@@ -7,7 +7,7 @@ message; a full queue 503 with ``Retry-After`` (the client waits and retries); a
 no answer within ``Limits.timeout_s`` 503 with one line (never a hang); tracebacks stay in the log.
 Before any work, ``workbench.service.guard`` checks the token (401; every route but ``/health``),
 the body's size (413) and fields (422), and that a named model is on the allowlist (422). Every
-photo is shrunk to a 512 px longer side before its analysis (``workbench.service.photo``), and an
+photo is shrunk to a 512 px longer side before its analysis (``workbench.photo``), and an
 answer over ``Limits.max_answer`` bytes is refused in one line (507), never sent.
 
 Routes: ``GET /health``, ``POST /info`` (the model's facts, and ``any_model_path``: whether a viewer may
@@ -61,7 +61,7 @@ class AnalysisService:
         if cache_bytes is not None:  # the shared analysis cache's bound in bytes (besides its entry count)
             engine.analyser.maxbytes = cache_bytes
         self.max_pixels = max_pixels  # of one decoded face, from its header (``Limits.max_pixels``)
-        self.side = side  # every photo is analysed with its longer side at most this (``workbench.service.photo``)
+        self.side = side  # every photo is analysed with its longer side at most this (``workbench.photo``)
         self.queue = JobQueue(self._run)
         self.cond = threading.Lock()
         self.loading: OrderedDict[str, float] = OrderedDict()  # viewers not drawn yet

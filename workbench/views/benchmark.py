@@ -14,7 +14,6 @@ aligned them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from cqa_core.evaluation.runs.browse import accuracy_by_alignment, error_rates, runs_in, score_bins
-from cqa_core.evaluation.runs.calibration import CALIBRATION_FILE, Calibration
+from cqa_core.evaluation.runs.calibration import read_calibration
 from cqa_core.evaluation.runs.store import Run
 from cqa_core.evaluation.runs.tables import RunTables
 from cqa_core.settings import AlignMode
@@ -208,13 +207,12 @@ class BenchmarkPanel:
 
     def _reliability(self) -> None:
         """The run's calibration (saved by ``cqa eval --out``) on its held-out folds: a reliability diagram + ECE."""
-        path = self.run.folder / CALIBRATION_FILE
+        cal = read_calibration(self.run.folder)
         with self.reliability.batch_update():
             self.reliability.data = []
-            if not path.is_file():
+            if cal is None:
                 self.reliability.layout.title = "reliability: this run has no saved calibration"
                 return
-            cal = Calibration.from_dict(json.loads(path.read_text()))
             rows = [r for r in cal.reliability if r["count"]]
             self.reliability.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
                                          line=dict(color="grey", dash="dash"))

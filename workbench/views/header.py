@@ -23,11 +23,15 @@ def model_html(session) -> str:
             f"({escape(what)})</span>{UNTRAINED if default and session.untrained else ''}")
 
 
+def no_face_html(note: str) -> str:
+    """A no-face warning (``data.align.no_face_note``) as the header and the Pair tab's rows show it."""
+    return f"<div class='cqa-no-face' style='color:#a04000;font-weight:bold'>{escape(note)}</div>"
+
+
 def quality_html(name: str, fa, no_face: str | None) -> str:
     """The face's overall quality (``explain.quality.overall_quality``; a plain recognizer's reading is
     its embedding norm, named as such), after the no-face warning when MTCNN found no face."""
-    warning = (f"<div class='cqa-no-face' style='color:#a04000;font-weight:bold'>{escape(no_face)}</div>"
-               if no_face else "")
+    warning = no_face_html(no_face) if no_face else ""
     br = fa.branches
     if br is None:
         return (f"{warning}<span>face: <b>{escape(name)}</b> &nbsp; embedding norm <b class='cqa-embedding-norm'>"

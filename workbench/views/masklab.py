@@ -96,14 +96,12 @@ class MaskLab:
         self.cam_legend.value = ""
         self.titles[1].value = "edited: press apply"  # nothing left from an earlier edit or model
         show_parts(self.branch_parts, br is not None)
+        for im in (*self.cams, self.images[1], self.cam_bar):
+            im.layout.visibility = "hidden"
         if br is None:
-            for im in (*self.cams, self.images[1], self.cam_bar):
-                im.layout.visibility = "hidden"
             self.values.value = escape(plain_note(self.session, "quality deltas are QAN's")
                                             + "; apply shows the edited face's similarity to the clean one")
             return
-        for im in (*self.cams, self.images[1], self.cam_bar):
-            im.layout.visibility = "hidden"
         set_bars(self.bars, [br.quality, np.zeros_like(br.quality)])
         self.values.value = "clean: " + " ".join(
             f"branch {i} q=<span class='cqa-mask-q'>{q:.5f}</span>" for i, q in enumerate(br.quality)) + (

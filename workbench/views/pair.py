@@ -42,6 +42,7 @@ from workbench.views.common import (
     set_heatmap,
 )
 from workbench.views.face import check_text
+from workbench.views.header import no_face_html
 from workbench.views.markup import escape
 
 NONE = ""
@@ -177,8 +178,7 @@ class PairInspector:
         pa = self.session.analyse(self.face, self.other, methods=(method,) if method else (), model=model)
         notes = [n for n in (no_face_note(f.name, pa.face(i).align_method, f.align)
                              for i, f in enumerate((self.face, self.other))) if n]
-        warning = "".join(f"<div class='cqa-no-face' style='color:#a04000;font-weight:bold'>{escape(n)}</div>"
-                          for n in notes)
+        warning = "".join(map(no_face_html, notes))
         if notes and not self.anyway.value:  # no face, no verdict
             row.verdict.value = warning + ("<span class='cqa-no-verdict'>no verdict: the photo has no face to compare "
                                            "(tick \"analyse the centre anyway\" to compare its centre)</span>")

@@ -174,10 +174,15 @@ def save_calibration(folder: str | os.PathLike, method: str = DEFAULT_METHOD) ->
     return cal
 
 
+def read_calibration(folder: str | os.PathLike) -> Calibration | None:
+    """A run's saved ``calibration.json``, or None when it has none (nothing is fitted: numpy only)."""
+    path = Path(folder) / CALIBRATION_FILE
+    return Calibration.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
 def load_calibration(folder: str | os.PathLike, digest: str | None = None) -> Calibration:
     """A run's calibration (fitted and saved on first use); ``digest`` checks it is of that model."""
-    path = Path(folder) / CALIBRATION_FILE
-    cal = Calibration.from_dict(json.loads(path.read_text())) if path.is_file() else save_calibration(folder)
+    cal = read_calibration(folder) or save_calibration(folder)
     if digest is not None and cal.digest != digest:
         raise RunError(f"the reference run {folder} was scored by {cal.model} (weights {cal.digest}), "
                        f"not by this model (weights {digest}): its calibration does not apply")
@@ -193,11 +198,11 @@ def find_calibration(runs_dir: str | os.PathLike, digest: str) -> Calibration | 
     found = []
     for path in Path(runs_dir).glob(f"*/{CALIBRATION_FILE}"):
         try:
-            cal = Calibration.from_dict(json.loads(path.read_text()))
+            cal = read_calibration(path.parent)
             protocol = json.loads((path.parent / "run.json").read_text()).get("protocol")
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a half-written or foreign run is not a reference
-        if cal.digest == digest:
+        if cal is not None and cal.digest == digest:
             found.append((protocol == "verify", path.stat().st_mtime, cal))
     return max(found, key=lambda t: t[:2])[2] if found else None
 

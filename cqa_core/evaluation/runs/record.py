@@ -7,8 +7,9 @@ image at all, and a second protocol on the same data scores only its edited face
 ``torchrun`` each process scores every ``world``-th missing face and adds its own shard to the
 cache; after a barrier every process reads the merged group, and rank 0 writes the run:
 
-    torchrun --nproc_per_node 8 -m cqa_core.commands.eval --model M --data lfw --out runs/m-lfw The aggregates
-(``run.json``) come from the same ``metrics.evaluate_pairs`` and ``protocols.pair_result`` that
+    torchrun --nproc_per_node 8 -m cqa_core.commands.eval --model M --data lfw --out runs/m-lfw
+
+The aggregates (``run.json``) come from the same ``metrics.evaluate_pairs`` and ``protocols.pair_result`` that
 ``cqa eval`` prints, on the same embeddings, so they are its numbers.
 """
 
